@@ -1,0 +1,13 @@
+//! The domain: the events a sales pipeline produces and the rules that decide whether an event may
+//! be recorded. Pure: no store, no I/O, no command line.
+
+pub mod events;
+pub mod ids;
+pub mod money;
+pub mod rules;
+pub mod upcast;
+
+pub use events::*;
+pub use ids::{ActorId, CustomerId, DealId, IdentError, RepId};
+pub use money::{Currency, Money};
+pub use rules::{CustomerHistory, RuleViolation};

@@ -1,0 +1,433 @@
+//! The decision: may this event be recorded, given the customer's own history?
+//!
+//! Each customer is decided alone, from its own stream, so that decisions never need a lock
+//! across customers: the store's expected revision guards the stream against concurrent writers.
+//! Corrections are part of the history: a retracted event no longer counts, an amended one counts
+//! with its replacement data, and a correction is refused if the history it would leave could not
+//! have been recorded.
+
+use super::events::{Correction, EventPayload, EventType, LedgerEvent, ProposedEvent, Stage};
+use super::ids::{CustomerId, DealId, RepId};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// How far in the future `occurred_at` may be, to tolerate clocks that run a little fast.
+pub const CLOCK_SKEW_TOLERANCE_SECONDS: i64 = 300;
+
+/// Why an event may not be recorded. Nothing is written when a decision fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleViolation {
+    #[error(
+        "customer {customer} is unknown: its first event must be LeadSourced, not {event_type}"
+    )]
+    UnknownCustomer {
+        customer: CustomerId,
+        event_type: EventType,
+    },
+    #[error(
+        "occurred_at {occurred_at} is in the future (the ledger's time is {now}; at most {CLOCK_SKEW_TOLERANCE_SECONDS} s of clock skew is tolerated)"
+    )]
+    OccurredInFuture {
+        occurred_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    #[error("deal {deal} already exists for customer {customer}; a new lead needs a new deal_id")]
+    DealExists { customer: CustomerId, deal: DealId },
+    #[error("deal {deal} is unknown for customer {customer}; a deal starts with LeadSourced")]
+    UnknownDeal { customer: CustomerId, deal: DealId },
+    #[error("deal {deal} is lost; record DealReopened before {event_type}")]
+    DealIsLost { deal: DealId, event_type: EventType },
+    #[error("deal {deal} is already won; {event_type} does not apply to a won deal")]
+    DealIsWon { deal: DealId, event_type: EventType },
+    #[error("deal {deal} is at stage {stage}; follow-ups maintain won deals")]
+    FollowUpBeforeWin { deal: DealId, stage: &'static str },
+    #[error("DealLost names stage {claimed} but deal {deal} is at stage {actual}")]
+    LostStageMismatch {
+        deal: DealId,
+        claimed: &'static str,
+        actual: &'static str,
+    },
+    #[error("deal {deal} is not lost; only a lost deal can be reopened")]
+    DealNotLost { deal: DealId },
+    #[error("a reassignment must name a different rep; {rep} already owns customer {customer}")]
+    SameRep { customer: CustomerId, rep: RepId },
+    #[error("customer {customer} is owned by {owner}, not by from_rep_id {claimed}")]
+    NotTheOwner {
+        customer: CustomerId,
+        owner: RepId,
+        claimed: RepId,
+    },
+    #[error(
+        "event {event_id} is not in customer {customer}'s history; a correction names an event of the same customer"
+    )]
+    UnknownCorrectedEvent {
+        customer: CustomerId,
+        event_id: Uuid,
+    },
+    #[error("event {event_id} is itself a correction; correct the original event instead")]
+    CorrectingACorrection { event_id: Uuid },
+    #[error(
+        "the replacement is a {replacement}, but event {event_id} is a {original}; an amendment keeps the type"
+    )]
+    ReplacementTypeMismatch {
+        event_id: Uuid,
+        original: EventType,
+        replacement: EventType,
+    },
+    #[error(
+        "correcting event {event_id} would leave a history that could not have been recorded: {reason}"
+    )]
+    CorrectionBreaksHistory { event_id: Uuid, reason: String },
+}
+
+/// Where a deal stands, as far as the rules need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DealStatus {
+    Open,
+    Won,
+    Lost,
+}
+
+/// One deal's state for decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DealState {
+    /// The furthest-along stage the latest interaction put the deal in.
+    pub stage: Stage,
+    pub status: DealStatus,
+}
+
+/// What the rules know about a customer, folded from its effective history.
+#[derive(Debug, Clone, Default)]
+struct Derived {
+    known: bool,
+    owner: Option<RepId>,
+    deals: BTreeMap<DealId, DealState>,
+}
+
+impl Derived {
+    /// Checks that `payload` may follow the history folded so far (time is checked elsewhere).
+    fn check(&self, customer: &CustomerId, payload: &EventPayload) -> Result<(), RuleViolation> {
+        if !self.known && !matches!(payload, EventPayload::LeadSourced(_)) {
+            return Err(RuleViolation::UnknownCustomer {
+                customer: customer.clone(),
+                event_type: payload.event_type(),
+            });
+        }
+        let deal_of = |deal: &DealId| {
+            self.deals
+                .get(deal)
+                .copied()
+                .ok_or_else(|| RuleViolation::UnknownDeal {
+                    customer: customer.clone(),
+                    deal: deal.clone(),
+                })
+        };
+        let open = |deal: &DealId| -> Result<DealState, RuleViolation> {
+            let state = deal_of(deal)?;
+            match state.status {
+                DealStatus::Open => Ok(state),
+                DealStatus::Lost => Err(RuleViolation::DealIsLost {
+                    deal: deal.clone(),
+                    event_type: payload.event_type(),
+                }),
+                DealStatus::Won => Err(RuleViolation::DealIsWon {
+                    deal: deal.clone(),
+                    event_type: payload.event_type(),
+                }),
+            }
+        };
+        match payload {
+            EventPayload::LeadSourced(e) => {
+                if self.deals.contains_key(&e.deal_id) {
+                    return Err(RuleViolation::DealExists {
+                        customer: customer.clone(),
+                        deal: e.deal_id.clone(),
+                    });
+                }
+            }
+            EventPayload::FirstVisitMade(e) => {
+                open(&e.deal_id)?;
+            }
+            EventPayload::DemoGiven(e) => {
+                open(&e.deal_id)?;
+            }
+            EventPayload::NegotiationHeld(e) => {
+                open(&e.deal_id)?;
+            }
+            EventPayload::ContractSigned(e) => {
+                open(&e.deal_id)?;
+            }
+            EventPayload::FollowUpLogged(e) => {
+                let state = deal_of(&e.deal_id)?;
+                if state.status != DealStatus::Won {
+                    return Err(RuleViolation::FollowUpBeforeWin {
+                        deal: e.deal_id.clone(),
+                        stage: state.stage.as_str(),
+                    });
+                }
+            }
+            EventPayload::DealLost(e) => {
+                let state = open(&e.deal_id)?;
+                if state.stage != e.stage {
+                    return Err(RuleViolation::LostStageMismatch {
+                        deal: e.deal_id.clone(),
+                        claimed: e.stage.as_str(),
+                        actual: state.stage.as_str(),
+                    });
+                }
+            }
+            EventPayload::DealReopened(e) => {
+                if deal_of(&e.deal_id)?.status != DealStatus::Lost {
+                    return Err(RuleViolation::DealNotLost {
+                        deal: e.deal_id.clone(),
+                    });
+                }
+            }
+            EventPayload::CustomerReassigned(e) => {
+                // `known` implies an owner: the first LeadSourced sets it.
+                let owner = self.owner.as_ref().expect("a known customer has an owner");
+                if &e.from_rep_id != owner {
+                    return Err(RuleViolation::NotTheOwner {
+                        customer: customer.clone(),
+                        owner: owner.clone(),
+                        claimed: e.from_rep_id.clone(),
+                    });
+                }
+                if e.to_rep_id == e.from_rep_id {
+                    return Err(RuleViolation::SameRep {
+                        customer: customer.clone(),
+                        rep: e.to_rep_id.clone(),
+                    });
+                }
+            }
+            // Corrections are checked against the whole history in `CustomerHistory::decide`.
+            EventPayload::EventCorrected(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Folds one effective (non-correction) event.
+    fn apply(&mut self, payload: &EventPayload) {
+        match payload {
+            EventPayload::LeadSourced(e) => {
+                self.known = true;
+                self.owner.get_or_insert_with(|| e.rep_id.clone());
+                self.deals.insert(
+                    e.deal_id.clone(),
+                    DealState {
+                        stage: Stage::Lead,
+                        status: DealStatus::Open,
+                    },
+                );
+            }
+            EventPayload::FirstVisitMade(_)
+            | EventPayload::DemoGiven(_)
+            | EventPayload::NegotiationHeld(_)
+            | EventPayload::ContractSigned(_) => {
+                let deal = payload.deal_id().expect("stage events name a deal");
+                let stage = payload.stage_entered().expect("stage events enter a stage");
+                if let Some(state) = self.deals.get_mut(deal) {
+                    state.stage = stage;
+                    if stage == Stage::Won {
+                        state.status = DealStatus::Won;
+                    }
+                }
+            }
+            EventPayload::DealLost(e) => {
+                if let Some(state) = self.deals.get_mut(&e.deal_id) {
+                    state.status = DealStatus::Lost;
+                }
+            }
+            EventPayload::DealReopened(e) => {
+                if let Some(state) = self.deals.get_mut(&e.deal_id) {
+                    state.status = DealStatus::Open;
+                }
+            }
+            EventPayload::CustomerReassigned(e) => self.owner = Some(e.to_rep_id.clone()),
+            EventPayload::FollowUpLogged(_) | EventPayload::EventCorrected(_) => {}
+        }
+    }
+}
+
+/// Applies corrections to a history: retracted events disappear, amended events carry their
+/// replacement, and correction events themselves are left out. The latest correction of an event
+/// wins. Projections and rules both read history through this one function.
+pub fn effective_history<'a>(
+    events: impl Iterator<Item = (Uuid, &'a EventPayload)> + Clone,
+) -> Vec<(Uuid, &'a EventPayload)> {
+    let mut latest: HashMap<Uuid, &'a Correction> = HashMap::new();
+    for (_, payload) in events.clone() {
+        if let EventPayload::EventCorrected(c) = payload {
+            latest.insert(c.corrected_event_id, &c.correction);
+        }
+    }
+    events
+        .filter(|(_, p)| !matches!(p, EventPayload::EventCorrected(_)))
+        .filter_map(|(id, p)| match latest.get(&id) {
+            None => Some((id, p)),
+            Some(Correction::Retract) => None,
+            Some(Correction::Amend { replacement }) => Some((id, &**replacement)),
+        })
+        .collect()
+}
+
+/// A customer's history, kept to decide the next event.
+#[derive(Debug, Clone)]
+pub struct CustomerHistory {
+    customer: CustomerId,
+    events: Vec<(Uuid, EventPayload)>,
+    derived: Derived,
+    /// The stream revision of the last event, `None` for a new customer.
+    revision: Option<u64>,
+}
+
+impl CustomerHistory {
+    /// An empty history: the customer is not known yet.
+    pub fn new(customer: CustomerId) -> Self {
+        Self {
+            customer,
+            events: Vec::new(),
+            derived: Derived::default(),
+            revision: None,
+        }
+    }
+
+    /// Rebuilds a history from recorded events of one customer, in stream order.
+    pub fn from_events<'a>(
+        customer: CustomerId,
+        events: impl IntoIterator<Item = &'a LedgerEvent>,
+    ) -> Self {
+        let mut history = Self::new(customer);
+        for event in events {
+            assert_eq!(event.customer_id, history.customer, "one customer's stream");
+            history.push(event.event_id, event.payload.clone());
+            history.revision = Some(event.revision);
+        }
+        history
+    }
+
+    /// The customer.
+    pub fn customer(&self) -> &CustomerId {
+        &self.customer
+    }
+
+    /// The stream revision of the last event folded, `None` when the stream is empty.
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    /// Whether the customer is known (has a lead).
+    pub fn is_known(&self) -> bool {
+        self.derived.known
+    }
+
+    /// The rep who owns the customer now.
+    pub fn owner(&self) -> Option<&RepId> {
+        self.derived.owner.as_ref()
+    }
+
+    /// The state of a deal.
+    pub fn deal(&self, deal: &DealId) -> Option<DealState> {
+        self.derived.deals.get(deal).copied()
+    }
+
+    /// Whether an event id is already in this history.
+    pub fn contains(&self, event_id: Uuid) -> bool {
+        self.events.iter().any(|(id, _)| *id == event_id)
+    }
+
+    /// Decides whether `proposed` may be recorded now (`now` is the ledger's clock, or the
+    /// given `recorded_at` for migrated history). Changes nothing.
+    pub fn decide(
+        &self,
+        proposed: &ProposedEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), RuleViolation> {
+        assert_eq!(
+            proposed.customer_id, self.customer,
+            "decided on the right stream"
+        );
+        if proposed.occurred_at > now + Duration::seconds(CLOCK_SKEW_TOLERANCE_SECONDS) {
+            return Err(RuleViolation::OccurredInFuture {
+                occurred_at: proposed.occurred_at,
+                now,
+            });
+        }
+        self.derived.check(&self.customer, &proposed.payload)?;
+        if let EventPayload::EventCorrected(c) = &proposed.payload {
+            self.check_correction(proposed.event_id, c)?;
+        }
+        Ok(())
+    }
+
+    /// Folds an event that has been decided (or was already recorded).
+    pub fn record(&mut self, event_id: Uuid, payload: EventPayload) {
+        self.push(event_id, payload);
+        self.revision = Some(self.revision.map_or(0, |r| r + 1));
+    }
+
+    fn push(&mut self, event_id: Uuid, payload: EventPayload) {
+        let is_correction = matches!(payload, EventPayload::EventCorrected(_));
+        if !is_correction {
+            self.derived.apply(&payload);
+        }
+        self.events.push((event_id, payload));
+        if is_correction {
+            self.derived = Derived::default();
+            for (_, p) in effective_history(self.events.iter().map(|(id, p)| (*id, p))) {
+                self.derived.apply(p);
+            }
+        }
+    }
+
+    fn check_correction(
+        &self,
+        correction_id: Uuid,
+        c: &super::events::EventCorrected,
+    ) -> Result<(), RuleViolation> {
+        let Some((_, original)) = self
+            .events
+            .iter()
+            .find(|(id, _)| *id == c.corrected_event_id)
+        else {
+            return Err(RuleViolation::UnknownCorrectedEvent {
+                customer: self.customer.clone(),
+                event_id: c.corrected_event_id,
+            });
+        };
+        if matches!(original, EventPayload::EventCorrected(_)) {
+            return Err(RuleViolation::CorrectingACorrection {
+                event_id: c.corrected_event_id,
+            });
+        }
+        if let Correction::Amend { replacement } = &c.correction
+            && replacement.event_type() != original.event_type()
+        {
+            return Err(RuleViolation::ReplacementTypeMismatch {
+                event_id: c.corrected_event_id,
+                original: original.event_type(),
+                replacement: replacement.event_type(),
+            });
+        }
+        // Replay the history as it would read after the correction: every remaining event must
+        // still be one the rules would have accepted, in order.
+        let proposed = EventPayload::EventCorrected(c.clone());
+        let all = self
+            .events
+            .iter()
+            .map(|(id, p)| (*id, p))
+            .chain(std::iter::once((correction_id, &proposed)));
+        let mut replay = Derived::default();
+        for (_, p) in effective_history(all) {
+            replay.check(&self.customer, p).map_err(|e| {
+                RuleViolation::CorrectionBreaksHistory {
+                    event_id: c.corrected_event_id,
+                    reason: e.to_string(),
+                }
+            })?;
+            replay.apply(p);
+        }
+        Ok(())
+    }
+}

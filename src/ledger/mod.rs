@@ -1,0 +1,239 @@
+//! The ledger service: what the command line and other programs call. It reads a customer's
+//! history from the store, asks the domain whether an event may be recorded, and appends it with
+//! the expected revision it decided on, so that a concurrent writer cannot slip in between.
+
+pub mod codec;
+pub mod import;
+
+use crate::contract::line::{LineError, LineValidator, ValidLine, line_for};
+use crate::domain::{CustomerHistory, CustomerId, LedgerEvent, ProposedEvent, RuleViolation};
+use crate::store::{AppendError, EventStore, ExpectedRevision, ReadError, Record};
+use chrono::Utc;
+use codec::{DecodeError, decode, stream_name, to_new_record};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// How many times `record` re-decides after losing a race with another writer.
+pub const RECORD_RETRIES_MAX: usize = 3;
+/// Events read per page when scanning the log.
+pub const READ_PAGE_EVENTS: usize = 4096;
+
+/// Why an event could not be recorded. Nothing is written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("invalid event: {0}")]
+    Invalid(#[from] LineError),
+    #[error("refused: {0}")]
+    Refused(#[from] RuleViolation),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error("reading the customer's history failed: {0}")]
+    Read(#[from] ReadError),
+    #[error("the customer's history cannot be decoded: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// Where an event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub event_id: Uuid,
+    pub revision: u64,
+    pub position: u64,
+    /// False when this was a retry of an event already recorded.
+    pub written: bool,
+}
+
+/// Why a history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("customer {0} is unknown (no events)")]
+    UnknownCustomer(CustomerId),
+    #[error(transparent)]
+    Read(ReadError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("writing the export failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The ledger over any event store.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn EventStore>,
+    validator: Arc<LineValidator>,
+}
+
+impl Ledger {
+    /// A ledger over `store`.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            validator: Arc::new(LineValidator::new()),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The schema validator every incoming event passes.
+    pub fn validator(&self) -> &LineValidator {
+        &self.validator
+    }
+
+    /// Every event of a customer's stream, decoded; an empty vector for a new customer.
+    pub async fn read_customer(&self, customer: &CustomerId) -> Result<Vec<Record>, ReadError> {
+        let stream = stream_name(customer);
+        let mut records = Vec::new();
+        loop {
+            let from = records.last().map(|r: &Record| r.revision + 1);
+            let page = match self
+                .store
+                .read_stream(
+                    &stream,
+                    crate::store::Direction::Forwards,
+                    from,
+                    READ_PAGE_EVENTS,
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(ReadError::StreamNotFound(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let full = page.len() == READ_PAGE_EVENTS;
+            records.extend(page);
+            if !full {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// A customer's history, decoded to current schema versions.
+    pub async fn history(&self, customer: &CustomerId) -> Result<Vec<LedgerEvent>, HistoryError> {
+        let records = self
+            .read_customer(customer)
+            .await
+            .map_err(HistoryError::Read)?;
+        if records.is_empty() {
+            return Err(HistoryError::UnknownCustomer(customer.clone()));
+        }
+        records
+            .iter()
+            .map(|r| decode(r).map_err(HistoryError::from))
+            .collect()
+    }
+
+    /// Validates a typed event against the published schema, as if it came from outside.
+    pub fn validate(&self, proposed: &ProposedEvent) -> Result<ValidLine, LineError> {
+        let line = serde_json::to_value(line_for(proposed)).expect("lines serialize");
+        self.validator.parse_value(line)
+    }
+
+    /// Records one event: validate, decide against the customer's history, append.
+    pub async fn record(&self, proposed: ProposedEvent) -> Result<Recorded, RecordError> {
+        let valid = self.validate(&proposed)?;
+        self.record_valid(valid).await
+    }
+
+    /// Records an event that passed schema validation.
+    pub async fn record_valid(&self, valid: ValidLine) -> Result<Recorded, RecordError> {
+        let customer = valid.proposed.customer_id.clone();
+        let stream = stream_name(&customer);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let records = self.read_customer(&customer).await?;
+            // A retry of an event already recorded returns where it landed.
+            if let Some(existing) = records
+                .iter()
+                .find(|r| r.event_id == valid.proposed.event_id)
+            {
+                let new = to_new_record(&valid.proposed, valid.schema_version, valid.data.clone());
+                if !existing.is_same_event(&stream, &new) {
+                    return Err(AppendError::IdempotencyConflict {
+                        event_id: new.event_id,
+                    }
+                    .into());
+                }
+                return Ok(Recorded {
+                    event_id: existing.event_id,
+                    revision: existing.revision,
+                    position: existing.position,
+                    written: false,
+                });
+            }
+            let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+            let history = CustomerHistory::from_events(customer.clone(), &events);
+            let now = valid.proposed.recorded_at.unwrap_or_else(Utc::now);
+            history.decide(&valid.proposed, now)?;
+            let expected = match history.revision() {
+                None => ExpectedRevision::NoStream,
+                Some(r) => ExpectedRevision::Exact(r),
+            };
+            let record = to_new_record(&valid.proposed, valid.schema_version, valid.data.clone());
+            match self.store.append(&stream, expected, vec![record]).await {
+                Ok(result) => {
+                    return Ok(Recorded {
+                        event_id: valid.proposed.event_id,
+                        revision: result.next_expected_revision,
+                        position: result.last_position,
+                        written: result.written,
+                    });
+                }
+                // Another writer got there first: decide again on the new history.
+                Err(AppendError::WrongExpectedRevision { .. }) if attempt < RECORD_RETRIES_MAX => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes every event as NDJSON, in position order. Returns the number of events.
+    pub async fn export(&self, out: &mut dyn Write) -> Result<u64, ExportError> {
+        let mut after = None;
+        let mut count = 0;
+        loop {
+            let page = self.store.read_all(after, READ_PAGE_EVENTS).await?;
+            let Some(last) = page.last() else {
+                return Ok(count);
+            };
+            after = Some(last.position);
+            for record in &page {
+                let line = codec::to_line(record)?;
+                serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+                count += 1;
+            }
+        }
+    }
+
+    /// Counts of events per type over the whole log.
+    pub async fn count_by_type(&self) -> Result<HashMap<String, u64>, ReadError> {
+        let mut after = None;
+        let mut counts = HashMap::new();
+        loop {
+            let page = self.store.read_all(after, READ_PAGE_EVENTS).await?;
+            let Some(last) = page.last() else {
+                return Ok(counts);
+            };
+            after = Some(last.position);
+            for record in page {
+                *counts.entry(record.event_type).or_insert(0) += 1;
+            }
+        }
+    }
+}

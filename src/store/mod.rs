@@ -1,0 +1,306 @@
+//! The event store: an append-only log of events grouped in streams, behind one trait that every
+//! backend implements. Shaped after KurrentDB's semantics (expected revisions, `$all` positions,
+//! catch-up subscriptions), so that the embedded SQLite backend and a KurrentDB backend are
+//! interchangeable.
+//!
+//! The store knows nothing of the domain: an event is a type name, a schema version, JSON data
+//! and metadata. Decoding into typed events happens in `crate::ledger`.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Largest event data accepted, in bytes of JSON.
+pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+/// Most events in one append (one stream), to bound transaction size and memory.
+pub const APPEND_EVENTS_MAX: usize = 10_000;
+
+/// A stream name (`customer-<id>`).
+pub type StreamName = String;
+
+/// The revision a writer expects the stream to be at; the append fails otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedRevision {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must exist (have at least one event).
+    StreamExists,
+    /// The stream's last event must have exactly this revision.
+    Exact(u64),
+}
+
+impl std::fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedRevision::Any => f.write_str("any"),
+            ExpectedRevision::NoStream => f.write_str("no stream"),
+            ExpectedRevision::StreamExists => f.write_str("stream exists"),
+            ExpectedRevision::Exact(n) => write!(f, "revision {n}"),
+        }
+    }
+}
+
+/// The revision a stream is actually at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentRevision {
+    NoStream,
+    Current(u64),
+}
+
+impl std::fmt::Display for CurrentRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CurrentRevision::NoStream => f.write_str("no stream"),
+            CurrentRevision::Current(n) => write!(f, "revision {n}"),
+        }
+    }
+}
+
+impl ExpectedRevision {
+    /// Whether a stream at `current` satisfies this expectation.
+    pub fn is_met_by(&self, current: CurrentRevision) -> bool {
+        match (self, current) {
+            (ExpectedRevision::Any, _) => true,
+            (ExpectedRevision::NoStream, CurrentRevision::NoStream) => true,
+            (ExpectedRevision::StreamExists, CurrentRevision::Current(_)) => true,
+            (ExpectedRevision::Exact(n), CurrentRevision::Current(c)) => *n == c,
+            _ => false,
+        }
+    }
+}
+
+/// An event handed to the store: what the writer decides; the store adds stream, revision,
+/// position (and `recorded_at` when not given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// JSON text of the event data.
+    pub data: String,
+    pub occurred_at: DateTime<Utc>,
+    /// `None`: the store sets it to the time of the append.
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub recorded_by: String,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub event_id: Uuid,
+    pub stream: StreamName,
+    pub revision: u64,
+    /// Global position, from 1, strictly increasing in append order.
+    pub position: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: String,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+impl Record {
+    /// Whether `new` is a retry of this record: same id, same content. `recorded_at` is compared
+    /// only when the retry gives one, because a retry without it would get a new clock reading.
+    pub fn is_same_event(&self, stream: &str, new: &NewRecord) -> bool {
+        self.event_id == new.event_id
+            && self.stream == stream
+            && self.event_type == new.event_type
+            && self.schema_version == new.schema_version
+            && self.data == new.data
+            && self.occurred_at == new.occurred_at
+            && new.recorded_at.is_none_or(|r| r == self.recorded_at)
+            && self.recorded_by == new.recorded_by
+            && self.correlation_id == new.correlation_id
+            && self.causation_id == new.causation_id
+    }
+}
+
+/// One stream's part of an append.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: StreamName,
+    pub expected: ExpectedRevision,
+    pub events: Vec<NewRecord>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Revision of the last event appended.
+    pub next_expected_revision: u64,
+    /// Position of the first and last event appended.
+    pub first_position: u64,
+    pub last_position: u64,
+    /// False when the append was a retry of one already recorded: nothing was written.
+    pub written: bool,
+}
+
+/// Why an append failed. Nothing of a failed append is written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream} is at {actual}, but the writer expected {expected}")]
+    WrongExpectedRevision {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        actual: CurrentRevision,
+    },
+    #[error(
+        "event {event_id} was already recorded with different content; an event id can be used once"
+    )]
+    IdempotencyConflict { event_id: Uuid },
+    #[error("an append needs at least one event")]
+    Empty,
+    #[error("{count} events in one append; the limit is {APPEND_EVENTS_MAX}")]
+    TooManyEvents { count: usize },
+    #[error("event {event_id} data is {bytes} bytes; the limit is {PAYLOAD_BYTES_MAX}")]
+    PayloadTooLarge { event_id: Uuid, bytes: usize },
+    #[error("event id {event_id} appears twice in one append")]
+    DuplicateInAppend { event_id: Uuid },
+    #[error("the store failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("stream {0} does not exist")]
+    StreamNotFound(StreamName),
+    #[error("the store failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// A failure of the storage itself (I/O, corruption, a closed store).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store stopped after an earlier write failure ({0}); close and reopen it")]
+    Poisoned(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Direction of a stream read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+/// What a subscription delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionMessage {
+    Event(Record),
+    /// Everything recorded before this point has been delivered; what follows is live.
+    CaughtUp {
+        position: Option<u64>,
+    },
+}
+
+/// A subscription to all events, in position order, without gap or duplicate.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next message; waits for new events once caught up.
+    async fn next(&mut self) -> Result<SubscriptionMessage, ReadError>;
+}
+
+/// The operations every backend offers.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events to one stream atomically, if the stream is at `expected`.
+    /// Retrying with the same event ids and content returns the original result and writes
+    /// nothing; the same ids with other content is an [`AppendError::IdempotencyConflict`].
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewRecord>,
+    ) -> Result<AppendResult, AppendError> {
+        let mut results = self
+            .append_many(vec![StreamAppend {
+                stream: stream.to_string(),
+                expected,
+                events,
+            }])
+            .await?;
+        Ok(results.pop().expect("one result per stream append"))
+    }
+
+    /// Appends to several streams in one atomic unit: all or nothing.
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError>;
+
+    /// Reads up to `max_count` events of a stream, forwards from `from_revision` (default the
+    /// start) or backwards from it (default the end).
+    async fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from_revision: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError>;
+
+    /// Reads up to `max_count` events of the whole log with a position greater than `after`.
+    async fn read_all(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError>;
+
+    /// Subscribes to every event after the checkpoint `after`: catch-up, then live.
+    async fn subscribe_all(&self, after: Option<u64>) -> Result<Box<dyn Subscription>, ReadError>;
+
+    /// The position of the last event, `None` for an empty log.
+    async fn head_position(&self) -> Result<Option<u64>, ReadError>;
+
+    /// Finds already-recorded events by id (for idempotent imports).
+    async fn find_events(&self, ids: &[Uuid]) -> Result<Vec<Record>, ReadError>;
+}
+
+/// Checks what every append must satisfy before it reaches a backend.
+pub fn check_append(appends: &[StreamAppend]) -> Result<(), AppendError> {
+    let mut seen = std::collections::HashSet::new();
+    for append in appends {
+        if append.events.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        if append.events.len() > APPEND_EVENTS_MAX {
+            return Err(AppendError::TooManyEvents {
+                count: append.events.len(),
+            });
+        }
+        for event in &append.events {
+            if event.data.len() > PAYLOAD_BYTES_MAX {
+                return Err(AppendError::PayloadTooLarge {
+                    event_id: event.event_id,
+                    bytes: event.data.len(),
+                });
+            }
+            if !seen.insert(event.event_id) {
+                return Err(AppendError::DuplicateInAppend {
+                    event_id: event.event_id,
+                });
+            }
+        }
+    }
+    if appends.is_empty() {
+        return Err(AppendError::Empty);
+    }
+    Ok(())
+}

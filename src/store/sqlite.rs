@@ -1,0 +1,631 @@
+//! The embedded backend: the whole log in one SQLite file in WAL mode.
+//!
+//! Writes go through one writer thread that owns the only writing connection. Appends that arrive
+//! while a commit is in flight wait in a queue and are committed together in the next transaction
+//! (group commit): one fsync serves many appends, so durability does not cost throughput. Each
+//! append runs inside its own savepoint, so one refused append never takes its neighbours down.
+//! An append is acknowledged only after its transaction committed with `synchronous=FULL`, that is,
+//! after the WAL was flushed to disk.
+//!
+//! Readers use their own connections and see only committed transactions, so no reader ever sees
+//! part of an append. Positions are assigned inside the write transaction from the table's own
+//! maximum, so that several processes may write to one file (SQLite serializes them).
+
+use super::{
+    AppendError, AppendResult, CurrentRevision, Direction, EventStore, NewRecord, ReadError,
+    Record, StorageError, StreamAppend, Subscription, SubscriptionMessage, check_append,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// Appends waiting for the writer; a full queue makes appenders wait (back-pressure).
+pub const WRITE_QUEUE_DEPTH_MAX: usize = 4096;
+/// Most appends committed in one transaction.
+pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
+/// Events read per page by subscriptions.
+pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
+/// How often a live subscription looks for events written by other processes.
+pub const SUBSCRIPTION_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a connection waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Identifies a pipeline-ledger file (`PRAGMA application_id`): "PLDG".
+const APPLICATION_ID: i32 = 0x504c_4447;
+/// The file format version (`PRAGMA user_version`).
+const FORMAT_VERSION: i32 = 1;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path} is not a pipeline-ledger store (another SQLite database)")]
+    NotALedger { path: PathBuf },
+    #[error("{path} has store format {found}; this build reads format {FORMAT_VERSION}")]
+    UnsupportedFormat { path: PathBuf, found: i32 },
+    #[error("cannot start the store's writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+struct WriteRequest {
+    appends: Vec<StreamAppend>,
+    reply: oneshot::Sender<Result<Vec<AppendResult>, AppendError>>,
+}
+
+struct Shared {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    /// The position of the last committed event (0 when empty), for live subscriptions.
+    head: watch::Sender<u64>,
+}
+
+/// The embedded SQLite event store. Cheap to clone; clones share the writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<WriteRequest>,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating it if missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sqlite)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        init_schema(&mut conn, &path)?;
+        let head = max_position(&conn).map_err(sqlite)?;
+        let (head_tx, _) = watch::channel(head);
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            readers: Mutex::new(Vec::new()),
+            head: head_tx,
+        });
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH_MAX);
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer_loop(conn, rx, writer_shared))
+            .map_err(OpenError::Thread)?;
+        Ok(Self { shared, writer: tx })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `f` on a read connection from the pool, off the async threads.
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ReadError> + Send + 'static,
+    ) -> Result<T, ReadError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = shared.readers.lock().expect("reader pool lock").pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&shared.path)?,
+            };
+            let result = f(&conn);
+            shared.readers.lock().expect("reader pool lock").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Other(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
+    let sqlite = |source| OpenError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    debug_assert_eq!(mode.to_lowercase(), "wal");
+    // FULL: the WAL is synced at every commit, so an acknowledged append survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    let table_count: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if app_id == 0 && version == 0 && table_count == 0 {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS events (
+                position       INTEGER PRIMARY KEY,
+                event_id       BLOB    NOT NULL UNIQUE,
+                stream         TEXT    NOT NULL,
+                revision       INTEGER NOT NULL,
+                event_type     TEXT    NOT NULL,
+                schema_version INTEGER NOT NULL,
+                occurred_at    INTEGER NOT NULL,
+                recorded_at    INTEGER NOT NULL,
+                recorded_by    TEXT    NOT NULL,
+                correlation_id BLOB,
+                causation_id   BLOB,
+                data           TEXT    NOT NULL,
+                UNIQUE (stream, revision)
+            );
+            PRAGMA application_id = {APPLICATION_ID};
+            PRAGMA user_version = {FORMAT_VERSION};"
+        ))
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        return Ok(());
+    }
+    if app_id != APPLICATION_ID {
+        return Err(OpenError::NotALedger {
+            path: path.to_path_buf(),
+        });
+    }
+    if version != FORMAT_VERSION {
+        return Err(OpenError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    Ok(())
+}
+
+fn max_position(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|p| p as u64)
+}
+
+fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(micros: i64) -> Result<DateTime<Utc>, rusqlite::Error> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("timestamp {micros} out of range").into(),
+        )
+    })
+}
+
+fn uuid_from(bytes: Option<Vec<u8>>) -> Result<Option<Uuid>, rusqlite::Error> {
+    bytes
+        .map(|b| {
+            Uuid::from_slice(&b).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
+            })
+        })
+        .transpose()
+}
+
+/// The stored form of a time: whole microseconds, so that what is read back compares equal.
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+const SELECT_COLUMNS: &str = "event_id, stream, revision, position, event_type, schema_version, \
+     data, occurred_at, recorded_at, recorded_by, correlation_id, causation_id";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let id: Vec<u8> = row.get(0)?;
+    Ok(Record {
+        event_id: uuid_from(Some(id))?.expect("present"),
+        stream: row.get(1)?,
+        revision: row.get::<_, i64>(2)? as u64,
+        position: row.get::<_, i64>(3)? as u64,
+        event_type: row.get(4)?,
+        schema_version: row.get::<_, i64>(5)? as u32,
+        data: row.get(6)?,
+        occurred_at: from_micros(row.get(7)?)?,
+        recorded_at: from_micros(row.get(8)?)?,
+        recorded_by: row.get(9)?,
+        correlation_id: uuid_from(row.get(10)?)?,
+        causation_id: uuid_from(row.get(11)?)?,
+    })
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, shared: Arc<Shared>) {
+    // After a failed commit the file's state is uncertain from here: refuse every later write
+    // until the store is reopened, instead of guessing (as redb does).
+    let mut poisoned: Option<String> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_APPENDS_MAX {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        if let Some(reason) = &poisoned {
+            for request in batch {
+                let _ = request
+                    .reply
+                    .send(Err(StorageError::Poisoned(reason.clone()).into()));
+            }
+            continue;
+        }
+        match commit_batch(&mut conn, &batch) {
+            Ok((outcomes, head)) => {
+                shared.head.send_if_modified(|h| {
+                    let moved = head > *h;
+                    *h = (*h).max(head);
+                    moved
+                });
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    // The appender may have given up waiting; the append is durable regardless.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                poisoned = Some(reason.clone());
+                for request in batch {
+                    let _ = request
+                        .reply
+                        .send(Err(StorageError::Poisoned(reason.clone()).into()));
+                }
+            }
+        }
+    }
+}
+
+type Outcome = Result<Vec<AppendResult>, AppendError>;
+
+/// Commits every request of `batch` that its checks allow, in one transaction. Returns each
+/// request's outcome and the position of the last committed event.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[WriteRequest],
+) -> Result<(Vec<Outcome>, u64), rusqlite::Error> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut next_position = max_position(&tx)? + 1;
+    let now = truncate_to_micros(Utc::now());
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let sp = tx.savepoint()?;
+        let position_before = next_position;
+        match apply_appends(&sp, &request.appends, &mut next_position, now) {
+            Ok(results) => {
+                sp.commit()?;
+                outcomes.push(Ok(results));
+            }
+            Err(AppendError::Storage(e)) => return Err(storage_to_sqlite(e)),
+            Err(e) => {
+                // Dropping the savepoint rolls this request back and nothing else.
+                drop(sp);
+                next_position = position_before;
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok((outcomes, next_position - 1))
+}
+
+fn storage_to_sqlite(e: StorageError) -> rusqlite::Error {
+    match e {
+        StorageError::Sqlite(e) => e,
+        other => rusqlite::Error::ToSqlConversionFailure(other.to_string().into()),
+    }
+}
+
+fn current_revision(conn: &Connection, stream: &str) -> rusqlite::Result<CurrentRevision> {
+    let max: Option<i64> = conn
+        .prepare_cached("SELECT max(revision) FROM events WHERE stream = ?1")?
+        .query_row([stream], |r| r.get(0))?;
+    Ok(max.map_or(CurrentRevision::NoStream, |m| {
+        CurrentRevision::Current(m as u64)
+    }))
+}
+
+fn find_by_id(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<Record>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SELECT_COLUMNS} FROM events WHERE event_id = ?1"
+    ))?
+    .query_row([id.as_bytes().as_slice()], row_to_record)
+    .optional()
+}
+
+fn apply_appends(
+    conn: &Connection,
+    appends: &[StreamAppend],
+    next_position: &mut u64,
+    now: DateTime<Utc>,
+) -> Result<Vec<AppendResult>, AppendError> {
+    let sql = |e: rusqlite::Error| AppendError::Storage(StorageError::Sqlite(e));
+    let mut results = Vec::with_capacity(appends.len());
+    for append in appends {
+        // Idempotency: a retry of an append already recorded returns the original result.
+        let mut existing = Vec::new();
+        for event in &append.events {
+            if let Some(record) = find_by_id(conn, event.event_id).map_err(sql)? {
+                existing.push((event, record));
+            }
+        }
+        if !existing.is_empty() {
+            results.push(original_result(append, &existing)?);
+            continue;
+        }
+        let actual = current_revision(conn, &append.stream).map_err(sql)?;
+        if !append.expected.is_met_by(actual) {
+            return Err(AppendError::WrongExpectedRevision {
+                stream: append.stream.clone(),
+                expected: append.expected,
+                actual,
+            });
+        }
+        let mut revision = match actual {
+            CurrentRevision::NoStream => 0,
+            CurrentRevision::Current(r) => r + 1,
+        };
+        let first_position = *next_position;
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO events (position, event_id, stream, revision, event_type, \
+                 schema_version, occurred_at, recorded_at, recorded_by, correlation_id, \
+                 causation_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .map_err(sql)?;
+        for event in &append.events {
+            insert
+                .execute(params![
+                    *next_position as i64,
+                    event.event_id.as_bytes().as_slice(),
+                    append.stream,
+                    revision as i64,
+                    event.event_type,
+                    event.schema_version as i64,
+                    to_micros(event.occurred_at),
+                    to_micros(event.recorded_at.unwrap_or(now)),
+                    event.recorded_by,
+                    event.correlation_id.as_ref().map(|u| u.as_bytes().to_vec()),
+                    event.causation_id.as_ref().map(|u| u.as_bytes().to_vec()),
+                    event.data,
+                ])
+                .map_err(sql)?;
+            *next_position += 1;
+            revision += 1;
+        }
+        results.push(AppendResult {
+            next_expected_revision: revision - 1,
+            first_position,
+            last_position: *next_position - 1,
+            written: true,
+        });
+    }
+    Ok(results)
+}
+
+/// The result of the original append, if `existing` shows that `append` is an exact retry of it.
+fn original_result(
+    append: &StreamAppend,
+    existing: &[(&NewRecord, Record)],
+) -> Result<AppendResult, AppendError> {
+    let conflict = |event_id| AppendError::IdempotencyConflict { event_id };
+    if existing.len() != append.events.len() {
+        // Some ids are new and some are not: not a retry of one append.
+        let new = append
+            .events
+            .iter()
+            .find(|e| !existing.iter().any(|(n, _)| n.event_id == e.event_id))
+            .expect("a new event exists");
+        let old = &existing[0].0;
+        return Err(if old.event_id != new.event_id {
+            conflict(old.event_id)
+        } else {
+            conflict(new.event_id)
+        });
+    }
+    for (i, (new, record)) in existing.iter().enumerate() {
+        let normalized = NewRecord {
+            occurred_at: truncate_to_micros(new.occurred_at),
+            recorded_at: new.recorded_at.map(truncate_to_micros),
+            ..(*new).clone()
+        };
+        if !record.is_same_event(&append.stream, &normalized) {
+            return Err(conflict(new.event_id));
+        }
+        if i > 0 && record.revision != existing[i - 1].1.revision + 1 {
+            return Err(conflict(new.event_id));
+        }
+    }
+    let first = &existing[0].1;
+    let last = &existing[existing.len() - 1].1;
+    Ok(AppendResult {
+        next_expected_revision: last.revision,
+        first_position: first.position,
+        last_position: last.position,
+        written: false,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError> {
+        check_append(&appends)?;
+        let (reply, response) = oneshot::channel();
+        self.writer
+            .send(WriteRequest { appends, reply })
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        response.await.map_err(|_| StorageError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from_revision: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError> {
+        let stream = stream.to_string();
+        self.with_reader(move |conn| {
+            let (cmp, order, default) = match direction {
+                Direction::Forwards => (">=", "ASC", 0),
+                Direction::Backwards => ("<=", "DESC", i64::MAX),
+            };
+            let from = from_revision.map_or(default, |r| r as i64);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SELECT_COLUMNS} FROM events WHERE stream = ?1 AND revision {cmp} ?2 \
+                     ORDER BY revision {order} LIMIT ?3"
+                ))
+                .map_err(StorageError::from)?;
+            let rows = stmt
+                .query_map(params![stream, from, max_count as i64], row_to_record)
+                .map_err(StorageError::from)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StorageError::from)?;
+            if rows.is_empty()
+                && current_revision(conn, &stream).map_err(StorageError::from)?
+                    == CurrentRevision::NoStream
+            {
+                return Err(ReadError::StreamNotFound(stream));
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError> {
+        self.with_reader(move |conn| read_all_sync(conn, after, max_count))
+            .await
+    }
+
+    async fn subscribe_all(&self, after: Option<u64>) -> Result<Box<dyn Subscription>, ReadError> {
+        Ok(Box::new(SqliteSubscription {
+            store: self.clone(),
+            after,
+            buffer: VecDeque::new(),
+            caught_up: false,
+            head: self.shared.head.subscribe(),
+        }))
+    }
+
+    async fn head_position(&self) -> Result<Option<u64>, ReadError> {
+        self.with_reader(|conn| {
+            let p = max_position(conn).map_err(StorageError::from)?;
+            Ok((p > 0).then_some(p))
+        })
+        .await
+    }
+
+    async fn find_events(&self, ids: &[Uuid]) -> Result<Vec<Record>, ReadError> {
+        let ids = ids.to_vec();
+        self.with_reader(move |conn| {
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(r) = find_by_id(conn, id).map_err(StorageError::from)? {
+                    found.push(r);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+/// Reads the log after a position, synchronously (also used by the projection runner).
+pub fn read_all_sync(
+    conn: &Connection,
+    after: Option<u64>,
+    max_count: usize,
+) -> Result<Vec<Record>, ReadError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))
+        .map_err(StorageError::from)?;
+    let rows = stmt
+        .query_map(
+            params![after.unwrap_or(0) as i64, max_count as i64],
+            row_to_record,
+        )
+        .map_err(StorageError::from)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StorageError::from)?;
+    Ok(rows)
+}
+
+struct SqliteSubscription {
+    store: SqliteStore,
+    /// The checkpoint: position of the last event delivered.
+    after: Option<u64>,
+    buffer: VecDeque<Record>,
+    caught_up: bool,
+    head: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl Subscription for SqliteSubscription {
+    async fn next(&mut self) -> Result<SubscriptionMessage, ReadError> {
+        loop {
+            if let Some(record) = self.buffer.pop_front() {
+                debug_assert!(self.after.is_none_or(|a| record.position > a));
+                self.after = Some(record.position);
+                return Ok(SubscriptionMessage::Event(record));
+            }
+            let page = self
+                .store
+                .read_all(self.after, SUBSCRIPTION_PAGE_EVENTS)
+                .await?;
+            if !page.is_empty() {
+                self.buffer.extend(page);
+                continue;
+            }
+            if !self.caught_up {
+                self.caught_up = true;
+                return Ok(SubscriptionMessage::CaughtUp {
+                    position: self.after,
+                });
+            }
+            // Wake on a commit by this process, or poll for commits by other processes.
+            let after = self.after.unwrap_or(0);
+            let _ = tokio::time::timeout(
+                SUBSCRIPTION_POLL_INTERVAL,
+                self.head.wait_for(|head| *head > after),
+            )
+            .await;
+        }
+    }
+}
