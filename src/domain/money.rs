@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An ISO 4217 alphabetic currency code (three upper-case letters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub struct Currency(#[schemars(with = "CurrencySchema")] [u8; 3]);
 
 /// Schema stand-in for [`Currency`]: a string of three upper-case letters.
@@ -49,6 +48,13 @@ impl Currency {
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+// Written by hand: a derived `Serialize` of `[u8; 3]` is an array of numbers, not the code.
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -203,6 +209,17 @@ mod tests {
         for bad in ["eur", "EU", "EURO", "E1R", ""] {
             assert!(Currency::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn money_serializes_with_the_currency_code_as_a_string() {
+        let m = Money {
+            amount_minor: 5,
+            currency: cur("EUR"),
+        };
+        let v = serde_json::to_value(m).unwrap();
+        assert_eq!(v, serde_json::json!({"amount_minor": 5, "currency": "EUR"}));
+        assert_eq!(serde_json::from_value::<Money>(v).unwrap(), m);
     }
 
     #[test]
