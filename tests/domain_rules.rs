@@ -221,7 +221,7 @@ fn contract_worth(d: &str, amount_minor: i64) -> EventPayload {
 }
 
 fn contract(d: &str) -> EventPayload {
-    contract_worth(d, 1_000_00)
+    contract_worth(d, 100_000)
 }
 
 fn follow_up(d: &str) -> EventPayload {
