@@ -3,7 +3,13 @@
 //! Every customer interaction is appended as an immutable event; projections rebuild lifecycle
 //! state, stage conversion and rep activity from them. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod contract;
+pub mod demo;
 pub mod domain;
 pub mod ledger;
+pub mod projections;
 pub mod store;
+
+// Lets modules refer to the library by its public name, as the binary and the tests do.
+extern crate self as pipeline_ledger;

@@ -1,0 +1,325 @@
+//! The command-line front end: parses arguments, opens the store, calls the library, prints.
+//! Errors are typed below this module; here, at the edge, they become messages and exit codes.
+
+pub mod output;
+pub mod record;
+
+use crate::demo::{DemoConfig, generate};
+use crate::ledger::Ledger;
+use crate::ledger::import::{ImportError, Progress};
+use crate::store::EventStore;
+use crate::store::sqlite::SqliteStore;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The store used when neither `--store` nor `PIPELINE_LEDGER_STORE` says otherwise.
+pub const DEFAULT_STORE: &str = "./pipeline-ledger.db";
+/// The demo's own store, so that running the demo never touches a real ledger.
+pub const DEFAULT_DEMO_STORE: &str = "./pipeline-ledger-demo.db";
+
+/// An event-sourced sales-pipeline ledger.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline-ledger", version, about)]
+pub struct Cli {
+    /// The store: a SQLite file path.
+    #[arg(long, global = true, env = "PIPELINE_LEDGER_STORE")]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the store (nothing happens if it exists).
+    Init,
+    /// Record one interaction; prints its event id, stream revision and position.
+    Record {
+        #[command(subcommand)]
+        interaction: record::RecordCommand,
+    },
+    /// Import NDJSON events (one per line) from FILE, or `-` for standard input. Every line is
+    /// validated first; a file with a bad line writes nothing. Importing twice adds nothing.
+    Import {
+        /// The NDJSON file, or `-`.
+        file: PathBuf,
+    },
+    /// Export every event as NDJSON, in log order.
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// A customer's timeline.
+    History {
+        customer: crate::domain::CustomerId,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The main job: generate a realistic seeded pipeline into a fresh store and report on it.
+    Demo {
+        /// Number of customers.
+        #[arg(long, default_value_t = 400)]
+        customers: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// End of the simulated period (default: now).
+        #[arg(long, value_parser = record::parse_time)]
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`export | head`) is the reader's choice, not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e}");
+            // Typed errors often wrap their cause in their own message; print each fact once.
+            let mut said = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !said.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                    said.push_str(&cause);
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(path: &Path) -> anyhow::Result<(Arc<SqliteStore>, Ledger)> {
+    let store = Arc::new(SqliteStore::open(path)?);
+    let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
+    Ok((store, ledger))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store_path = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Init => {
+            let (store, _) = open(&store_path)?;
+            let head = store.head_position().await?;
+            writeln!(
+                out,
+                "store {} ready ({} events)",
+                store_path.display(),
+                head.unwrap_or(0)
+            )?;
+        }
+        Command::Record { interaction } => {
+            let proposed = record::proposed_event(interaction)?;
+            let (_, ledger) = open(&store_path)?;
+            let recorded = ledger.record(proposed).await?;
+            let verb = if recorded.written {
+                "recorded"
+            } else {
+                "already recorded"
+            };
+            writeln!(
+                out,
+                "{verb} {} at revision {}, position {}",
+                recorded.event_id, recorded.revision, recorded.position
+            )?;
+        }
+        Command::Import { file } => {
+            let (_, ledger) = open(&store_path)?;
+            let mut input: Box<dyn BufRead> = if file.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?;
+                Box::new(BufReader::new(f))
+            };
+            let bar = progress_bar();
+            let result = ledger.import(&mut input, &|p| show_progress(&bar, p)).await;
+            bar.finish_and_clear();
+            match result {
+                Ok(report) => writeln!(
+                    out,
+                    "imported {} events: {} written, {} already present{}",
+                    report.events,
+                    report.written,
+                    report.already_present,
+                    report
+                        .last_position
+                        .map(|p| format!(", log at position {p}"))
+                        .unwrap_or_default()
+                )?,
+                Err(ImportError::BadLines { bad, total }) => {
+                    let mut err = std::io::stderr().lock();
+                    for line in &bad {
+                        writeln!(err, "{}: {line}", file.display())?;
+                    }
+                    if total > bad.len() {
+                        writeln!(err, "… and {} more bad lines", total - bad.len())?;
+                    }
+                    bail!(
+                        "{total} bad line(s) in {}; nothing was written",
+                        file.display()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Export { output } => {
+            let (_, ledger) = open(&store_path)?;
+            let count = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let n = ledger.export(&mut w).await?;
+                    w.flush()?;
+                    n
+                }
+                None => {
+                    let mut w = std::io::BufWriter::new(&mut out);
+                    let n = ledger.export(&mut w).await?;
+                    w.flush()?;
+                    n
+                }
+            };
+            eprintln!("exported {count} events");
+        }
+        Command::History { customer, json } => {
+            let (_, ledger) = open(&store_path)?;
+            let events = ledger.history(&customer).await?;
+            if json {
+                output::history_json(&events, &mut out)?;
+            } else {
+                output::history_table(&events, &mut out)?;
+            }
+        }
+        Command::Demo {
+            customers,
+            seed,
+            until,
+        } => {
+            let path = cli
+                .store
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_STORE));
+            run_demo(
+                &path,
+                customers,
+                seed,
+                until.unwrap_or_else(Utc::now),
+                &mut out,
+            )
+            .await?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn run_demo(
+    path: &Path,
+    customers: usize,
+    seed: u64,
+    until: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if path.exists() {
+        let (store, _) = open(path)?;
+        let head = store.head_position().await?;
+        drop(store);
+        if head.is_some() && path != Path::new(DEFAULT_DEMO_STORE) {
+            bail!(
+                "the demo writes a fresh store, but {} already holds events; name another --store",
+                path.display()
+            );
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    }
+    let (_, ledger) = open(path)?;
+    writeln!(
+        out,
+        "Generating {customers} customers (seed {seed}) into {} …",
+        path.display()
+    )?;
+    let events = generate(&DemoConfig::new(customers, seed, until));
+    let lines = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Ok((i as u64 + 1, ledger.validate(e)?)))
+        .collect::<Result<Vec<_>, crate::contract::line::LineError>>()?;
+    let bar = progress_bar();
+    let report = ledger
+        .record_batch(lines, &|p| show_progress(&bar, p))
+        .await?;
+    bar.finish_and_clear();
+    writeln!(
+        out,
+        "Recorded {} events for {customers} customers.\n",
+        report.written
+    )?;
+    let counts = ledger.count_by_type().await?;
+    output::counts_table(&counts, out)?;
+    Ok(())
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn show_progress(bar: &ProgressBar, p: Progress) {
+    match p {
+        Progress::Validating { bytes } => {
+            bar.set_message(format!("validating ({} KiB read)", bytes / 1024));
+            bar.tick();
+        }
+        Progress::Deciding { done, total } => {
+            bar.set_message("checking rules");
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        Progress::Writing { events } => {
+            bar.set_message(format!("writing {events} events"));
+            bar.tick();
+        }
+    }
+}
