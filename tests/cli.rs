@@ -1,0 +1,488 @@
+//! Drives the real `pipeline-ledger` binary against a real store in a temporary directory.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+struct Ledger {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ledger {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("ledger.db");
+        Self { _dir: dir, store }
+    }
+
+    fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Vec<u8>) -> Output {
+        let out = Command::cargo_bin("pipeline-ledger")
+            .unwrap()
+            .env("PIPELINE_LEDGER_STORE", &self.store)
+            .args(args)
+            .write_stdin(stdin)
+            .output()
+            .unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, Vec::new())
+    }
+
+    /// Runs and expects success, printing the diagnostics when it fails.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.code, 0,
+            "{args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+
+    fn export(&self) -> String {
+        self.ok(&["export"])
+    }
+
+    fn event_count(&self) -> usize {
+        self.export().lines().count()
+    }
+}
+
+fn lead(ledger: &Ledger, customer: &str, deal: &str) -> String {
+    ledger.ok(&[
+        "record",
+        "lead-sourced",
+        "--customer",
+        customer,
+        "--rep",
+        "rep-01",
+        "--deal",
+        deal,
+        "--source",
+        "referral",
+        "--company",
+        "Acme Foods",
+        "--contact-name",
+        "Li Wei",
+        "--occurred-at",
+        "2026-01-05T09:00:00Z",
+    ])
+}
+
+const VISIT: [&str; 8] = [
+    "--purpose",
+    "find needs",
+    "--plan",
+    "present the product line",
+    "--expected",
+    "demo booked",
+    "--outcome",
+    "demo booked",
+];
+
+#[test]
+fn record_prints_id_revision_and_position_and_history_shows_the_timeline() {
+    let ledger = Ledger::new();
+    let out = lead(&ledger, "acme", "acme-d1");
+    assert!(out.starts_with("recorded "), "{out}");
+    assert!(out.contains("revision 0, position 1"), "{out}");
+    let mut args = vec![
+        "record",
+        "first-visit",
+        "--customer",
+        "acme",
+        "--rep",
+        "rep-01",
+        "--deal",
+        "acme-d1",
+        "--intent",
+        "4",
+        "--occurred-at",
+        "2026-01-07",
+    ];
+    args.extend(VISIT);
+    let out = ledger.ok(&args);
+    assert!(out.contains("revision 1, position 2"), "{out}");
+
+    let table = ledger.ok(&["history", "acme"]);
+    assert!(
+        table.contains("LeadSourced") && table.contains("FirstVisitMade"),
+        "{table}"
+    );
+    let json: Value = serde_json::from_str(&ledger.ok(&["history", "acme", "--json"])).unwrap();
+    let events = json.as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["type"], "FirstVisitMade");
+    assert_eq!(events[1]["occurred_at"], "2026-01-07T00:00:00Z");
+    assert_eq!(events[1]["data"]["visit"]["purpose"], "find needs");
+    assert!(events[1]["recorded_at"].as_str().unwrap() > "2026-11");
+}
+
+#[test]
+fn a_retry_with_the_same_event_id_is_recorded_once() {
+    let ledger = Ledger::new();
+    let id = "01900000-0000-7000-8000-000000000001";
+    let args = [
+        "record",
+        "lead-sourced",
+        "--customer",
+        "acme",
+        "--rep",
+        "rep-01",
+        "--deal",
+        "d1",
+        "--source",
+        "web",
+        "--company",
+        "Acme",
+        "--contact-name",
+        "Li",
+        "--occurred-at",
+        "2026-01-05T09:00:00Z",
+        "--event-id",
+        id,
+    ];
+    assert!(ledger.ok(&args).starts_with("recorded"));
+    assert!(ledger.ok(&args).starts_with("already recorded"));
+    assert_eq!(ledger.event_count(), 1);
+    // The same id with other content is refused.
+    let mut other = args.to_vec();
+    other[11] = "Other Corp";
+    let out = ledger.run(&other);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("different content"), "{}", out.stderr);
+    assert_eq!(ledger.event_count(), 1);
+}
+
+#[test]
+fn refused_commands_exit_non_zero_say_why_and_write_nothing() {
+    let ledger = Ledger::new();
+    lead(&ledger, "acme", "acme-d1");
+    // Refusals by the ledger exit 1; values the flags cannot parse are usage errors (2).
+    let cases: Vec<(Vec<&str>, &str, i32)> = vec![
+        (
+            vec![
+                "record",
+                "reopened",
+                "--customer",
+                "ghost",
+                "--rep",
+                "rep-01",
+                "--deal",
+                "x",
+                "--reason",
+                "r",
+            ],
+            "customer ghost is unknown",
+            1,
+        ),
+        (
+            vec![
+                "record",
+                "contract",
+                "--customer",
+                "acme",
+                "--rep",
+                "rep-01",
+                "--deal",
+                "acme-d9",
+                "--value",
+                "10.00 EUR",
+                "--term-months",
+                "12",
+            ],
+            "deal acme-d9 is unknown",
+            1,
+        ),
+        (
+            vec![
+                "record",
+                "reassign",
+                "--customer",
+                "acme",
+                "--rep",
+                "rep-09",
+                "--from",
+                "rep-01",
+                "--to",
+                "rep-01",
+                "--reason",
+                "r",
+            ],
+            "different rep",
+            1,
+        ),
+        (
+            vec![
+                "record",
+                "reopened",
+                "--customer",
+                "acme",
+                "--rep",
+                "rep-01",
+                "--deal",
+                "acme-d1",
+                "--reason",
+                "r",
+                "--occurred-at",
+                "2999-01-01",
+            ],
+            "in the future",
+            1,
+        ),
+        (
+            vec![
+                "record",
+                "contract",
+                "--customer",
+                "acme",
+                "--rep",
+                "rep-01",
+                "--deal",
+                "acme-d1",
+                "--value",
+                "10.001 EUR",
+                "--term-months",
+                "12",
+            ],
+            "more decimals",
+            2,
+        ),
+    ];
+    for (args, expected, code) in cases {
+        let out = ledger.run(&args);
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    assert_eq!(ledger.event_count(), 1);
+}
+
+#[test]
+fn contract_on_a_lost_deal_needs_a_reopen_first() {
+    let ledger = Ledger::new();
+    lead(&ledger, "acme", "d1");
+    let contract = [
+        "record",
+        "contract",
+        "--customer",
+        "acme",
+        "--rep",
+        "rep-01",
+        "--deal",
+        "d1",
+        "--value",
+        "12500.00 EUR",
+        "--term-months",
+        "12",
+    ];
+    ledger.ok(&[
+        "record",
+        "lost",
+        "--customer",
+        "acme",
+        "--rep",
+        "rep-01",
+        "--deal",
+        "d1",
+        "--reason",
+        "price",
+        "--stage",
+        "lead",
+    ]);
+    let out = ledger.run(&contract);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("record DealReopened"), "{}", out.stderr);
+    ledger.ok(&[
+        "record",
+        "reopened",
+        "--customer",
+        "acme",
+        "--rep",
+        "rep-01",
+        "--deal",
+        "d1",
+        "--reason",
+        "budget found",
+    ]);
+    ledger.ok(&contract);
+    let json: Value = serde_json::from_str(&ledger.ok(&["history", "acme", "--json"])).unwrap();
+    let contract = &json.as_array().unwrap()[3]["data"]["value"];
+    assert_eq!(contract["amount_minor"], 1_250_000);
+    assert_eq!(contract["currency"], "EUR");
+}
+
+fn demo_store(ledger: &Ledger) {
+    let out = ledger.ok(&[
+        "demo",
+        "--customers",
+        "60",
+        "--seed",
+        "3",
+        "--until",
+        "2026-10-01",
+    ]);
+    assert!(out.contains("LeadSourced"), "{out}");
+}
+
+#[test]
+fn export_then_import_reproduces_the_same_events_in_the_same_order_and_is_idempotent() {
+    let source = Ledger::new();
+    demo_store(&source);
+    let exported = source.export();
+    assert!(exported.lines().count() > 200);
+    let file = source.dir().join("events.ndjson");
+    std::fs::write(&file, &exported).unwrap();
+
+    let target = Ledger::new();
+    let out = target.ok(&["import", file.to_str().unwrap()]);
+    assert!(out.contains("written"), "{out}");
+    assert_eq!(
+        target.export(),
+        exported,
+        "ids, times, revisions and positions survive"
+    );
+    let again = target.ok(&["import", file.to_str().unwrap()]);
+    assert!(again.contains(" 0 written"), "{again}");
+    assert_eq!(target.export(), exported);
+
+    // Standard input works too.
+    let third = Ledger::new();
+    let out = third.run_with_stdin(&["import", "-"], exported.clone().into_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(third.export(), exported);
+}
+
+#[test]
+fn a_file_with_bad_lines_reports_each_by_number_and_writes_nothing() {
+    let source = Ledger::new();
+    demo_store(&source);
+    let good: Vec<String> = source.export().lines().map(String::from).collect();
+    let mut bad = good[..3].join("\n").into_bytes();
+    bad.extend(b"\n{\"event_id\": 1\n"); // line 4: malformed
+    bad.extend(b"\xff\xfe{}\n"); // line 5: not UTF-8
+    bad.extend(
+        good[3]
+            .replace("\"schema_version\":1", "\"schema_version\":7")
+            .as_bytes(),
+    ); // 6
+    bad.push(b'\n');
+    let oversized = good[4].replace(
+        "\"rep_id\"",
+        &format!("\"notes\":\"{}\",\"rep_id\"", "x".repeat(70_000)),
+    );
+    bad.extend(oversized.as_bytes()); // line 7
+    bad.push(b'\n');
+    bad.extend(
+        good[5]
+            .replace("\"type\":\"", "\"type\":\"Bogus")
+            .as_bytes(),
+    ); // line 8
+    bad.push(b'\n');
+    bad.extend(
+        good[6]
+            .replace("\"customer_id\":\"", "\"customer_id\":\"no ")
+            .as_bytes(),
+    ); // 9
+    bad.push(b'\n');
+    let file = source.dir().join("bad.ndjson");
+    std::fs::write(&file, &bad).unwrap();
+
+    let target = Ledger::new();
+    let out = target.run(&["import", file.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for (line, says) in [
+        (4, "malformed JSON"),
+        (5, "not UTF-8"),
+        (6, "schema_version"),
+        (7, "bytes"),
+        (8, "/type"),
+        (9, "/customer_id"),
+    ] {
+        let found = out
+            .stderr
+            .lines()
+            .any(|l| l.contains(&format!("line {line}:")) && l.contains(says));
+        assert!(found, "line {line} should say {says:?}:\n{}", out.stderr);
+    }
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("line 1:"),
+        "good lines are not reported"
+    );
+    assert_eq!(target.event_count(), 0, "nothing partially written");
+}
+
+#[test]
+fn an_old_schema_version_is_upcast_when_read() {
+    let ledger = Ledger::new();
+    lead(&ledger, "acme", "d1");
+    let v1 = serde_json::json!({
+        "event_id": "01900000-0000-7000-8000-0000000000c1",
+        "customer_id": "acme",
+        "type": "ContractSigned",
+        "schema_version": 1,
+        "occurred_at": "2026-02-01T10:00:00Z",
+        "recorded_at": "2026-02-01T10:05:00Z",
+        "recorded_by": "legacy-crm",
+        "data": {"deal_id": "d1", "rep_id": "rep-01", "value": "980000", "currency": "JPY", "term_months": 12}
+    });
+    let file = ledger.dir().join("v1.ndjson");
+    std::fs::write(&file, format!("{v1}\n")).unwrap();
+    ledger.ok(&["import", file.to_str().unwrap()]);
+    let json: Value = serde_json::from_str(&ledger.ok(&["history", "acme", "--json"])).unwrap();
+    let contract = &json.as_array().unwrap()[1];
+    assert_eq!(contract["stored_schema_version"], 1);
+    assert_eq!(contract["schema_version"], 2);
+    assert_eq!(contract["data"]["value"]["amount_minor"], 980_000);
+    assert_eq!(contract["data"]["value"]["currency"], "JPY");
+    assert_eq!(
+        contract["recorded_at"], "2026-02-01T10:05:00Z",
+        "kept from the file"
+    );
+    // The export keeps the event as it was written.
+    let exported = ledger.export();
+    assert!(exported.contains("\"value\":\"980000\""), "{exported}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_unknown_customers_in_history_exit_1() {
+    let ledger = Ledger::new();
+    assert_eq!(ledger.run(&["record", "lead-sourced"]).code, 2);
+    assert_eq!(ledger.run(&["no-such-command"]).code, 2);
+    ledger.ok(&["init"]);
+    let out = ledger.run(&["history", "ghost"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("ghost"), "{}", out.stderr);
+}
+
+#[test]
+fn the_demo_refuses_to_overwrite_a_store_that_holds_events() {
+    let ledger = Ledger::new();
+    lead(&ledger, "acme", "d1");
+    let out = ledger.run(&["demo", "--customers", "5"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("already holds events"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ledger.event_count(), 1);
+}
