@@ -17,8 +17,6 @@ use uuid::Uuid;
 
 /// Most bad lines kept for the report; the rest are counted.
 pub const BAD_LINES_REPORTED_MAX: usize = 1000;
-/// Ids looked up in the store per query when checking for already-recorded events.
-const LOOKUP_CHUNK_IDS: usize = 4096;
 
 /// A refused line of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,17 +168,9 @@ impl Ledger {
                 );
             }
         }
-        // Events already in the store: a retry is skipped, another use of the id is refused.
-        let ids: Vec<Uuid> = lines.iter().map(|(_, v)| v.proposed.event_id).collect();
-        let mut existing: HashMap<Uuid, Record> = HashMap::new();
-        for chunk in ids.chunks(LOOKUP_CHUNK_IDS) {
-            for record in self.store().find_events(chunk).await? {
-                existing.insert(record.event_id, record);
-            }
-        }
-
         let total = lines.len() as u64;
         let mut histories: HashMap<CustomerId, (CustomerHistory, Option<u64>)> = HashMap::new();
+        let mut existing: HashMap<Uuid, Record> = HashMap::new();
         let mut pending: Vec<(CustomerId, NewRecord)> = Vec::new();
         let now = Utc::now();
         for (done, (line, v)) in lines.into_iter().enumerate() {
@@ -189,6 +179,18 @@ impl Ledger {
             }
             let customer = v.proposed.customer_id.clone();
             let record = to_new_record(&v.proposed, v.schema_version, v.data);
+            if !histories.contains_key(&customer) {
+                let records = self.read_customer(&customer).await?;
+                let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                let history = CustomerHistory::from_events(customer.clone(), &events);
+                let base = history.revision();
+                for record in records {
+                    existing.insert(record.event_id, record);
+                }
+                histories.insert(customer.clone(), (history, base));
+            }
+            // An event already in the customer's stream: a retry is skipped, another use of the
+            // id is refused. (An id used in another customer's stream is refused by the store.)
             if let Some(stored) = existing.get(&v.proposed.event_id) {
                 if stored.is_same_event(&stream_name(&customer), &record) {
                     report.already_present += 1;
@@ -202,13 +204,6 @@ impl Ledger {
                     );
                 }
                 continue;
-            }
-            if !histories.contains_key(&customer) {
-                let records = self.read_customer(&customer).await?;
-                let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-                let history = CustomerHistory::from_events(customer.clone(), &events);
-                let base = history.revision();
-                histories.insert(customer.clone(), (history, base));
             }
             let (history, _) = histories.get_mut(&customer).expect("loaded above");
             let decided_at = v.proposed.recorded_at.unwrap_or(now);

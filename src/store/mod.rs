@@ -268,9 +268,6 @@ pub trait EventStore: Send + Sync {
 
     /// The position of the last event, `None` for an empty log.
     async fn head_position(&self) -> Result<Option<u64>, ReadError>;
-
-    /// Finds already-recorded events by id (for idempotent imports).
-    async fn find_events(&self, ids: &[Uuid]) -> Result<Vec<Record>, ReadError>;
 }
 
 /// Checks what every append must satisfy before it reaches a backend.

@@ -102,6 +102,21 @@ impl SqliteStore {
         Ok(Self { shared, writer: tx })
     }
 
+    /// Finds recorded events by id, in any stream.
+    pub async fn find_events(&self, ids: &[Uuid]) -> Result<Vec<Record>, ReadError> {
+        let ids = ids.to_vec();
+        self.with_reader(move |conn| {
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(r) = find_by_id(conn, id).map_err(StorageError::from)? {
+                    found.push(r);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -546,20 +561,6 @@ impl EventStore for SqliteStore {
         self.with_reader(|conn| {
             let p = max_position(conn).map_err(StorageError::from)?;
             Ok((p > 0).then_some(p))
-        })
-        .await
-    }
-
-    async fn find_events(&self, ids: &[Uuid]) -> Result<Vec<Record>, ReadError> {
-        let ids = ids.to_vec();
-        self.with_reader(move |conn| {
-            let mut found = Vec::new();
-            for id in ids {
-                if let Some(r) = find_by_id(conn, id).map_err(StorageError::from)? {
-                    found.push(r);
-                }
-            }
-            Ok(found)
         })
         .await
     }
