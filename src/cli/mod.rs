@@ -42,7 +42,7 @@ pub enum Command {
     /// Record one interaction; prints its event id, stream revision and position.
     Record {
         #[command(subcommand)]
-        interaction: record::RecordCommand,
+        interaction: Box<record::RecordCommand>,
     },
     /// Import NDJSON events (one per line) from FILE, or `-` for standard input. Every line is
     /// validated first; a file with a bad line writes nothing. Importing twice adds nothing.
@@ -140,7 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Record { interaction } => {
-            let proposed = record::proposed_event(interaction)?;
+            let proposed = record::proposed_event(*interaction)?;
             let (_, ledger) = open(&store_path)?;
             let recorded = ledger.record(proposed).await?;
             let verb = if recorded.written {
