@@ -1,0 +1,474 @@
+//! Stage conversion projection: per deal, its stage stays and outcome (`rm_deals`,
+//! `rm_stage_stays`); and the `funnel` query, computed from the stays (the transitions), never
+//! from where deals sit today alone. Definitions: `projections/README.md`.
+
+use super::model::{DealRow, DealStatus, EntryKind, ExitKind, ReadModel, StageStayRow};
+use super::policy::Policy;
+use super::report::ReportMeta;
+use super::time::{Period, Spread, days_between, round6};
+use super::timeline::Walk;
+use crate::domain::Stage;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Name of this projection's checkpoint.
+pub const NAME: &str = "conversion";
+/// Label of the pseudo-stage a deal is in once lost, in the transition matrix.
+pub const LOST: &str = "lost";
+/// Label of the pseudo-stage before a deal's lead, in the transition matrix.
+pub const START: &str = "start";
+
+/// The conversion rows of one walked customer.
+pub fn rows(w: &Walk) -> (Vec<DealRow>, Vec<StageStayRow>) {
+    let mut deals = Vec::new();
+    let mut stays = Vec::new();
+    for d in &w.deals {
+        let last = d.stays.last();
+        deals.push(DealRow {
+            customer_id: w.customer_id.to_string(),
+            deal_id: d.id.to_string(),
+            source: d.source,
+            opened_at: d.opened_at,
+            owner_at_open: d.owner_at_open.to_string(),
+            status: d.status,
+            stage: d.stage(),
+            stage_since: last.map_or(d.opened_at, |s| s.entered_at),
+            last_activity_at: d.last_activity,
+            won_at: d.won_at,
+            won_value_minor: d.won_value.map(|v| v.amount_minor),
+            won_currency: d.won_value.map(|v| v.currency.as_str().to_string()),
+            won_owner: d.won_owner.as_ref().map(|r| r.to_string()),
+            lost_at: d.lost_at,
+            lost_reason: d.lost_reason,
+            reopen_count: d.reopen_count,
+        });
+        for (seq, s) in d.stays.iter().enumerate() {
+            stays.push(StageStayRow {
+                customer_id: w.customer_id.to_string(),
+                deal_id: d.id.to_string(),
+                seq: seq as u32,
+                stage: s.stage,
+                entered_at: s.entered_at,
+                entry: s.entry,
+                from_stage: s.from,
+                exited_at: s.exited_at,
+                exit: s.exit,
+                to_stage: s.to,
+                lost_reason: s.lost_reason,
+            });
+        }
+    }
+    (deals, stays)
+}
+
+/// A rate with the counts behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Ratio {
+    pub count: u64,
+    pub of: u64,
+    /// `count / of`, in [0, 1]; `None` when `of` is 0.
+    pub rate: Option<f64>,
+}
+
+impl Ratio {
+    /// `count` out of `of`.
+    pub fn new(count: u64, of: u64) -> Self {
+        Ratio {
+            count,
+            of,
+            rate: (of > 0).then(|| round6(count as f64 / of as f64)),
+        }
+    }
+}
+
+/// How funnel groups are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Source,
+    Rep,
+    Cohort,
+}
+
+/// What the funnel is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunnelParams {
+    /// Window start (inclusive): cohort view keeps deals sourced from here, period view events.
+    pub from: Option<DateTime<Utc>>,
+    /// Window end (inclusive).
+    pub to: Option<DateTime<Utc>>,
+    pub by: Option<GroupBy>,
+    /// Cohort granularity (month or quarter).
+    pub cohort: Period,
+}
+
+impl Default for FunnelParams {
+    fn default() -> Self {
+        FunnelParams {
+            from: None,
+            to: None,
+            by: None,
+            cohort: Period::Month,
+        }
+    }
+}
+
+/// One stage of the cohort funnel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageFunnel {
+    pub stage: Stage,
+    /// Deals that entered the stage at least once.
+    pub entered: u64,
+    /// Of those, classified by their latest stay in the stage (these four sum to `entered`):
+    pub advanced: u64,
+    pub lost_here: u64,
+    pub moved_back: u64,
+    pub still_in: u64,
+    /// Stays in the stage (a deal re-entering counts once per entry).
+    pub entries: u64,
+    /// Re-entries: entries after a move back or a reopen.
+    pub re_entries: u64,
+    /// Deals that went past the stage without entering it.
+    pub skipped: u64,
+    /// Deals that left the stage forward at least once, of those that entered it.
+    pub next_step: Ratio,
+    /// Deals that got at least as far as this stage, of all deals.
+    pub cumulative: Ratio,
+    /// Days from the first entry into the stage to the first move forward out of it.
+    pub days_to_next: Spread,
+    /// Days of each deal's latest stay (to the exit, or to the report clock while in it).
+    pub latest_stay_days: Spread,
+    /// Days each deal spent in the stage over all its stays.
+    pub cumulative_days: Spread,
+}
+
+/// One cell of a transition matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+}
+
+/// The cohort view of a set of deals: followed from their lead to their outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortFunnel {
+    pub deals: u64,
+    pub won: u64,
+    pub lost: u64,
+    pub open: u64,
+    /// won / (won + lost).
+    pub win_rate: Ratio,
+    /// open / deals.
+    pub open_share: Ratio,
+    pub stages: Vec<StageFunnel>,
+    pub lost_by_stage: BTreeMap<String, u64>,
+    pub lost_by_reason: BTreeMap<String, u64>,
+    /// Every move of these deals, forward, backward, skipping, lost and reopened.
+    pub transitions: Vec<Transition>,
+}
+
+/// The period view: what happened inside the window, whatever the deals' cohort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeriodFunnel {
+    pub new_deals: u64,
+    /// Stage entries inside the window, per stage.
+    pub entries: BTreeMap<String, u64>,
+    pub won: u64,
+    /// Losses inside the window (a loss later reopened still happened).
+    pub lost: u64,
+    pub reopened: u64,
+    /// won / (won + lost), inside the window.
+    pub win_rate: Ratio,
+    pub lost_by_reason: BTreeMap<String, u64>,
+    pub transitions: Vec<Transition>,
+}
+
+/// One group of the funnel (or the whole, with key `all`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelGroup {
+    pub key: String,
+    pub cohort: CohortFunnel,
+    pub period: PeriodFunnel,
+}
+
+/// The `funnel` report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunnelReport {
+    pub meta: ReportMeta,
+    pub params: FunnelParams,
+    pub total: FunnelGroup,
+    pub groups: Vec<FunnelGroup>,
+}
+
+fn in_window(t: DateTime<Utc>, p: &FunnelParams) -> bool {
+    p.from.is_none_or(|f| t >= f) && p.to.is_none_or(|e| t <= e)
+}
+
+/// Computes the funnel over a read model.
+pub fn funnel(
+    model: &ReadModel,
+    policy: &Policy,
+    meta: ReportMeta,
+    params: FunnelParams,
+) -> FunnelReport {
+    let mut stays_by_deal: BTreeMap<(&str, &str), Vec<&StageStayRow>> = BTreeMap::new();
+    for s in &model.stays {
+        stays_by_deal
+            .entry((s.customer_id.as_str(), s.deal_id.as_str()))
+            .or_default()
+            .push(s);
+    }
+    let deals: Vec<(&DealRow, Vec<&StageStayRow>)> = model
+        .deals
+        .iter()
+        .map(|d| {
+            let stays = stays_by_deal
+                .get(&(d.customer_id.as_str(), d.deal_id.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            (d, stays)
+        })
+        .collect();
+    let now = meta.evaluated_at;
+    let group_of = |d: &DealRow| -> String {
+        match params.by {
+            None => "all".to_string(),
+            Some(GroupBy::Source) => d.source.as_str().to_string(),
+            Some(GroupBy::Rep) => d.owner_at_open.clone(),
+            Some(GroupBy::Cohort) => params.cohort.label(d.opened_at),
+        }
+    };
+    let total = group(policy, "all".into(), &deals, &params, now);
+    let mut keys: BTreeMap<String, Vec<(&DealRow, Vec<&StageStayRow>)>> = BTreeMap::new();
+    if params.by.is_some() {
+        for (d, s) in &deals {
+            keys.entry(group_of(d)).or_default().push((*d, s.clone()));
+        }
+    }
+    let groups = keys
+        .into_iter()
+        .map(|(k, ds)| group(policy, k, &ds, &params, now))
+        .collect();
+    FunnelReport {
+        meta,
+        params,
+        total,
+        groups,
+    }
+}
+
+fn group(
+    policy: &Policy,
+    key: String,
+    deals: &[(&DealRow, Vec<&StageStayRow>)],
+    params: &FunnelParams,
+    now: Option<DateTime<Utc>>,
+) -> FunnelGroup {
+    let cohort_deals: Vec<_> = deals
+        .iter()
+        .filter(|(d, _)| in_window(d.opened_at, params))
+        .collect();
+    FunnelGroup {
+        key,
+        cohort: cohort(policy, &cohort_deals, now),
+        period: period(policy, deals, params),
+    }
+}
+
+fn cohort(
+    policy: &Policy,
+    deals: &[&(&DealRow, Vec<&StageStayRow>)],
+    now: Option<DateTime<Utc>>,
+) -> CohortFunnel {
+    let n = deals.len() as u64;
+    let count = |s: DealStatus| deals.iter().filter(|(d, _)| d.status == s).count() as u64;
+    let (won, lost, open) = (
+        count(DealStatus::Won),
+        count(DealStatus::Lost),
+        count(DealStatus::Open),
+    );
+    let mut lost_by_stage = BTreeMap::new();
+    let mut lost_by_reason = BTreeMap::new();
+    for (d, _) in deals.iter().map(|x| &**x) {
+        if d.status == DealStatus::Lost {
+            *lost_by_stage
+                .entry(d.stage.as_str().to_string())
+                .or_insert(0) += 1;
+            let reason = d.lost_reason.map_or("unknown", |r| r.as_str());
+            *lost_by_reason.entry(reason.to_string()).or_insert(0) += 1;
+        }
+    }
+    let stays_end = |s: &StageStayRow| s.exited_at.or(now);
+    let mut stages = Vec::new();
+    for stage in policy.stage_order.iter().copied() {
+        let rank = policy.rank(stage);
+        let mut f = StageFunnel {
+            stage,
+            entered: 0,
+            advanced: 0,
+            lost_here: 0,
+            moved_back: 0,
+            still_in: 0,
+            entries: 0,
+            re_entries: 0,
+            skipped: 0,
+            next_step: Ratio::new(0, 0),
+            cumulative: Ratio::new(0, 0),
+            days_to_next: Spread::default(),
+            latest_stay_days: Spread::default(),
+            cumulative_days: Spread::default(),
+        };
+        let (mut converted, mut passed) = (0, 0);
+        let (mut to_next, mut latest_days, mut cum_days) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, stays) in deals.iter().map(|x| &**x) {
+            let max_rank = stays
+                .iter()
+                .map(|s| policy.rank(s.stage))
+                .max()
+                .unwrap_or(0);
+            if max_rank >= rank {
+                passed += 1;
+            }
+            let here: Vec<&&StageStayRow> = stays.iter().filter(|s| s.stage == stage).collect();
+            let Some(latest) = here.last() else {
+                if max_rank > rank {
+                    f.skipped += 1;
+                }
+                continue;
+            };
+            f.entered += 1;
+            f.entries += here.len() as u64;
+            f.re_entries += here
+                .iter()
+                .filter(|s| matches!(s.entry, EntryKind::MovedBack | EntryKind::Reopened))
+                .count() as u64;
+            match latest.exit {
+                Some(ExitKind::Advanced) => f.advanced += 1,
+                Some(ExitKind::MovedBack) => f.moved_back += 1,
+                Some(ExitKind::Lost) => f.lost_here += 1,
+                None => f.still_in += 1,
+            }
+            if let Some(first_forward) = here.iter().find(|s| s.exit == Some(ExitKind::Advanced)) {
+                converted += 1;
+                if let Some(out) = first_forward.exited_at {
+                    to_next.push(days_between(here[0].entered_at, out));
+                }
+            }
+            if stage != Stage::Won {
+                if let Some(end) = stays_end(latest) {
+                    latest_days.push(days_between(latest.entered_at, end));
+                }
+                let total: f64 = here
+                    .iter()
+                    .filter_map(|s| stays_end(s).map(|e| days_between(s.entered_at, e)))
+                    .sum();
+                cum_days.push(total);
+            }
+        }
+        f.next_step = Ratio::new(converted, f.entered);
+        f.cumulative = Ratio::new(passed, n);
+        f.days_to_next = Spread::of(to_next);
+        f.latest_stay_days = Spread::of(latest_days);
+        f.cumulative_days = Spread::of(cum_days);
+        stages.push(f);
+    }
+    let all_stays = deals.iter().flat_map(|(_, s)| s.iter().copied());
+    CohortFunnel {
+        deals: n,
+        won,
+        lost,
+        open,
+        win_rate: Ratio::new(won, won + lost),
+        open_share: Ratio::new(open, n),
+        stages,
+        lost_by_stage,
+        lost_by_reason,
+        transitions: transitions(policy, all_stays, |_| true),
+    }
+}
+
+/// The transition matrix of some stays; `keep` filters by the time of the move.
+fn transitions<'a>(
+    policy: &Policy,
+    stays: impl Iterator<Item = &'a StageStayRow>,
+    keep: impl Fn(DateTime<Utc>) -> bool,
+) -> Vec<Transition> {
+    let mut cells: BTreeMap<(usize, String, usize, String), u64> = BTreeMap::new();
+    let label = |s: Stage| (policy.rank(s), s.as_str().to_string());
+    let start = (0usize, START.to_string());
+    let lost = (usize::MAX, LOST.to_string());
+    for s in stays {
+        if keep(s.entered_at) {
+            let from = match (s.entry, s.from_stage) {
+                (EntryKind::Opened, _) => Some(start.clone()),
+                (EntryKind::Reopened, _) => Some(lost.clone()),
+                (_, Some(f)) => Some(label(f)),
+                (_, None) => None,
+            };
+            if let Some(from) = from {
+                let to = label(s.stage);
+                *cells.entry((from.0, from.1, to.0, to.1)).or_insert(0) += 1;
+            }
+        }
+        if let (Some(ExitKind::Lost), Some(at)) = (s.exit, s.exited_at)
+            && keep(at)
+        {
+            let from = label(s.stage);
+            *cells
+                .entry((from.0, from.1, lost.0, lost.1.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+    cells
+        .into_iter()
+        .map(|((_, from, _, to), count)| Transition { from, to, count })
+        .collect()
+}
+
+fn period(
+    policy: &Policy,
+    deals: &[(&DealRow, Vec<&StageStayRow>)],
+    params: &FunnelParams,
+) -> PeriodFunnel {
+    let inside = |t: DateTime<Utc>| in_window(t, params);
+    let mut entries = BTreeMap::new();
+    let (mut new_deals, mut won, mut lost, mut reopened) = (0, 0, 0, 0);
+    let mut lost_by_reason = BTreeMap::new();
+    for (d, stays) in deals {
+        if inside(d.opened_at) {
+            new_deals += 1;
+        }
+        if d.won_at.is_some_and(inside) {
+            won += 1;
+        }
+        for s in stays {
+            if inside(s.entered_at) {
+                *entries.entry(s.stage.as_str().to_string()).or_insert(0) += 1;
+                if s.entry == EntryKind::Reopened {
+                    reopened += 1;
+                }
+            }
+            if s.exit == Some(ExitKind::Lost) && s.exited_at.is_some_and(inside) {
+                lost += 1;
+                let reason = s.lost_reason.map_or("unknown", |r| r.as_str());
+                *lost_by_reason.entry(reason.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    PeriodFunnel {
+        new_deals,
+        entries,
+        won,
+        lost,
+        reopened,
+        win_rate: Ratio::new(won, won + lost),
+        lost_by_reason,
+        transitions: transitions(
+            policy,
+            deals.iter().flat_map(|(_, s)| s.iter().copied()),
+            inside,
+        ),
+    }
+}

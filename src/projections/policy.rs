@@ -1,0 +1,206 @@
+//! The pipeline policy sales ops may change without recompiling: stage order, stalled thresholds
+//! per stage and the dormant threshold. Shipped defaults are embedded; a file overrides them.
+
+use crate::domain::Stage;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The shipped policy, embedded so that a binary without the `projections/` folder still works.
+pub const DEFAULT_POLICY_JSON: &str = include_str!("../../projections/policy.json");
+/// Environment variable naming a policy file to use instead of the defaults.
+pub const POLICY_ENV: &str = "PIPELINE_LEDGER_POLICY";
+/// Where the policy is looked for when neither a path nor the environment names one.
+pub const POLICY_DEFAULT_PATH: &str = "projections/policy.json";
+/// Largest threshold accepted, in days (about 100 years): larger values are typos.
+pub const THRESHOLD_DAYS_MAX: u32 = 36_500;
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy {origin} is not valid JSON for a policy: {source}")]
+    Parse {
+        origin: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "policy {origin}: stage_order must list each of lead, first_visit, demo, negotiation, won exactly once, with won last; got {got:?}"
+    )]
+    StageOrder { origin: String, got: Vec<Stage> },
+    #[error(
+        "policy {origin}: stalled thresholds missing for stage {stage:?}; give no_activity_days and no_progress_days for every stage before won"
+    )]
+    MissingThreshold { origin: String, stage: Stage },
+    #[error("policy {origin}: {what} is {days} days; use 1 to {THRESHOLD_DAYS_MAX}")]
+    BadThreshold {
+        origin: String,
+        what: String,
+        days: u32,
+    },
+}
+
+/// Stalled thresholds of one stage, in days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StalledThreshold {
+    /// A deal with no interaction for longer than this is stalled ("no activity").
+    pub no_activity_days: u32,
+    /// A deal that has not changed stage for longer than this is stalled ("no progress").
+    pub no_progress_days: u32,
+}
+
+/// The pipeline policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Stages in pipeline order; a move to a later stage advances, to an earlier one moves back.
+    pub stage_order: Vec<Stage>,
+    /// Stalled thresholds per open stage (every stage but won).
+    pub stalled: BTreeMap<Stage, StalledThreshold>,
+    /// A won customer with no interaction for longer than this is dormant.
+    pub dormant_after_days: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        // The embedded file is checked by a unit test, so this cannot fail in a released build.
+        Policy::from_json(DEFAULT_POLICY_JSON, "embedded default").expect("embedded policy valid")
+    }
+}
+
+impl Policy {
+    /// Parses and checks a policy; `origin` names it in error messages.
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = serde_json::from_str(text).map_err(|source| PolicyError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
+        policy.check(origin)?;
+        Ok(policy)
+    }
+
+    /// Loads the policy from `path` if given, else from `$PIPELINE_LEDGER_POLICY`, else from
+    /// `projections/policy.json` in the working directory if it exists, else the shipped defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, PolicyError> {
+        let chosen: Option<PathBuf> = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => match std::env::var_os(POLICY_ENV) {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => {
+                    let default = PathBuf::from(POLICY_DEFAULT_PATH);
+                    default.is_file().then_some(default)
+                }
+            },
+        };
+        match chosen {
+            None => Ok(Policy::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| PolicyError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Policy::from_json(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    fn check(&self, origin: &str) -> Result<(), PolicyError> {
+        let mut sorted = self.stage_order.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != Stage::ALL.len()
+            || self.stage_order.len() != Stage::ALL.len()
+            || self.stage_order.last() != Some(&Stage::Won)
+        {
+            return Err(PolicyError::StageOrder {
+                origin: origin.to_string(),
+                got: self.stage_order.clone(),
+            });
+        }
+        let bad = |what: String, days: u32| PolicyError::BadThreshold {
+            origin: origin.to_string(),
+            what,
+            days,
+        };
+        for stage in self.open_stages() {
+            let Some(t) = self.stalled.get(&stage) else {
+                return Err(PolicyError::MissingThreshold {
+                    origin: origin.to_string(),
+                    stage,
+                });
+            };
+            for (what, days) in [
+                ("no_activity_days", t.no_activity_days),
+                ("no_progress_days", t.no_progress_days),
+            ] {
+                if days == 0 || days > THRESHOLD_DAYS_MAX {
+                    return Err(bad(format!("stalled.{}.{what}", stage.as_str()), days));
+                }
+            }
+        }
+        if self.dormant_after_days == 0 || self.dormant_after_days > THRESHOLD_DAYS_MAX {
+            return Err(bad("dormant_after_days".into(), self.dormant_after_days));
+        }
+        Ok(())
+    }
+
+    /// The rank of a stage in the pipeline order (0 for the first).
+    pub fn rank(&self, stage: Stage) -> usize {
+        self.stage_order
+            .iter()
+            .position(|s| *s == stage)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The stages a deal can sit in while open (all but won), in pipeline order.
+    pub fn open_stages(&self) -> impl Iterator<Item = Stage> + '_ {
+        self.stage_order
+            .iter()
+            .copied()
+            .filter(|s| *s != Stage::Won)
+    }
+
+    /// The thresholds of a stage; `None` for won (a won deal is never stalled).
+    pub fn threshold(&self, stage: Stage) -> Option<StalledThreshold> {
+        self.stalled.get(&stage).copied()
+    }
+
+    /// The dormant threshold as a duration.
+    pub fn dormant_after(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.dormant_after_days))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let p = Policy::default();
+        assert_eq!(p.stage_order, Stage::ALL.to_vec());
+        assert_eq!(p.open_stages().count(), 4);
+        assert!(p.threshold(Stage::Won).is_none());
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_a_reason() {
+        let bad_order = DEFAULT_POLICY_JSON.replace("\"won\"]", "\"lead\"]");
+        assert!(matches!(
+            Policy::from_json(&bad_order, "t"),
+            Err(PolicyError::StageOrder { .. })
+        ));
+        let zero = DEFAULT_POLICY_JSON.replace("180", "0");
+        let err = Policy::from_json(&zero, "t").unwrap_err();
+        assert!(err.to_string().contains("dormant_after_days"), "{err}");
+        assert!(matches!(
+            Policy::from_json("{", "t"),
+            Err(PolicyError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,260 @@
+//! The projection runner: feeds the fold from the store's subscription to all events, in
+//! batches, and writes each batch's rows with the checkpoint it reaches in one transaction.
+//! Reports progress and lag (head position minus checkpoint) through a callback.
+
+use super::fold::Projector;
+use super::policy::Policy;
+use super::storage::{Checkpoint, LIVE, ReadModelDb, STAGING, StorageError};
+use crate::domain::{CustomerId, LedgerEvent};
+use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode, stream_name};
+use crate::store::{Direction, EventStore, ReadError, Record, SubscriptionMessage};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+/// Most events applied and committed in one transaction.
+pub const BATCH_EVENTS_MAX: usize = 2_000;
+/// Most events the fold keeps in memory between batches before forgetting them (they are read
+/// again from the store when their customer's next event arrives).
+pub const CACHED_EVENTS_MAX: usize = 500_000;
+/// Once caught up, how long the runner waits for more live events before committing a partial
+/// batch.
+pub const FOLLOW_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Events read per page when loading one customer's history.
+pub const HISTORY_PAGE_EVENTS: usize = 4_096;
+/// How many times the runner starts over after another writer moved the checkpoint under it.
+pub const CHECKPOINT_CONFLICTS_MAX: usize = 10;
+
+/// Why the runner stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading the event log failed: {0}")]
+    Store(#[from] ReadError),
+    #[error(
+        "{0}; the projections stopped before this event (nothing was skipped): fix the event's type or upcaster, then run again"
+    )]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(
+        "another process keeps moving the read models' checkpoint ({CHECKPOINT_CONFLICTS_MAX} conflicts); run one projection runner at a time"
+    )]
+    Contended,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The read models' checkpoint: position of the last event applied.
+    pub position: Option<u64>,
+    /// The log's head when last looked at.
+    pub head: Option<u64>,
+    /// How far behind the log the read models are, in events (head − checkpoint).
+    pub lag: u64,
+    /// Events applied by this run.
+    pub events_applied: u64,
+    /// Whether the run has caught up with the log once.
+    pub caught_up: bool,
+}
+
+/// Lag between a head and a checkpoint, in positions.
+pub fn lag(head: Option<u64>, position: Option<u64>) -> u64 {
+    head.unwrap_or(0).saturating_sub(position.unwrap_or(0))
+}
+
+/// Brings the live read models up to date with the log. With `follow`, keeps them up to date
+/// until `stop` completes; without, returns once caught up.
+pub async fn project(
+    store: &dyn EventStore,
+    db_path: &Path,
+    policy: &Policy,
+    follow: bool,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+    stop: impl Future<Output = ()> + Send,
+) -> Result<Progress, RunError> {
+    let mut db = ReadModelDb::open(db_path)?;
+    run(store, &mut db, LIVE, policy, follow, progress, stop).await
+}
+
+/// Rebuilds the read models from the start of the log into new tables, then swaps them in
+/// atomically: readers see the old read models until the new ones are complete.
+pub async fn rebuild(
+    store: &dyn EventStore,
+    db_path: &Path,
+    policy: &Policy,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<Progress, RunError> {
+    let mut db = ReadModelDb::open(db_path)?;
+    // A rebuild interrupted earlier left its staging tables; start those over.
+    db.drop_tables(STAGING)?;
+    db.create_tables(STAGING)?;
+    let done = run(
+        store,
+        &mut db,
+        STAGING,
+        policy,
+        false,
+        progress,
+        std::future::pending(),
+    )
+    .await?;
+    db.swap_in_staging()?;
+    Ok(done)
+}
+
+/// The batch being gathered.
+struct Batch {
+    records: Vec<Record>,
+}
+
+async fn run(
+    store: &dyn EventStore,
+    db: &mut ReadModelDb,
+    prefix: &str,
+    policy: &Policy,
+    follow: bool,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+    stop: impl Future<Output = ()> + Send,
+) -> Result<Progress, RunError> {
+    let mut stop = std::pin::pin!(stop);
+    let mut report = Progress::default();
+    let mut conflicts = 0;
+    'restart: loop {
+        let cp = db.checkpoint(prefix)?;
+        let mut fold = Projector::resume(policy.clone(), cp.position, cp.log_time);
+        let mut expected = cp.position;
+        let mut sub = store.subscribe_all(cp.position).await?;
+        let mut batch = Batch {
+            records: Vec::new(),
+        };
+        report.position = cp.position;
+        loop {
+            let message = if report.caught_up && !batch.records.is_empty() {
+                match tokio::time::timeout(FOLLOW_FLUSH_INTERVAL, sub.next()).await {
+                    Ok(m) => Some(m?),
+                    Err(_) => None,
+                }
+            } else if report.caught_up {
+                tokio::select! {
+                    m = sub.next() => Some(m?),
+                    () = &mut stop => return Ok(report),
+                }
+            } else {
+                Some(sub.next().await?)
+            };
+            let flush_now = match message {
+                Some(SubscriptionMessage::Event(record)) => {
+                    batch.records.push(record);
+                    batch.records.len() >= BATCH_EVENTS_MAX
+                }
+                Some(SubscriptionMessage::CaughtUp { .. }) => {
+                    report.caught_up = true;
+                    true
+                }
+                None => true,
+            };
+            if !flush_now {
+                continue;
+            }
+            let records = std::mem::take(&mut batch.records);
+            let applied = records.len() as u64;
+            apply_batch(store, &mut fold, records).await?;
+            if fold.position() != expected {
+                let changes = fold.take_changes();
+                let reached = Checkpoint {
+                    position: fold.position(),
+                    log_time: fold.log_time(),
+                };
+                if !db.write_batch(prefix, expected, &changes, reached)? {
+                    conflicts += 1;
+                    if conflicts >= CHECKPOINT_CONFLICTS_MAX {
+                        return Err(RunError::Contended);
+                    }
+                    continue 'restart;
+                }
+                expected = fold.position();
+                report.events_applied += applied;
+                if fold.cached_events() > CACHED_EVENTS_MAX {
+                    fold.evict();
+                }
+            }
+            report.position = fold.position();
+            report.head = store.head_position().await?;
+            report.lag = lag(report.head, report.position);
+            progress(&report);
+            if report.caught_up && !follow {
+                return Ok(report);
+            }
+        }
+    }
+}
+
+/// Decodes a batch, loads the earlier history of customers not in memory, and applies it.
+async fn apply_batch(
+    store: &dyn EventStore,
+    fold: &mut Projector,
+    records: Vec<Record>,
+) -> Result<(), RunError> {
+    let before = fold.position();
+    let mut events = Vec::with_capacity(records.len());
+    for record in &records {
+        if !record.stream.starts_with(STREAM_PREFIX) {
+            // Another application's stream in a shared store: not ours, but it moves the log.
+            events.push(None);
+            continue;
+        }
+        events.push(Some(decode(record)?));
+    }
+    let missing: BTreeSet<CustomerId> = events
+        .iter()
+        .flatten()
+        .map(|e| e.customer_id.clone())
+        .filter(|c| !fold.is_loaded(c))
+        .collect();
+    for customer in missing {
+        let history = load_history(store, &customer, before).await?;
+        fold.seed(customer, history);
+    }
+    for (record, event) in records.iter().zip(events) {
+        match event {
+            Some(e) => fold.apply(&e),
+            None => fold.skip_to(record.position),
+        }
+    }
+    Ok(())
+}
+
+/// A customer's events up to and including position `upto` (none when `upto` is `None`).
+pub async fn load_history(
+    store: &dyn EventStore,
+    customer: &CustomerId,
+    upto: Option<u64>,
+) -> Result<Vec<LedgerEvent>, RunError> {
+    let Some(upto) = upto else {
+        return Ok(Vec::new());
+    };
+    let stream = stream_name(customer);
+    let mut out = Vec::new();
+    let mut from = None;
+    loop {
+        let page = match store
+            .read_stream(&stream, Direction::Forwards, from, HISTORY_PAGE_EVENTS)
+            .await
+        {
+            Ok(page) => page,
+            Err(ReadError::StreamNotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let full = page.len() == HISTORY_PAGE_EVENTS;
+        for record in &page {
+            if record.position <= upto {
+                out.push(decode(record)?);
+            }
+        }
+        match page.last() {
+            Some(last) if full && last.position <= upto => from = Some(last.revision + 1),
+            _ => return Ok(out),
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! The read models in SQLite: `rm_` tables in the event store's file, written through the
+//! projections' own connection. Each batch of changes and the checkpoints it reaches are written
+//! in one transaction, so a crash at any moment neither skips nor double-counts an event.
+//! A rebuild writes `rm_new_` tables and swaps them in with renames inside one transaction.
+
+use super::model::{
+    ActivityRow, CustomerRow, CustomerRows, CustomerValueRow, DealRow, FollowUpRow, ReadModel,
+    StageStayRow,
+};
+use super::{activity, conversion, lifecycle};
+use crate::domain::CustomerId;
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of the live read-model tables.
+pub const LIVE: &str = "rm_";
+/// Prefix of the tables a rebuild writes before swapping them in.
+pub const STAGING: &str = "rm_new_";
+/// The tables of the read models, without prefix.
+pub const TABLES: [&str; 7] = [
+    "checkpoints",
+    "customers",
+    "customer_values",
+    "deals",
+    "stage_stays",
+    "activity",
+    "followups",
+];
+/// The projections whose checkpoints are kept.
+pub const PROJECTIONS: [&str; 3] = [lifecycle::NAME, conversion::NAME, activity::NAME];
+/// How long the projections' connection waits for another writer's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the read-model storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("read models in {path}: SQLite: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "read-model table {table}, column {column} holds {value:?}, which this version cannot read; run `pipeline-ledger rebuild`"
+    )]
+    Corrupt {
+        table: String,
+        column: &'static str,
+        value: String,
+    },
+}
+
+/// Where the read models stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Position of the last event applied.
+    pub position: Option<u64>,
+    /// The latest `occurred_at` applied.
+    pub log_time: Option<DateTime<Utc>>,
+}
+
+/// The projections' connection to the store's file.
+pub struct ReadModelDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+impl ReadModelDb {
+    /// Opens the read models in the store file at `path` and creates the live tables if missing.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let sql = |source| StorageError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // Readers of the event log are never blocked by the read models' writes in WAL mode.
+        let _: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        let db = ReadModelDb {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.create_tables(LIVE)?;
+        Ok(db)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StorageError {
+        StorageError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the tables under `prefix` if missing.
+    pub fn create_tables(&self, prefix: &str) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch(&schema(prefix))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Drops the tables under `prefix`.
+    pub fn drop_tables(&self, prefix: &str) -> Result<(), StorageError> {
+        let sql: String = TABLES
+            .iter()
+            .map(|t| format!("DROP TABLE IF EXISTS {prefix}{t};"))
+            .collect();
+        self.conn.execute_batch(&sql).map_err(|e| self.sql(e))
+    }
+
+    /// The checkpoint of the tables under `prefix`: the lowest of the projections' checkpoints
+    /// (they move together; the lowest is the safe one to resume from).
+    pub fn checkpoint(&self, prefix: &str) -> Result<Checkpoint, StorageError> {
+        let row: Option<(Option<i64>, Option<i64>)> = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT min(position), min(log_time) FROM {prefix}checkpoints \
+                     HAVING count(*) = {}",
+                    PROJECTIONS.len()
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let (position, log_time) = row.unwrap_or((None, None));
+        Ok(Checkpoint {
+            position: position.map(|p| p as u64),
+            log_time: log_time.and_then(DateTime::from_timestamp_micros),
+        })
+    }
+
+    /// Writes the rows of changed customers and the checkpoint they reach, in one transaction.
+    /// `expected` is the checkpoint the writer started from; if another writer moved it, nothing
+    /// is written and `Ok(false)` is returned, so the caller can resume from the stored one.
+    pub fn write_batch(
+        &mut self,
+        prefix: &str,
+        expected: Option<u64>,
+        changes: &[(CustomerId, CustomerRows)],
+        reached: Checkpoint,
+    ) -> Result<bool, StorageError> {
+        let path = self.path.clone();
+        let sql = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let current: Option<i64> = tx
+            .query_row(
+                &format!(
+                    "SELECT min(position) FROM {prefix}checkpoints HAVING count(*) = {}",
+                    PROJECTIONS.len()
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .flatten();
+        if current.map(|p| p as u64) != expected {
+            return Ok(false);
+        }
+        for (customer, rows) in changes {
+            write_customer(&tx, prefix, customer.as_str(), rows).map_err(sql)?;
+        }
+        let now = micros(Utc::now());
+        for name in PROJECTIONS {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {prefix}checkpoints (projection, position, log_time, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (projection) DO UPDATE SET \
+                     position = excluded.position, log_time = excluded.log_time, \
+                     updated_at = excluded.updated_at"
+                ),
+                params![
+                    name,
+                    reached.position.map(|p| p as i64),
+                    reached.log_time.map(micros),
+                    now
+                ],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(true)
+    }
+
+    /// Replaces the live tables by the staging tables in one transaction: a reader sees either
+    /// the old read models or the new ones, never a mix.
+    pub fn swap_in_staging(&mut self) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let sql = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        for t in TABLES {
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {LIVE}{t}; ALTER TABLE {STAGING}{t} RENAME TO {LIVE}{t};"
+            ))
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Loads the whole read model under `prefix` (in one read transaction, so it is consistent).
+    pub fn load(&mut self, prefix: &str) -> Result<ReadModel, StorageError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StorageError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        let model = load_model(&tx, prefix).map_err(|e| match e {
+            LoadError::Sqlite(source) => StorageError::Sqlite { path, source },
+            LoadError::Corrupt(e) => e,
+        })?;
+        tx.finish().map_err(|e| self.sql(e))?;
+        Ok(model)
+    }
+
+    /// Loads the read model if the live tables hold a checkpoint, `None` if never projected.
+    pub fn load_live(&mut self) -> Result<Option<ReadModel>, StorageError> {
+        if self.checkpoint(LIVE)?.position.is_none() {
+            return Ok(None);
+        }
+        self.load(LIVE).map(Some)
+    }
+}
+
+fn schema(p: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {p}checkpoints (
+            projection TEXT PRIMARY KEY,
+            position   INTEGER,
+            log_time   INTEGER,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS {p}customers (
+            customer_id         TEXT PRIMARY KEY,
+            company             TEXT NOT NULL,
+            state               TEXT NOT NULL,
+            owner_rep           TEXT NOT NULL,
+            current_deal_id     TEXT,
+            current_stage       TEXT,
+            current_stage_since INTEGER,
+            first_seen_at       INTEGER NOT NULL,
+            last_interaction_at INTEGER NOT NULL,
+            next_followup_due   TEXT,
+            dormant_after       INTEGER,
+            open_deals          INTEGER NOT NULL,
+            won_deals           INTEGER NOT NULL,
+            lost_deals          INTEGER NOT NULL,
+            reengagements       INTEGER NOT NULL,
+            event_count         INTEGER NOT NULL,
+            last_position       INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}customer_values (
+            customer_id         TEXT NOT NULL,
+            currency            TEXT NOT NULL,
+            contracts_minor     INTEGER NOT NULL,
+            contract_count      INTEGER NOT NULL,
+            repeat_orders_minor INTEGER NOT NULL,
+            PRIMARY KEY (customer_id, currency)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}deals (
+            customer_id      TEXT NOT NULL,
+            deal_id          TEXT NOT NULL,
+            source           TEXT NOT NULL,
+            opened_at        INTEGER NOT NULL,
+            owner_at_open    TEXT NOT NULL,
+            status           TEXT NOT NULL,
+            stage            TEXT NOT NULL,
+            stage_since      INTEGER NOT NULL,
+            last_activity_at INTEGER NOT NULL,
+            won_at           INTEGER,
+            won_value_minor  INTEGER,
+            won_currency     TEXT,
+            won_owner        TEXT,
+            lost_at          INTEGER,
+            lost_reason      TEXT,
+            reopen_count     INTEGER NOT NULL,
+            PRIMARY KEY (customer_id, deal_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}stage_stays (
+            customer_id TEXT NOT NULL,
+            deal_id     TEXT NOT NULL,
+            seq         INTEGER NOT NULL,
+            stage       TEXT NOT NULL,
+            entered_at  INTEGER NOT NULL,
+            entry       TEXT NOT NULL,
+            from_stage  TEXT,
+            exited_at   INTEGER,
+            exit        TEXT,
+            to_stage    TEXT,
+            lost_reason TEXT,
+            PRIMARY KEY (customer_id, deal_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}activity (
+            customer_id   TEXT NOT NULL,
+            event_id      TEXT NOT NULL,
+            position      INTEGER NOT NULL,
+            occurred_at   INTEGER NOT NULL,
+            event_type    TEXT NOT NULL,
+            deal_id       TEXT,
+            performer_rep TEXT NOT NULL,
+            owner_rep     TEXT NOT NULL,
+            value_minor   INTEGER,
+            currency      TEXT,
+            close_seconds INTEGER,
+            from_rep      TEXT,
+            to_rep        TEXT,
+            applied       INTEGER NOT NULL,
+            PRIMARY KEY (customer_id, event_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}followups (
+            customer_id  TEXT NOT NULL,
+            event_id     TEXT NOT NULL,
+            deal_id      TEXT NOT NULL,
+            due_on       TEXT NOT NULL,
+            owner_rep    TEXT NOT NULL,
+            fulfilled_at INTEGER,
+            PRIMARY KEY (customer_id, event_id)
+        ) WITHOUT ROWID;"
+    )
+}
+
+fn write_customer(
+    tx: &Transaction<'_>,
+    p: &str,
+    customer: &str,
+    rows: &CustomerRows,
+) -> rusqlite::Result<()> {
+    for t in &TABLES[1..] {
+        tx.prepare_cached(&format!("DELETE FROM {p}{t} WHERE customer_id = ?1"))?
+            .execute([customer])?;
+    }
+    if let Some(c) = &rows.customer {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {p}customers VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ))?
+        .execute(params![
+            c.customer_id,
+            c.company,
+            c.state.as_str(),
+            c.owner_rep,
+            c.current_deal_id,
+            c.current_stage.map(|s| s.as_str()),
+            c.current_stage_since.map(micros),
+            micros(c.first_seen_at),
+            micros(c.last_interaction_at),
+            c.next_followup_due.map(|d| d.to_string()),
+            c.dormant_after.map(micros),
+            c.open_deals,
+            c.won_deals,
+            c.lost_deals,
+            c.reengagements,
+            c.event_count,
+            c.last_position as i64,
+        ])?;
+    }
+    for v in &rows.values {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {p}customer_values VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?
+        .execute(params![
+            v.customer_id,
+            v.currency,
+            v.contracts_minor,
+            v.contract_count,
+            v.repeat_orders_minor
+        ])?;
+    }
+    for d in &rows.deals {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {p}deals VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ))?
+        .execute(params![
+            d.customer_id,
+            d.deal_id,
+            d.source.as_str(),
+            micros(d.opened_at),
+            d.owner_at_open,
+            d.status.as_str(),
+            d.stage.as_str(),
+            micros(d.stage_since),
+            micros(d.last_activity_at),
+            d.won_at.map(micros),
+            d.won_value_minor,
+            d.won_currency,
+            d.won_owner,
+            d.lost_at.map(micros),
+            d.lost_reason.map(|r| r.as_str()),
+            d.reopen_count,
+        ])?;
+    }
+    for s in &rows.stays {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {p}stage_stays VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ))?
+        .execute(params![
+            s.customer_id,
+            s.deal_id,
+            s.seq,
+            s.stage.as_str(),
+            micros(s.entered_at),
+            s.entry.as_str(),
+            s.from_stage.map(|x| x.as_str()),
+            s.exited_at.map(micros),
+            s.exit.map(|x| x.as_str()),
+            s.to_stage.map(|x| x.as_str()),
+            s.lost_reason.map(|r| r.as_str()),
+        ])?;
+    }
+    for a in &rows.activities {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {p}activity VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ))?
+        .execute(params![
+            a.customer_id,
+            a.event_id,
+            a.position as i64,
+            micros(a.occurred_at),
+            a.event_type,
+            a.deal_id,
+            a.performer_rep,
+            a.owner_rep,
+            a.value_minor,
+            a.currency,
+            a.close_seconds,
+            a.from_rep,
+            a.to_rep,
+            a.applied,
+        ])?;
+    }
+    for f in &rows.followups {
+        tx.prepare_cached(&format!(
+            "INSERT INTO {p}followups VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ))?
+        .execute(params![
+            f.customer_id,
+            f.event_id,
+            f.deal_id,
+            f.due_on.to_string(),
+            f.owner_rep,
+            f.fulfilled_at.map(micros),
+        ])?;
+    }
+    Ok(())
+}
+
+enum LoadError {
+    Sqlite(rusqlite::Error),
+    Corrupt(StorageError),
+}
+
+impl From<rusqlite::Error> for LoadError {
+    fn from(e: rusqlite::Error) -> Self {
+        LoadError::Sqlite(e)
+    }
+}
+
+/// Reads typed values out of rows, turning bad stored values into [`StorageError::Corrupt`].
+struct Reader<'a> {
+    table: &'a str,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, column: &'static str, value: impl ToString) -> LoadError {
+        LoadError::Corrupt(StorageError::Corrupt {
+            table: self.table.to_string(),
+            column,
+            value: value.to_string(),
+        })
+    }
+    fn time(&self, column: &'static str, v: i64) -> Result<DateTime<Utc>, LoadError> {
+        DateTime::from_timestamp_micros(v).ok_or_else(|| self.corrupt(column, v))
+    }
+    fn opt_time(
+        &self,
+        column: &'static str,
+        v: Option<i64>,
+    ) -> Result<Option<DateTime<Utc>>, LoadError> {
+        v.map(|v| self.time(column, v)).transpose()
+    }
+    fn en<T: DeserializeOwned>(&self, column: &'static str, v: String) -> Result<T, LoadError> {
+        serde_json::from_value(serde_json::Value::String(v.clone()))
+            .map_err(|_| self.corrupt(column, v))
+    }
+    fn opt_en<T: DeserializeOwned>(
+        &self,
+        column: &'static str,
+        v: Option<String>,
+    ) -> Result<Option<T>, LoadError> {
+        v.map(|v| self.en(column, v)).transpose()
+    }
+    fn date(&self, column: &'static str, v: String) -> Result<NaiveDate, LoadError> {
+        NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| self.corrupt(column, v))
+    }
+}
+
+fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
+    let (position, log_time): (Option<i64>, Option<i64>) = conn
+        .query_row(
+            &format!(
+                "SELECT min(position), min(log_time) FROM {p}checkpoints HAVING count(*) = {}",
+                PROJECTIONS.len()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((None, None));
+    let mut m = ReadModel {
+        position: position.map(|p| p as u64),
+        log_time: log_time.and_then(DateTime::from_timestamp_micros),
+        ..ReadModel::default()
+    };
+
+    let r = Reader { table: "customers" };
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}customers"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        m.customers.push(CustomerRow {
+            customer_id: row.get(0)?,
+            company: row.get(1)?,
+            state: r.en("state", row.get(2)?)?,
+            owner_rep: row.get(3)?,
+            current_deal_id: row.get(4)?,
+            current_stage: r.opt_en("current_stage", row.get(5)?)?,
+            current_stage_since: r.opt_time("current_stage_since", row.get(6)?)?,
+            first_seen_at: r.time("first_seen_at", row.get(7)?)?,
+            last_interaction_at: r.time("last_interaction_at", row.get(8)?)?,
+            next_followup_due: row
+                .get::<_, Option<String>>(9)?
+                .map(|d| r.date("next_followup_due", d))
+                .transpose()?,
+            dormant_after: r.opt_time("dormant_after", row.get(10)?)?,
+            open_deals: row.get(11)?,
+            won_deals: row.get(12)?,
+            lost_deals: row.get(13)?,
+            reengagements: row.get(14)?,
+            event_count: row.get(15)?,
+            last_position: row.get::<_, i64>(16)? as u64,
+        });
+    }
+
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}customer_values"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        m.values.push(CustomerValueRow {
+            customer_id: row.get(0)?,
+            currency: row.get(1)?,
+            contracts_minor: row.get(2)?,
+            contract_count: row.get(3)?,
+            repeat_orders_minor: row.get(4)?,
+        });
+    }
+
+    let r = Reader { table: "deals" };
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}deals"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        m.deals.push(DealRow {
+            customer_id: row.get(0)?,
+            deal_id: row.get(1)?,
+            source: r.en("source", row.get(2)?)?,
+            opened_at: r.time("opened_at", row.get(3)?)?,
+            owner_at_open: row.get(4)?,
+            status: r.en("status", row.get(5)?)?,
+            stage: r.en("stage", row.get(6)?)?,
+            stage_since: r.time("stage_since", row.get(7)?)?,
+            last_activity_at: r.time("last_activity_at", row.get(8)?)?,
+            won_at: r.opt_time("won_at", row.get(9)?)?,
+            won_value_minor: row.get(10)?,
+            won_currency: row.get(11)?,
+            won_owner: row.get(12)?,
+            lost_at: r.opt_time("lost_at", row.get(13)?)?,
+            lost_reason: r.opt_en("lost_reason", row.get(14)?)?,
+            reopen_count: row.get(15)?,
+        });
+    }
+
+    let r = Reader {
+        table: "stage_stays",
+    };
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}stage_stays"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        m.stays.push(StageStayRow {
+            customer_id: row.get(0)?,
+            deal_id: row.get(1)?,
+            seq: row.get(2)?,
+            stage: r.en("stage", row.get(3)?)?,
+            entered_at: r.time("entered_at", row.get(4)?)?,
+            entry: r.en("entry", row.get(5)?)?,
+            from_stage: r.opt_en("from_stage", row.get(6)?)?,
+            exited_at: r.opt_time("exited_at", row.get(7)?)?,
+            exit: r.opt_en("exit", row.get(8)?)?,
+            to_stage: r.opt_en("to_stage", row.get(9)?)?,
+            lost_reason: r.opt_en("lost_reason", row.get(10)?)?,
+        });
+    }
+
+    let r = Reader { table: "activity" };
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}activity"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        m.activities.push(ActivityRow {
+            customer_id: row.get(0)?,
+            event_id: row.get(1)?,
+            position: row.get::<_, i64>(2)? as u64,
+            occurred_at: r.time("occurred_at", row.get(3)?)?,
+            event_type: row.get(4)?,
+            deal_id: row.get(5)?,
+            performer_rep: row.get(6)?,
+            owner_rep: row.get(7)?,
+            value_minor: row.get(8)?,
+            currency: row.get(9)?,
+            close_seconds: row.get(10)?,
+            from_rep: row.get(11)?,
+            to_rep: row.get(12)?,
+            applied: row.get(13)?,
+        });
+    }
+
+    let r = Reader { table: "followups" };
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}followups"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        m.followups.push(FollowUpRow {
+            customer_id: row.get(0)?,
+            event_id: row.get(1)?,
+            deal_id: row.get(2)?,
+            due_on: r.date("due_on", row.get(3)?)?,
+            owner_rep: row.get(4)?,
+            fulfilled_at: r.opt_time("fulfilled_at", row.get(5)?)?,
+        });
+    }
+    m.normalize();
+    Ok(m)
+}

@@ -1,0 +1,175 @@
+//! Time helpers shared by the projections and queries: report periods, percentiles and the
+//! parsing of the dates people type on the command line.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Seconds in a day, to express durations in days.
+pub const SECONDS_PER_DAY: f64 = 86_400.0;
+
+/// A reporting period granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    Quarter,
+}
+
+impl Period {
+    /// The bucket label of `t`: `2024-03-05`, `2024-W10` (ISO week), `2024-03`, `2024-Q1`.
+    /// Labels sort chronologically as strings within one granularity.
+    pub fn label(&self, t: DateTime<Utc>) -> String {
+        let d = t.date_naive();
+        self.label_date(d)
+    }
+
+    /// The bucket label of a calendar date.
+    pub fn label_date(&self, d: NaiveDate) -> String {
+        match self {
+            Period::Day => d.format("%Y-%m-%d").to_string(),
+            Period::Week => {
+                let w = d.iso_week();
+                format!("{:04}-W{:02}", w.year(), w.week())
+            }
+            Period::Month => format!("{:04}-{:02}", d.year(), d.month()),
+            Period::Quarter => format!("{:04}-Q{}", d.year(), (d.month() - 1) / 3 + 1),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Quarter => "quarter",
+        }
+    }
+}
+
+/// Why a time given by a person could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{input:?} is not a time; use a date (2024-03-31, meaning the end of that day, UTC) or RFC 3339 (2024-03-31T12:00:00Z)"
+)]
+pub struct TimeParseError {
+    pub input: String,
+}
+
+/// Parses an RFC 3339 time, or a bare date meaning the last microsecond of that day (UTC), so
+/// that `--as-of 2024-03-31` includes everything that happened on the 31st.
+pub fn parse_time_end(input: &str) -> Result<DateTime<Utc>, TimeParseError> {
+    parse_time(input, true)
+}
+
+/// Parses an RFC 3339 time, or a bare date meaning the start of that day (UTC).
+pub fn parse_time_start(input: &str) -> Result<DateTime<Utc>, TimeParseError> {
+    parse_time(input, false)
+}
+
+fn parse_time(input: &str, end_of_day: bool) -> Result<DateTime<Utc>, TimeParseError> {
+    let err = || TimeParseError {
+        input: input.to_string(),
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(input.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = NaiveDate::parse_from_str(input.trim(), "%Y-%m-%d").map_err(|_| err())?;
+    Ok(if end_of_day {
+        day_end(d)
+    } else {
+        Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))
+    })
+}
+
+/// The last microsecond of a day (UTC).
+pub fn day_end(d: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)) + Duration::days(1)
+        - Duration::microseconds(1)
+}
+
+/// A duration in days, as a fraction.
+pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    // Events logged late can make `to` precede `from`; such a span counts as zero, not negative.
+    ((to - from).num_seconds().max(0)) as f64 / SECONDS_PER_DAY
+}
+
+/// Median and 90th percentile of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Spread {
+    /// How many values the figures are computed from.
+    pub count: u64,
+    /// The median (mean of the two middle values for an even count); `None` without values.
+    pub median: Option<f64>,
+    /// The 90th percentile by nearest rank (the value at rank ceil(0.9 n)); `None` without values.
+    pub p90: Option<f64>,
+}
+
+impl Spread {
+    /// Computes the spread of `values` (the order does not matter).
+    pub fn of(mut values: Vec<f64>) -> Self {
+        values.retain(|v| v.is_finite());
+        values.sort_by(|a, b| a.total_cmp(b));
+        let n = values.len();
+        if n == 0 {
+            return Spread::default();
+        }
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        let rank = (0.9 * n as f64).ceil() as usize;
+        let p90 = values[rank.clamp(1, n) - 1];
+        Spread {
+            count: n as u64,
+            median: Some(round6(median)),
+            p90: Some(round6(p90)),
+        }
+    }
+}
+
+/// Rounds to 6 decimals so that reports compare equal however the sums were ordered.
+pub fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn period_labels() {
+        let t = parse_time_start("2024-03-05").unwrap();
+        assert_eq!(Period::Day.label(t), "2024-03-05");
+        assert_eq!(Period::Week.label(t), "2024-W10");
+        assert_eq!(Period::Month.label(t), "2024-03");
+        assert_eq!(Period::Quarter.label(t), "2024-Q1");
+        let dec = parse_time_start("2024-12-31").unwrap();
+        assert_eq!(Period::Quarter.label(dec), "2024-Q4");
+        assert_eq!(Period::Week.label(dec), "2025-W01");
+    }
+
+    #[test]
+    fn dates_mean_whole_days() {
+        let end = parse_time_end("2024-03-31").unwrap();
+        assert_eq!(end.to_rfc3339(), "2024-03-31T23:59:59.999999+00:00");
+        assert!(parse_time_end("31/03/2024").is_err());
+        assert_eq!(
+            parse_time_end("2024-03-31T10:00:00Z").unwrap().to_rfc3339(),
+            "2024-03-31T10:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn spread_uses_mean_median_and_nearest_rank_p90() {
+        let s = Spread::of(vec![4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(s.median, Some(2.5));
+        assert_eq!(s.p90, Some(4.0));
+        let s = Spread::of((1..=10).map(f64::from).collect());
+        assert_eq!(s.p90, Some(9.0));
+        assert_eq!(Spread::of(vec![]).median, None);
+    }
+}
