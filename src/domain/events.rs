@@ -11,6 +11,22 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Deserializes an integer and checks that it lies in `MIN..=MAX`, the range the published
+/// schema states with `#[schemars(range)]`, so that the types refuse what the schema refuses.
+pub(crate) fn in_range<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Into<u64> + Copy + std::fmt::Display,
+{
+    let value = T::deserialize(d)?;
+    if !(MIN..=MAX).contains(&value.into()) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is out of range: expected {MIN} to {MAX}"
+        )));
+    }
+    Ok(value)
+}
+
 /// Where a lead came from.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
@@ -189,6 +205,7 @@ pub struct FirstVisitMade {
     pub needs: Vec<String>,
     /// Buying intent judged at the visit, 1 (none) to 5 (ready to buy).
     #[schemars(range(min = 1, max = 5))]
+    #[serde(deserialize_with = "in_range::<_, u8, 1, 5>")]
     pub intent_level: u8,
 }
 
@@ -256,6 +273,7 @@ pub struct ContractSigned {
     pub value: Money,
     /// Contract term in months.
     #[schemars(range(min = 1, max = 600))]
+    #[serde(deserialize_with = "in_range::<_, u32, 1, 600>")]
     pub term_months: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract_ref: Option<String>,
@@ -563,6 +581,33 @@ mod tests {
             has_relationship: false,
         };
         assert_eq!(q.score(), 4);
+    }
+
+    #[test]
+    fn numbers_outside_the_published_ranges_are_refused() {
+        let visit = |level: i64| {
+            serde_json::json!({
+                "deal_id": "d1", "rep_id": "r1", "needs": [], "intent_level": level,
+                "visit": {"purpose": "p", "action_plan": "a", "expected_result": "e", "actual_outcome": "o"}
+            })
+        };
+        assert!(EventPayload::from_data(EventType::FirstVisitMade, visit(5)).is_ok());
+        for bad in [0, 6, 300] {
+            assert!(
+                EventPayload::from_data(EventType::FirstVisitMade, visit(bad)).is_err(),
+                "{bad}"
+            );
+        }
+        let contract = |term: i64| {
+            serde_json::json!({
+                "deal_id": "d1", "rep_id": "r1", "term_months": term,
+                "value": {"amount_minor": 1, "currency": "EUR"}
+            })
+        };
+        assert!(EventPayload::from_data(EventType::ContractSigned, contract(600)).is_ok());
+        let err = EventPayload::from_data(EventType::ContractSigned, contract(0)).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+        assert!(EventPayload::from_data(EventType::ContractSigned, contract(601)).is_err());
     }
 
     #[test]

@@ -78,9 +78,21 @@ impl std::str::FromStr for Currency {
 pub struct Money {
     /// The amount in the currency's minor unit; never negative for contract values.
     #[schemars(range(min = 0))]
+    #[serde(deserialize_with = "non_negative")]
     pub amount_minor: i64,
     /// ISO 4217 code.
     pub currency: Currency,
+}
+
+/// Deserializes an amount and refuses a negative one, as the published schema does.
+fn non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let amount = i64::deserialize(d)?;
+    if amount < 0 {
+        return Err(serde::de::Error::custom(format!(
+            "amount_minor {amount} is negative; amounts are never negative"
+        )));
+    }
+    Ok(amount)
 }
 
 /// Why a decimal string is not an amount of the given currency.
@@ -220,6 +232,13 @@ mod tests {
         let v = serde_json::to_value(m).unwrap();
         assert_eq!(v, serde_json::json!({"amount_minor": 5, "currency": "EUR"}));
         assert_eq!(serde_json::from_value::<Money>(v).unwrap(), m);
+    }
+
+    #[test]
+    fn a_negative_amount_is_refused_as_the_schema_does() {
+        let v = serde_json::json!({"amount_minor": -1, "currency": "EUR"});
+        let err = serde_json::from_value::<Money>(v).unwrap_err();
+        assert!(err.to_string().contains("negative"), "{err}");
     }
 
     #[test]

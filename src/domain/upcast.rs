@@ -24,6 +24,7 @@ pub struct ContractSignedV1 {
     pub value: String,
     pub currency: Currency,
     #[schemars(range(min = 1, max = 600))]
+    #[serde(deserialize_with = "super::events::in_range::<_, u32, 1, 600>")]
     pub term_months: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract_ref: Option<String>,
