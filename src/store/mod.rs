@@ -6,6 +6,7 @@
 //! The store knows nothing of the domain: an event is a type name, a schema version, JSON data
 //! and metadata. Decoding into typed events happens in `crate::ledger`.
 
+pub mod kurrent;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -190,6 +191,10 @@ pub enum StorageError {
     Closed,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The server cannot be reached or failed; the message says whether a write may have
+    /// happened and what to do.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -268,6 +273,43 @@ pub trait EventStore: Send + Sync {
 
     /// The position of the last event, `None` for an empty log.
     async fn head_position(&self) -> Result<Option<u64>, ReadError>;
+}
+
+/// Why a store named on the command line could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Sqlite(#[from] sqlite::OpenError),
+    #[error(transparent)]
+    Kurrent(#[from] kurrent::OpenError),
+}
+
+/// Which backend a store location names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Kurrent,
+}
+
+impl Backend {
+    /// KurrentDB for a KurrentDB connection string (`kurrentdb://`, `kurrentdb+discover://`,
+    /// `esdb://`, `esdb+discover://`, …), the embedded SQLite store for anything else (a path).
+    pub fn of(location: &str) -> Self {
+        if kurrent::is_connection_string(location) {
+            Backend::Kurrent
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Opens the store a location names (see [`Backend::of`]). Opening KurrentDB needs a running
+/// tokio runtime and does not contact the server yet.
+pub fn open_url(location: &str) -> Result<std::sync::Arc<dyn EventStore>, OpenError> {
+    Ok(match Backend::of(location) {
+        Backend::Kurrent => std::sync::Arc::new(kurrent::KurrentStore::connect(location)?),
+        Backend::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(location)?),
+    })
 }
 
 /// Checks what every append must satisfy before it reaches a backend.

@@ -1,0 +1,690 @@
+//! The KurrentDB backend, through the official `kurrentdb` client (KurrentDB and EventStoreDB
+//! 20+, over gRPC).
+//!
+//! Mapping:
+//! - one KurrentDB stream per ledger stream (`customer-<id>`), same name;
+//! - our event type is KurrentDB's event type, the data is JSON (`content-type:
+//!   application/json`), our event id is KurrentDB's event id, so the server's own idempotency
+//!   check applies to retries;
+//! - the rest of a record (`occurred_at`, `recorded_at`, `recorded_by`, correlation and causation
+//!   ids, schema version) travels in the event's custom metadata, as JSON ([`EventMetadata`]);
+//!   correlation and causation use KurrentDB's conventional `$correlationId` / `$causationId`
+//!   keys, so that the server's system projections understand them;
+//! - expected revisions map one to one to KurrentDB's stream states;
+//! - a record's `position` is the event's **commit position** in `$all`. KurrentDB writes each
+//!   event of an append as its own committed record, so commit positions are unique and strictly
+//!   increasing in `$all` order, but they are byte offsets in the server's log: **positions are
+//!   not dense** (they jump by hundreds), unlike the embedded store's 1, 2, 3 …;
+//! - `read_all` and `subscribe_all` read `$all` filtered to the ledger's streams (prefix
+//!   `customer-`), so that other streams of a shared server (system streams, other applications)
+//!   are never seen.
+//!
+//! Differences from the embedded store (the contract suite states them too):
+//! - `append_many` over several streams is **not atomic across streams**: the client has no
+//!   multi-stream append, so each stream is appended in turn (each one atomically); a failure
+//!   leaves the earlier streams written.
+//! - Idempotency is the server's: a retry is recognised by its event ids at the position the
+//!   expected revision names (permanent for `NoStream` and `Exact`, which the ledger uses), but
+//!   with `Any` or `StreamExists` only while the ids are in the server's recent-event cache.
+//!   A retry must therefore carry the same expected revision as the original.
+//! - Event ids are unique per stream, not across the whole log (KurrentDB has no global index by
+//!   id).
+
+use super::{
+    AppendError, AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord,
+    ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage, check_append,
+};
+use crate::ledger::codec::STREAM_PREFIX;
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use kurrentdb::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, Position, ReadAllOptions,
+    ReadStreamOptions, StreamPosition, StreamState, SubscribeToAllOptions, SubscriptionEvent,
+    SubscriptionFilter,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long one read may take before it fails (reads are streaming calls, which the client
+/// leaves without a deadline).
+pub const READ_DEADLINE: Duration = Duration::from_secs(30);
+/// How long one append may take before it fails; the outcome is then unknown, and a retry with
+/// the same event ids and expected revision is safe.
+pub const APPEND_DEADLINE: Duration = Duration::from_secs(10);
+/// Events read per page by `read_all` callers inside this backend.
+pub const PAGE_EVENTS: usize = 1024;
+/// First pause before a subscription reconnects; doubled after each failure up to the maximum.
+pub const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(50);
+/// Longest pause between two reconnection attempts.
+pub const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
+/// Consecutive failed reconnections after which a subscription gives up with an error
+/// (about two minutes of outage with the delays above).
+pub const RECONNECT_ATTEMPTS_MAX: u32 = 30;
+
+/// Why a KurrentDB store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "invalid KurrentDB connection string: {0} (expected e.g. kurrentdb://localhost:2113?tls=false)"
+    )]
+    BadConnectionString(String),
+    #[error("cannot create the KurrentDB client: {0}")]
+    Client(String),
+    #[error("opening a KurrentDB store needs a running tokio runtime")]
+    NoRuntime,
+}
+
+/// The metadata this backend stores with each event (KurrentDB's custom metadata, JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventMetadata {
+    pub schema_version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: String,
+    #[serde(
+        rename = "$correlationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub correlation_id: Option<Uuid>,
+    #[serde(
+        rename = "$causationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub causation_id: Option<Uuid>,
+    /// Identifies the append call that wrote the event. A retry carries a new one, so reading
+    /// the events back tells whether this call wrote them or the server recognised a retry
+    /// (its reply is the same in both cases).
+    pub append_id: Uuid,
+}
+
+/// The KurrentDB event store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct KurrentStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ClientSettings,
+    /// The client; replaced when it reports its connection closed for good (the client's
+    /// connection task stops after its first failed node discovery, and never recovers).
+    client: RwLock<Client>,
+    /// Connection string without credentials, for messages.
+    display: String,
+}
+
+impl std::fmt::Debug for KurrentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KurrentStore")
+            .field("server", &self.inner.display)
+            .finish()
+    }
+}
+
+/// Whether `s` is a KurrentDB connection string (by its scheme).
+pub fn is_connection_string(s: &str) -> bool {
+    let scheme = s.split("://").next().unwrap_or_default();
+    s.contains("://")
+        && matches!(
+            scheme,
+            "kurrentdb"
+                | "kurrentdb+discover"
+                | "kurrent"
+                | "kurrent+discover"
+                | "kdb"
+                | "kdb+discover"
+                | "esdb"
+                | "esdb+discover"
+        )
+}
+
+/// The connection string with any password replaced, for messages.
+fn redact(s: &str) -> String {
+    match (s.find("://"), s.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &s[..scheme_end], &s[at + 1..])
+        }
+        _ => s.to_string(),
+    }
+}
+
+impl KurrentStore {
+    /// Connects to KurrentDB with a connection string (`kurrentdb://host:2113?tls=false`, any
+    /// form the client accepts). Connecting is lazy: an unreachable server shows on the first
+    /// operation, as a [`StorageError::Unavailable`]. Must be called inside a tokio runtime.
+    pub fn connect(connection_string: &str) -> Result<Self, OpenError> {
+        let settings: ClientSettings =
+            connection_string
+                .parse()
+                .map_err(|e: kurrentdb::ClientSettingsParseError| {
+                    OpenError::BadConnectionString(e.to_string())
+                })?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(OpenError::NoRuntime);
+        }
+        let client = Client::new(settings.clone()).map_err(|e| OpenError::Client(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                client: RwLock::new(client),
+                display: redact(connection_string),
+            }),
+        })
+    }
+
+    fn client(&self) -> Client {
+        self.inner
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Maps a client error to ours; replaces the client when its connection task has stopped,
+    /// so that the next operation connects anew instead of failing forever.
+    fn storage_error(&self, e: kurrentdb::Error) -> StorageError {
+        use kurrentdb::Error as E;
+        match e {
+            E::ConnectionClosed | E::GrpcConnectionError(_) => {
+                if let Ok(fresh) = Client::new(self.inner.settings.clone()) {
+                    *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                }
+                StorageError::Unavailable(format!(
+                    "KurrentDB at {} cannot be reached ({e}); nothing was written by a failed \
+                     append, retry when the server is back",
+                    self.inner.display
+                ))
+            }
+            E::ServerError(msg) => StorageError::Unavailable(format!(
+                "KurrentDB at {} failed or is unreachable ({msg}); an append that failed this way \
+                 may or may not have been written: retry it with the same event ids",
+                self.inner.display
+            )),
+            E::DeadlineExceeded => StorageError::Unavailable(format!(
+                "KurrentDB at {} did not answer in time; an append that failed this way may or \
+                 may not have been written: retry it with the same event ids",
+                self.inner.display
+            )),
+            E::AccessDenied => StorageError::Other(format!(
+                "KurrentDB at {} refused access: check the credentials in the connection string",
+                self.inner.display
+            )),
+            other => StorageError::Other(format!("KurrentDB: {other}")),
+        }
+    }
+
+    /// Appends to one stream; see the module documentation for the semantics.
+    async fn append_one(&self, append: &StreamAppend) -> Result<AppendResult, AppendError> {
+        let now = super::sqlite::truncate_to_micros(Utc::now());
+        let append_id = Uuid::new_v4();
+        let mut events = Vec::with_capacity(append.events.len());
+        for e in &append.events {
+            let metadata = EventMetadata {
+                schema_version: e.schema_version,
+                occurred_at: super::sqlite::truncate_to_micros(e.occurred_at),
+                recorded_at: e
+                    .recorded_at
+                    .map(super::sqlite::truncate_to_micros)
+                    .unwrap_or(now),
+                recorded_by: e.recorded_by.clone(),
+                correlation_id: e.correlation_id,
+                causation_id: e.causation_id,
+                append_id,
+            };
+            let data: serde_json::Value = serde_json::from_str(&e.data).map_err(|err| {
+                StorageError::Other(format!(
+                    "event {} data is not JSON ({err}); KurrentDB stores JSON events",
+                    e.event_id
+                ))
+            })?;
+            let event = EventData::json(&e.event_type, &data)
+                .and_then(|d| d.metadata_as_json(&Metadata::from(&metadata)))
+                .map_err(|err| {
+                    StorageError::Other(format!("encoding event {}: {err}", e.event_id))
+                })?
+                .id(e.event_id);
+            events.push(event);
+        }
+        let options = AppendToStreamOptions::default()
+            .stream_state(stream_state(append.expected))
+            .deadline(APPEND_DEADLINE);
+        let written = match self
+            .client()
+            .append_to_stream(append.stream.as_str(), &options, events)
+            .await
+        {
+            Ok(w) => w,
+            Err(kurrentdb::Error::WrongExpectedVersion { current, .. }) => {
+                return Err(AppendError::WrongExpectedRevision {
+                    stream: append.stream.clone(),
+                    expected: append.expected,
+                    actual: match current {
+                        kurrentdb::CurrentRevision::Current(r) => CurrentRevision::Current(r),
+                        kurrentdb::CurrentRevision::NoStream => CurrentRevision::NoStream,
+                    },
+                });
+            }
+            Err(e) => return Err(self.storage_error(e).into()),
+        };
+        // The reply does not say whether the server wrote the events or recognised a retry, nor
+        // where the first event landed: read them back. They end at `next_expected_version`.
+        let count = append.events.len();
+        let last = written.next_expected_version;
+        let first = (last + 1).checked_sub(count as u64).ok_or_else(|| {
+            StorageError::Other(format!(
+                "KurrentDB acknowledged {count} events on {} ending at revision {last}",
+                append.stream
+            ))
+        })?;
+        let stored = self
+            .read_stream_raw(&append.stream, Direction::Forwards, Some(first), count)
+            .await
+            .map_err(|e| match e {
+                ReadError::Storage(s) => s,
+                other => StorageError::Other(other.to_string()),
+            })?;
+        if stored.len() != count {
+            return Err(StorageError::Other(format!(
+                "KurrentDB acknowledged the append to {} but {} of its {count} events read back",
+                append.stream,
+                stored.len()
+            ))
+            .into());
+        }
+        let mut all_ours = true;
+        for (new, (record, stored_append_id)) in append.events.iter().zip(&stored) {
+            if record.event_id != new.event_id {
+                // The server matched a retry by the first ids but these differ: not one append.
+                return Err(AppendError::IdempotencyConflict {
+                    event_id: new.event_id,
+                });
+            }
+            let ours = *stored_append_id == append_id;
+            all_ours &= ours;
+            let normalized = NewRecord {
+                occurred_at: super::sqlite::truncate_to_micros(new.occurred_at),
+                recorded_at: new.recorded_at.map(super::sqlite::truncate_to_micros),
+                ..new.clone()
+            };
+            if !ours && !record.is_same_event(&append.stream, &normalized) {
+                return Err(AppendError::IdempotencyConflict {
+                    event_id: new.event_id,
+                });
+            }
+        }
+        Ok(AppendResult {
+            next_expected_revision: last,
+            first_position: stored[0].0.position,
+            last_position: stored[count - 1].0.position,
+            written: all_ours,
+        })
+    }
+
+    async fn read_all_after(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError> {
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let start = match after {
+            // Reading `$all` from a position includes the event at it; it is skipped below.
+            Some(p) => StreamPosition::Position(Position {
+                commit: p,
+                prepare: p,
+            }),
+            None => StreamPosition::Start,
+        };
+        let options = ReadAllOptions::default()
+            .forwards()
+            .position(start)
+            .filter(ledger_filter())
+            .max_count(max_count.saturating_add(1))
+            .deadline(READ_DEADLINE);
+        let mut stream = self
+            .client()
+            .read_all(&options)
+            .await
+            .map_err(|e| self.storage_error(e))?;
+        let mut records = Vec::new();
+        let mut last = after;
+        while records.len() < max_count {
+            let Some(event) = stream.next().await.map_err(|e| self.storage_error(e))? else {
+                break;
+            };
+            let (record, _) = to_record(event.get_original_event())?;
+            if after.is_some_and(|a| record.position <= a) {
+                continue;
+            }
+            if last.is_some_and(|l| record.position <= l) {
+                return Err(not_increasing(last, record.position));
+            }
+            last = Some(record.position);
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// Reads a stream, each record with the id of the append that wrote it.
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from_revision: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<(Record, Uuid)>, ReadError> {
+        let position = match (direction, from_revision) {
+            (_, Some(r)) => StreamPosition::Position(r),
+            (Direction::Forwards, None) => StreamPosition::Start,
+            (Direction::Backwards, None) => StreamPosition::End,
+        };
+        let options = ReadStreamOptions::default().position(position);
+        let options = match direction {
+            Direction::Forwards => options.forwards(),
+            Direction::Backwards => options.backwards(),
+        }
+        // Count 0 would read nothing and so could not tell a missing stream: read one, drop it.
+        .max_count(max_count.max(1))
+        .deadline(READ_DEADLINE);
+        let mut read = self
+            .client()
+            .read_stream(stream, &options)
+            .await
+            .map_err(|e| self.storage_error(e))?;
+        let mut records = Vec::new();
+        loop {
+            match read.next().await {
+                Ok(Some(event)) => {
+                    if records.len() < max_count {
+                        records.push(to_record(event.get_original_event())?);
+                    }
+                }
+                Ok(None) => break,
+                Err(kurrentdb::Error::ResourceNotFound) => {
+                    return Err(ReadError::StreamNotFound(stream.to_string()));
+                }
+                Err(e) => return Err(self.storage_error(e).into()),
+            }
+        }
+        Ok(records)
+    }
+
+    /// The position of the ledger's last event in `$all`.
+    async fn head(&self) -> Result<Option<u64>, ReadError> {
+        let options = ReadAllOptions::default()
+            .position(StreamPosition::End)
+            .backwards()
+            .filter(ledger_filter())
+            .max_count(1)
+            .deadline(READ_DEADLINE);
+        let mut read = self
+            .client()
+            .read_all(&options)
+            .await
+            .map_err(|e| self.storage_error(e))?;
+        match read.next().await.map_err(|e| self.storage_error(e))? {
+            Some(event) => Ok(Some(event.get_original_event().position.commit)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for KurrentStore {
+    /// Appends stream by stream: atomic per stream, **not across streams** (see the module
+    /// documentation). Stops at the first refused stream; the streams before it stay written.
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError> {
+        check_append(&appends)?;
+        let mut results = Vec::with_capacity(appends.len());
+        for append in &appends {
+            results.push(self.append_one(append).await?);
+        }
+        Ok(results)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from_revision: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError> {
+        Ok(self
+            .read_stream_raw(stream, direction, from_revision, max_count)
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    async fn read_all(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<Record>, ReadError> {
+        self.read_all_after(after, max_count).await
+    }
+
+    async fn subscribe_all(&self, after: Option<u64>) -> Result<Box<dyn Subscription>, ReadError> {
+        Ok(Box::new(KurrentSubscription {
+            store: self.clone(),
+            after,
+            live: None,
+            caught_up: false,
+            head_at_start: None,
+            failures: 0,
+        }))
+    }
+
+    async fn head_position(&self) -> Result<Option<u64>, ReadError> {
+        self.head().await
+    }
+}
+
+/// A catch-up subscription to `$all`, filtered to the ledger's streams.
+///
+/// It says it has caught up when the server says so (KurrentDB 23.10 and later), or when it has
+/// delivered the ledger's head as read at (re)subscription time (older servers send no
+/// caught-up message), whichever comes first. On a dropped connection it resubscribes from the
+/// last delivered position with exponential backoff; events at or before that position are
+/// skipped, so nothing is delivered twice and, since the server resends everything after it,
+/// nothing is lost.
+struct KurrentSubscription {
+    store: KurrentStore,
+    /// The checkpoint: position of the last event delivered.
+    after: Option<u64>,
+    live: Option<kurrentdb::Subscription>,
+    caught_up: bool,
+    /// The head when the current server subscription started; `Some(None)`: the log was empty.
+    head_at_start: Option<Option<u64>>,
+    /// Consecutive failures since the last message received.
+    failures: u32,
+}
+
+impl KurrentSubscription {
+    fn caught_up_message(&mut self) -> SubscriptionMessage {
+        self.caught_up = true;
+        SubscriptionMessage::CaughtUp {
+            position: self.after,
+        }
+    }
+
+    /// Waits before the next attempt; gives up after too many failures in a row.
+    async fn back_off(&mut self, error: StorageError) -> Result<(), ReadError> {
+        self.live = None;
+        self.head_at_start = None;
+        self.failures += 1;
+        if self.failures > RECONNECT_ATTEMPTS_MAX {
+            return Err(StorageError::Unavailable(format!(
+                "the subscription to KurrentDB gave up after {RECONNECT_ATTEMPTS_MAX} failed \
+                 reconnections; resume from position {:?}. Last error: {error}",
+                self.after
+            ))
+            .into());
+        }
+        let exp = self.failures.saturating_sub(1).min(16);
+        let delay = (RECONNECT_DELAY_MIN * 2u32.saturating_pow(exp)).min(RECONNECT_DELAY_MAX);
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscription for KurrentSubscription {
+    async fn next(&mut self) -> Result<SubscriptionMessage, ReadError> {
+        loop {
+            if self.live.is_none() {
+                if !self.caught_up {
+                    match self.store.head().await {
+                        Ok(head) => self.head_at_start = Some(head),
+                        Err(ReadError::Storage(e)) => {
+                            self.back_off(e).await?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                let start = match self.after {
+                    // A subscription from a position starts after it.
+                    Some(p) => StreamPosition::Position(Position {
+                        commit: p,
+                        prepare: p,
+                    }),
+                    None => StreamPosition::Start,
+                };
+                let options = SubscribeToAllOptions::default()
+                    .position(start)
+                    .filter(ledger_filter());
+                self.live = Some(self.store.client().subscribe_to_all(&options).await);
+            }
+            if !self.caught_up
+                && let Some(head) = self.head_at_start
+                && (head.is_none() || head <= self.after)
+            {
+                return Ok(self.caught_up_message());
+            }
+            let live = self.live.as_mut().expect("subscribed above");
+            match live.next_subscription_event().await {
+                Ok(SubscriptionEvent::EventAppeared(event)) => {
+                    self.failures = 0;
+                    let (record, _) = to_record(event.get_original_event())?;
+                    if self.after.is_some_and(|a| record.position <= a) {
+                        // Resent after a reconnection: already delivered.
+                        continue;
+                    }
+                    self.after = Some(record.position);
+                    return Ok(SubscriptionMessage::Event(record));
+                }
+                Ok(SubscriptionEvent::CaughtUp(_)) => {
+                    self.failures = 0;
+                    if !self.caught_up {
+                        return Ok(self.caught_up_message());
+                    }
+                }
+                Ok(_) => self.failures = 0,
+                Err(kurrentdb::Error::AccessDenied) => {
+                    return Err(self
+                        .store
+                        .storage_error(kurrentdb::Error::AccessDenied)
+                        .into());
+                }
+                Err(e) => {
+                    let e = self.store.storage_error(e);
+                    self.back_off(e).await?;
+                }
+            }
+        }
+    }
+}
+
+fn not_increasing(last: Option<u64>, next: u64) -> ReadError {
+    StorageError::Corrupt(format!(
+        "$all position {next} follows {last:?}: commit positions are not strictly increasing \
+         (events written in an explicit transaction by another program?)"
+    ))
+    .into()
+}
+
+/// The custom metadata as written: [`EventMetadata`] with times at microsecond precision, so
+/// that what is read back compares equal with what was written.
+#[derive(Serialize)]
+struct Metadata<'a> {
+    schema_version: u32,
+    occurred_at: String,
+    recorded_at: String,
+    recorded_by: &'a str,
+    #[serde(rename = "$correlationId", skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<Uuid>,
+    #[serde(rename = "$causationId", skip_serializing_if = "Option::is_none")]
+    causation_id: Option<Uuid>,
+    append_id: Uuid,
+}
+
+impl<'a> From<&'a EventMetadata> for Metadata<'a> {
+    fn from(m: &'a EventMetadata) -> Self {
+        Self {
+            schema_version: m.schema_version,
+            occurred_at: m.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            recorded_at: m.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            recorded_by: &m.recorded_by,
+            correlation_id: m.correlation_id,
+            causation_id: m.causation_id,
+            append_id: m.append_id,
+        }
+    }
+}
+
+fn ledger_filter() -> SubscriptionFilter {
+    SubscriptionFilter::on_stream_name().add_prefix(STREAM_PREFIX)
+}
+
+fn stream_state(expected: ExpectedRevision) -> StreamState {
+    match expected {
+        ExpectedRevision::Any => StreamState::Any,
+        ExpectedRevision::NoStream => StreamState::NoStream,
+        ExpectedRevision::StreamExists => StreamState::StreamExists,
+        ExpectedRevision::Exact(r) => StreamState::StreamRevision(r),
+    }
+}
+
+/// Reads a KurrentDB event back as a record, with the id of the append that wrote it.
+fn to_record(event: &kurrentdb::RecordedEvent) -> Result<(Record, Uuid), ReadError> {
+    let corrupt = |what: String| {
+        ReadError::Storage(StorageError::Corrupt(format!(
+            "event {} in {} at revision {}: {what}",
+            event.id,
+            event.stream_id(),
+            event.revision
+        )))
+    };
+    let metadata: EventMetadata = serde_json::from_slice(&event.custom_metadata).map_err(|e| {
+        corrupt(format!(
+            "metadata is not this ledger's ({e}); was it written by another program?"
+        ))
+    })?;
+    let data = String::from_utf8(event.data.to_vec())
+        .map_err(|_| corrupt("data is not UTF-8 JSON".into()))?;
+    let append_id = metadata.append_id;
+    let record = Record {
+        event_id: event.id,
+        stream: event.stream_id().to_string(),
+        revision: event.revision,
+        position: event.position.commit,
+        event_type: event.event_type.clone(),
+        schema_version: metadata.schema_version,
+        data,
+        occurred_at: metadata.occurred_at,
+        recorded_at: metadata.recorded_at,
+        recorded_by: metadata.recorded_by,
+        correlation_id: metadata.correlation_id,
+        causation_id: metadata.causation_id,
+    };
+    Ok((record, append_id))
+}
