@@ -7,8 +7,7 @@ pub mod record;
 use crate::demo::{DemoConfig, generate};
 use crate::ledger::Ledger;
 use crate::ledger::import::{ImportError, Progress};
-use crate::store::EventStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::{Backend, EventStore};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -22,14 +21,21 @@ use std::sync::Arc;
 pub const DEFAULT_STORE: &str = "./pipeline-ledger.db";
 /// The demo's own store, so that running the demo never touches a real ledger.
 pub const DEFAULT_DEMO_STORE: &str = "./pipeline-ledger-demo.db";
+/// Where the read models live when the events live in KurrentDB and `--read-models` is not given.
+pub const DEFAULT_READ_MODELS: &str = "./pipeline-ledger-read-models.db";
 
 /// An event-sourced sales-pipeline ledger.
 #[derive(Debug, Parser)]
 #[command(name = "pipeline-ledger", version, about)]
 pub struct Cli {
-    /// The store: a SQLite file path.
+    /// The store: a SQLite file path, or a KurrentDB connection string
+    /// (`kurrentdb://host:2113?tls=false`, `esdb://…`, any form the KurrentDB client accepts).
     #[arg(long, global = true, env = "PIPELINE_LEDGER_STORE")]
     pub store: Option<PathBuf>,
+    /// The SQLite file of the read models (projections and their checkpoints). Default, when the
+    /// store is KurrentDB: `./pipeline-ledger-read-models.db`.
+    #[arg(long, global = true, env = "PIPELINE_LEDGER_READ_MODELS")]
+    pub read_models: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -115,9 +121,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn open(path: &Path) -> anyhow::Result<(Arc<SqliteStore>, Ledger)> {
-    let store = Arc::new(SqliteStore::open(path)?);
-    let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
+impl Cli {
+    /// The read models' SQLite file when it is not the store itself: the `--read-models` option,
+    /// or [`DEFAULT_READ_MODELS`] when the events live in KurrentDB. `None`: the store's own
+    /// SQLite file (or wherever the projections put them beside it).
+    pub fn read_models_path(&self) -> Option<PathBuf> {
+        let on_kurrent = self
+            .store
+            .as_deref()
+            .is_some_and(|s| Backend::of(&s.to_string_lossy()) == Backend::Kurrent);
+        self.read_models
+            .clone()
+            .or_else(|| on_kurrent.then(|| PathBuf::from(DEFAULT_READ_MODELS)))
+    }
+}
+
+/// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
+fn open(location: &Path) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
+    let store = crate::store::open_url(&location.to_string_lossy())?;
+    let ledger = Ledger::new(store.clone());
     Ok((store, ledger))
 }
 
@@ -253,7 +275,17 @@ async fn run_demo(
     until: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    if path.exists() {
+    if Backend::of(&path.to_string_lossy()) == Backend::Kurrent {
+        // A server is never wiped: the demo only runs on one that holds no ledger events.
+        let (store, _) = open(path)?;
+        if store.head_position().await?.is_some() {
+            bail!(
+                "the demo writes a fresh ledger, but KurrentDB at {} already holds ledger events; \
+                 use an empty server",
+                path.display()
+            );
+        }
+    } else if path.exists() {
         let (store, _) = open(path)?;
         let head = store.head_position().await?;
         drop(store);
