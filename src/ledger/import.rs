@@ -206,7 +206,8 @@ impl Ledger {
                 continue;
             }
             let (history, _) = histories.get_mut(&customer).expect("loaded above");
-            let decided_at = v.proposed.recorded_at.unwrap_or(now);
+            // A given recorded_at (migrated history) decides, but never later than our clock.
+            let decided_at = v.proposed.recorded_at.map_or(now, |r| r.min(now));
             match history.decide(&v.proposed, decided_at) {
                 Ok(()) => {
                     history.record(v.proposed.event_id, v.proposed.payload);

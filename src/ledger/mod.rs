@@ -177,7 +177,10 @@ impl Ledger {
             }
             let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
             let history = CustomerHistory::from_events(customer.clone(), &events);
-            let now = valid.proposed.recorded_at.unwrap_or_else(Utc::now);
+            // A given recorded_at (migrated history) decides, but never later than our clock:
+            // otherwise a future recorded_at would let occurred_at into the future too.
+            let now = Utc::now();
+            let now = valid.proposed.recorded_at.map_or(now, |r| r.min(now));
             history.decide(&valid.proposed, now)?;
             let expected = match history.revision() {
                 None => ExpectedRevision::NoStream,
