@@ -902,3 +902,38 @@ async fn the_ledger_decides_corrections_against_the_stored_history() {
     );
     assert_eq!(store.head_position().await.unwrap(), Some(4));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_given_recorded_at_in_the_future_does_not_let_occurred_at_into_the_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, store) = ledger_in(&dir);
+    let future = Utc::now() + Duration::days(30);
+    // Migrated history keeps its recorded_at, but "now" for the decision is never later than
+    // the ledger's own clock.
+    let mut event = proposed(Uuid::now_v7(), future, lead("d1"));
+    event.recorded_at = Some(future);
+    let err = ledger.record(event.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RecordError::Refused(RuleViolation::OccurredInFuture { .. })
+        ),
+        "{err:?}"
+    );
+    // The same through import.
+    let line = serde_json::to_string(&pipeline_ledger::contract::line::line_for(&event)).unwrap();
+    let result = ledger
+        .import(&mut std::io::Cursor::new(line.into_bytes()), &|_| {})
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(store.head_position().await.unwrap(), None);
+    // A recorded_at in the past is kept and decides the time.
+    let past =
+        DateTime::from_timestamp_micros((Utc::now() - Duration::days(300)).timestamp_micros())
+            .unwrap();
+    let mut old = proposed(Uuid::now_v7(), past - Duration::days(1), lead("d1"));
+    old.recorded_at = Some(past);
+    ledger.record(old).await.unwrap();
+    let history = ledger.history(&customer()).await.unwrap();
+    assert_eq!(history[0].recorded_at, past);
+}
