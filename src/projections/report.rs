@@ -168,3 +168,50 @@ pub fn meta_for(model: &ReadModel, at: &ReportAt) -> ReportMeta {
         known_at: at.known_at,
     }
 }
+
+/// Why the demo report failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoReportError {
+    #[error("bringing the read models up to date failed: {0}")]
+    Project(#[from] super::runner::RunError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("writing the report failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The `demo` command's report: brings the read models up to date, then prints the funnel (by
+/// lead source), the rep report per quarter and the pipeline with its stalled deals.
+pub async fn demo_report(
+    store: &dyn EventStore,
+    db_path: &Path,
+    policy: &Policy,
+    out: &mut dyn std::io::Write,
+) -> Result<(), DemoReportError> {
+    use super::render::{Format, write_funnel, write_pipeline, write_reps};
+    super::runner::project(
+        store,
+        db_path,
+        policy,
+        false,
+        &mut |_| {},
+        std::future::ready(()),
+    )
+    .await?;
+    let at = ReportAt::default();
+    let (model, meta) = load(store, db_path, policy, &at).await?;
+    writeln!(out, "== Funnel by lead source ==")?;
+    let params = super::conversion::FunnelParams {
+        by: Some(super::conversion::GroupBy::Source),
+        ..Default::default()
+    };
+    let funnel = super::conversion::funnel(&model, policy, meta.clone(), params);
+    write_funnel(out, Format::Table, &funnel)?;
+    writeln!(out, "== Reps per quarter ==")?;
+    let reps = super::activity::reps(&model, meta.clone(), Default::default());
+    write_reps(out, Format::Table, &reps)?;
+    writeln!(out, "== Pipeline and stalled deals ==")?;
+    let pipeline = super::stalled::pipeline(&model, policy, meta);
+    write_pipeline(out, Format::Table, &pipeline)?;
+    Ok(())
+}

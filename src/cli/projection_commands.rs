@@ -1,0 +1,267 @@
+//! The projection commands: `project`, `rebuild`, `funnel`, `reps`, `customer`, `pipeline`.
+//! Written against the library's public API (`pipeline_ledger::projections`).
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use pipeline_ledger::projections::activity::{RepsParams, reps};
+use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy, funnel};
+use pipeline_ledger::projections::lifecycle::customer_report;
+use pipeline_ledger::projections::policy::Policy;
+use pipeline_ledger::projections::render::{
+    Format, write_customer, write_funnel, write_pipeline, write_reps,
+};
+use pipeline_ledger::projections::report::{ReportAt, ReportError, load};
+use pipeline_ledger::projections::runner::{self, Progress};
+use pipeline_ledger::projections::stalled::pipeline;
+use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
+use pipeline_ledger::store::sqlite::SqliteStore;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Options shared by every report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Print JSON (one document) instead of tables.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print the report's main table as CSV, with the log position on every row.
+    #[arg(long)]
+    pub csv: bool,
+    /// Reproduce the report as it was at this log position (replays the log up to it).
+    #[arg(long, value_name = "P")]
+    pub at_position: Option<u64>,
+    /// The pipeline as it happened: only events that occurred at or before T (a date means the
+    /// end of that day, UTC).
+    #[arg(long, value_name = "T", value_parser = parse_end)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// The pipeline as the ledger knew it: only events recorded at or before T.
+    #[arg(long, value_name = "T", value_parser = parse_end)]
+    pub known_at: Option<DateTime<Utc>>,
+    /// The clock for stalled, dormant and overdue figures (default: --as-of/--known-at, else
+    /// the latest time in the log).
+    #[arg(long, value_name = "T", value_parser = parse_end)]
+    pub now: Option<DateTime<Utc>>,
+    /// Policy file (default: $PIPELINE_LEDGER_POLICY, ./projections/policy.json, built-in).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else if self.csv {
+            Format::Csv
+        } else {
+            Format::Table
+        }
+    }
+
+    fn at(&self) -> ReportAt {
+        ReportAt {
+            at_position: self.at_position,
+            as_of: self.as_of,
+            known_at: self.known_at,
+            now: self.now,
+        }
+    }
+}
+
+fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_time_end(s).map_err(|e| e.to_string())
+}
+
+fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_time_start(s).map_err(|e| e.to_string())
+}
+
+/// Funnel grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ByArg {
+    Source,
+    Rep,
+    Cohort,
+}
+
+/// Cohort granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CohortArg {
+    Month,
+    Quarter,
+}
+
+/// Rep report period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeriodArg {
+    Day,
+    Week,
+    Month,
+    Quarter,
+}
+
+/// The projection subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ProjectionCommand {
+    /// Bring the read models (rm_ tables) up to date with the log; --follow keeps them live.
+    Project {
+        /// Keep running and apply new events as they are recorded (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+        /// Policy file.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Rebuild the read models from the start of the log into new tables, then swap them in.
+    Rebuild {
+        /// Policy file.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Stage conversion: cohort and period views, transitions, win rate, lost reasons.
+    Funnel {
+        /// Window start (date or RFC 3339, inclusive).
+        #[arg(long, value_parser = parse_start)]
+        from: Option<DateTime<Utc>>,
+        /// Window end (a date means the end of that day).
+        #[arg(long, value_parser = parse_end)]
+        to: Option<DateTime<Utc>>,
+        /// Break the funnel down by lead source, by rep (owner when the lead was sourced) or by
+        /// cohort.
+        #[arg(long, value_enum)]
+        by: Option<ByArg>,
+        /// Cohort granularity for --by cohort.
+        #[arg(long, value_enum, default_value = "month")]
+        cohort: CohortArg,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Rep activity and results per period.
+    Reps {
+        #[arg(long, value_enum, default_value = "quarter")]
+        period: PeriodArg,
+        /// Only this rep.
+        #[arg(long)]
+        rep: Option<String>,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// One customer: state, owner, stage history, time in stage.
+    Customer {
+        id: String,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Counts per state and stage, stalled deals and overdue follow-ups.
+    Pipeline {
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+}
+
+fn print_progress(p: &Progress) {
+    eprintln!(
+        "projections at position {} (head {}, lag {}), {} events applied{}",
+        p.position.map_or("-".into(), |x| x.to_string()),
+        p.head.map_or("-".into(), |x| x.to_string()),
+        p.lag,
+        p.events_applied,
+        if p.caught_up { ", caught up" } else { "" }
+    );
+}
+
+/// Runs a projection command against the store at `store_path`.
+pub async fn run(
+    cmd: ProjectionCommand,
+    store: Arc<SqliteStore>,
+    store_path: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let store_dyn: &dyn pipeline_ledger::store::EventStore = &*store;
+    match cmd {
+        ProjectionCommand::Project { follow, policy } => {
+            let policy = Policy::load(policy.as_deref())?;
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let mut progress = print_progress;
+            let done =
+                runner::project(store_dyn, store_path, &policy, follow, &mut progress, stop)
+                    .await?;
+            writeln!(
+                out,
+                "read models at position {} (lag {})",
+                done.position.map_or("-".into(), |x| x.to_string()),
+                done.lag
+            )?;
+        }
+        ProjectionCommand::Rebuild { policy } => {
+            let policy = Policy::load(policy.as_deref())?;
+            let mut progress = print_progress;
+            let done = runner::rebuild(store_dyn, store_path, &policy, &mut progress).await?;
+            writeln!(
+                out,
+                "read models rebuilt to position {} ({} events)",
+                done.position.map_or("-".into(), |x| x.to_string()),
+                done.events_applied
+            )?;
+        }
+        ProjectionCommand::Funnel {
+            from,
+            to,
+            by,
+            cohort,
+            report,
+        } => {
+            let policy = Policy::load(report.policy.as_deref())?;
+            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
+            let params = FunnelParams {
+                from,
+                to,
+                by: by.map(|b| match b {
+                    ByArg::Source => GroupBy::Source,
+                    ByArg::Rep => GroupBy::Rep,
+                    ByArg::Cohort => GroupBy::Cohort,
+                }),
+                cohort: match cohort {
+                    CohortArg::Month => Period::Month,
+                    CohortArg::Quarter => Period::Quarter,
+                },
+            };
+            let r = funnel(&model, &policy, meta, params);
+            write_funnel(out, report.format(), &r)?;
+        }
+        ProjectionCommand::Reps {
+            period,
+            rep,
+            report,
+        } => {
+            let policy = Policy::load(report.policy.as_deref())?;
+            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
+            let params = RepsParams {
+                period: match period {
+                    PeriodArg::Day => Period::Day,
+                    PeriodArg::Week => Period::Week,
+                    PeriodArg::Month => Period::Month,
+                    PeriodArg::Quarter => Period::Quarter,
+                },
+                rep,
+            };
+            write_reps(out, report.format(), &reps(&model, meta, params))?;
+        }
+        ProjectionCommand::Customer { id, report } => {
+            let policy = Policy::load(report.policy.as_deref())?;
+            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
+            let r = customer_report(&model, meta, &id)
+                .ok_or(ReportError::UnknownCustomer(id.clone()))
+                .with_context(|| format!("looking up customer {id}"))?;
+            write_customer(out, report.format(), &r)?;
+        }
+        ProjectionCommand::Pipeline { report } => {
+            let policy = Policy::load(report.policy.as_deref())?;
+            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
+            write_pipeline(out, report.format(), &pipeline(&model, &policy, meta))?;
+        }
+    }
+    Ok(())
+}
