@@ -433,6 +433,17 @@ fn deal_lost_must_name_the_current_stage() {
 }
 
 #[test]
+fn a_deal_that_moves_back_is_at_the_stage_of_its_latest_interaction() {
+    // A second demo after a negotiation puts the deal back at the demo stage.
+    let h = [lead("d1"), demo("d1"), negotiation("d1"), demo("d1")];
+    let after = given(&h).when(lost("d1", Stage::Demo)).then_ok();
+    assert_eq!(after.deal(&deal("d1")).unwrap().stage, Stage::Demo);
+    given(&h)
+        .when(lost("d1", Stage::Negotiation))
+        .then_error(|e| matches!(e, RuleViolation::LostStageMismatch { actual: "demo", .. }));
+}
+
+#[test]
 fn a_lost_deal_cannot_be_lost_again() {
     given(&[lead("d1"), lost("d1", Stage::Lead)])
         .when(lost("d1", Stage::Lead))
