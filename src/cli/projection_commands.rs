@@ -185,9 +185,8 @@ pub async fn run(
                 let _ = tokio::signal::ctrl_c().await;
             };
             let mut progress = print_progress;
-            let done =
-                runner::project(store_dyn, store_path, &policy, follow, &mut progress, stop)
-                    .await?;
+            let done = runner::project(store_dyn, store_path, &policy, follow, &mut progress, stop)
+                .await?;
             writeln!(
                 out,
                 "read models at position {} (lag {})",

@@ -224,7 +224,11 @@ const REPS: [&str; 4] = ["r1", "r2", "r3", "r4"];
 /// reopenings, follow-ups, reassignments, retractions, amendments and late logging.
 pub fn generate(seed: u64, customers: usize, steps: usize) -> Vec<LedgerEvent> {
     let mut rng = Rng::new(seed);
-    let mut log = LogBuilder::default();
+    // Ids differ between seeds, so that two generated histories can share a store.
+    let mut log = LogBuilder {
+        counter: u128::from(seed) << 64,
+        ..LogBuilder::default()
+    };
     let mut histories: BTreeMap<String, CustomerHistory> = BTreeMap::new();
     let mut deals: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut ids: BTreeMap<String, Vec<(Uuid, EventPayload)>> = BTreeMap::new();
