@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use uuid::Uuid;
 
+/// Streams read per round trip when loading the histories of a batch's customers.
+const READ_STREAMS_CHUNK: usize = 10_000;
 /// Most bad lines kept for the report; the rest are counted.
 pub const BAD_LINES_REPORTED_MAX: usize = 1000;
 
@@ -168,19 +170,23 @@ impl Ledger {
                 );
             }
         }
-        let total = lines.len() as u64;
         let mut histories: HashMap<CustomerId, (CustomerHistory, Option<u64>)> = HashMap::new();
         let mut existing: HashMap<Uuid, Record> = HashMap::new();
-        let mut pending: Vec<(CustomerId, NewRecord)> = Vec::new();
-        let now = Utc::now();
-        for (done, (line, v)) in lines.into_iter().enumerate() {
-            if first_line.get(&v.proposed.event_id) != Some(&line) {
-                continue; // a duplicate, reported above
+        // Every customer's history, read in batches of streams (one round trip per batch).
+        let mut customers: Vec<CustomerId> = Vec::new();
+        {
+            let mut seen = std::collections::HashSet::new();
+            for (_, v) in &lines {
+                if seen.insert(&v.proposed.customer_id) {
+                    customers.push(v.proposed.customer_id.clone());
+                }
             }
-            let customer = v.proposed.customer_id.clone();
-            let record = to_new_record(&v.proposed, v.schema_version, v.data);
-            if !histories.contains_key(&customer) {
-                let records = self.read_customer(&customer).await?;
+        }
+        for chunk in customers.chunks(READ_STREAMS_CHUNK) {
+            let streams: Vec<String> = chunk.iter().map(stream_name).collect();
+            let mut read = self.store().read_streams(&streams).await?;
+            for (customer, stream) in chunk.iter().zip(&streams) {
+                let records = read.remove(stream).unwrap_or_default();
                 let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
                 let history = CustomerHistory::from_events(customer.clone(), &events);
                 let base = history.revision();
@@ -189,6 +195,16 @@ impl Ledger {
                 }
                 histories.insert(customer.clone(), (history, base));
             }
+        }
+        let total = lines.len() as u64;
+        let mut pending: Vec<(CustomerId, NewRecord)> = Vec::new();
+        let now = Utc::now();
+        for (done, (line, v)) in lines.into_iter().enumerate() {
+            if first_line.get(&v.proposed.event_id) != Some(&line) {
+                continue; // a duplicate, reported above
+            }
+            let customer = v.proposed.customer_id.clone();
+            let record = to_new_record(&v.proposed, v.schema_version, v.data);
             // An event already in the customer's stream: a retry is skipped, another use of the
             // id is refused. (An id used in another customer's stream is refused by the store.)
             if let Some(stored) = existing.get(&v.proposed.event_id) {

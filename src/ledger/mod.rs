@@ -93,32 +93,14 @@ impl Ledger {
         &self.validator
     }
 
-    /// Every event of a customer's stream, decoded; an empty vector for a new customer.
+    /// Every event of a customer's stream; an empty vector for a new customer.
     pub async fn read_customer(&self, customer: &CustomerId) -> Result<Vec<Record>, ReadError> {
         let stream = stream_name(customer);
-        let mut records = Vec::new();
-        loop {
-            let from = records.last().map(|r: &Record| r.revision + 1);
-            let page = match self
-                .store
-                .read_stream(
-                    &stream,
-                    crate::store::Direction::Forwards,
-                    from,
-                    READ_PAGE_EVENTS,
-                )
-                .await
-            {
-                Ok(page) => page,
-                Err(ReadError::StreamNotFound(_)) => Vec::new(),
-                Err(e) => return Err(e),
-            };
-            let full = page.len() == READ_PAGE_EVENTS;
-            records.extend(page);
-            if !full {
-                return Ok(records);
-            }
-        }
+        let mut streams = self
+            .store
+            .read_streams(std::slice::from_ref(&stream))
+            .await?;
+        Ok(streams.remove(&stream).unwrap_or_default())
     }
 
     /// A customer's history, decoded to current schema versions.

@@ -18,6 +18,9 @@ pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
 /// Most events in one append (one stream), to bound transaction size and memory.
 pub const APPEND_EVENTS_MAX: usize = 10_000;
 
+/// Events read per page when a whole stream is read.
+pub const READ_STREAM_PAGE_EVENTS: usize = 4096;
+
 /// A stream name (`customer-<id>`).
 pub type StreamName = String;
 
@@ -273,6 +276,36 @@ pub trait EventStore: Send + Sync {
 
     /// The position of the last event, `None` for an empty log.
     async fn head_position(&self) -> Result<Option<u64>, ReadError>;
+
+    /// Every event of each of `streams`, forwards; a missing stream reads as empty. Batch
+    /// readers (imports) use it; a backend may answer many streams in one round trip.
+    async fn read_streams(
+        &self,
+        streams: &[StreamName],
+    ) -> Result<std::collections::HashMap<StreamName, Vec<Record>>, ReadError> {
+        let mut out = std::collections::HashMap::with_capacity(streams.len());
+        for stream in streams {
+            let mut records: Vec<Record> = Vec::new();
+            loop {
+                let from = records.last().map(|r| r.revision + 1);
+                let page = match self
+                    .read_stream(stream, Direction::Forwards, from, READ_STREAM_PAGE_EVENTS)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(ReadError::StreamNotFound(_)) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                let full = page.len() == READ_STREAM_PAGE_EVENTS;
+                records.extend(page);
+                if !full {
+                    break;
+                }
+            }
+            out.insert(stream.clone(), records);
+        }
+        Ok(out)
+    }
 }
 
 /// Why a store named on the command line could not be opened.

@@ -18,7 +18,7 @@ use super::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -382,20 +382,28 @@ fn apply_appends(
 ) -> Result<Vec<AppendResult>, AppendError> {
     let sql = |e: rusqlite::Error| AppendError::Storage(StorageError::Sqlite(e));
     let mut results = Vec::with_capacity(appends.len());
+    // Stream revisions as this request leaves them, so that a bulk append with many runs of the
+    // same stream asks SQLite once per stream. Only valid inside this request's savepoint.
+    let mut revisions: HashMap<&str, CurrentRevision> = HashMap::new();
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (position, event_id, stream, revision, event_type, \
+             schema_version, occurred_at, recorded_at, recorded_by, correlation_id, \
+             causation_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .map_err(sql)?;
     for append in appends {
-        // Idempotency: a retry of an append already recorded returns the original result.
-        let mut existing = Vec::new();
-        for event in &append.events {
-            if let Some(record) = find_by_id(conn, event.event_id).map_err(sql)? {
-                existing.push((event, record));
-            }
-        }
-        if !existing.is_empty() {
-            results.push(original_result(append, &existing)?);
-            continue;
-        }
-        let actual = current_revision(conn, &append.stream).map_err(sql)?;
+        let actual = match revisions.get(append.stream.as_str()) {
+            Some(r) => *r,
+            None => current_revision(conn, &append.stream).map_err(sql)?,
+        };
         if !append.expected.is_met_by(actual) {
+            // A retry of an append that succeeded finds the stream moved on: answer it with the
+            // original result rather than a conflict.
+            if let Some(original) = retry_of(conn, append)? {
+                results.push(original);
+                continue;
+            }
             return Err(AppendError::WrongExpectedRevision {
                 stream: append.stream.clone(),
                 expected: append.expected,
@@ -407,33 +415,48 @@ fn apply_appends(
             CurrentRevision::Current(r) => r + 1,
         };
         let first_position = *next_position;
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO events (position, event_id, stream, revision, event_type, \
-                 schema_version, occurred_at, recorded_at, recorded_by, correlation_id, \
-                 causation_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .map_err(sql)?;
-        for event in &append.events {
-            insert
-                .execute(params![
-                    *next_position as i64,
-                    event.event_id.as_bytes().as_slice(),
-                    append.stream,
-                    revision as i64,
-                    event.event_type,
-                    event.schema_version as i64,
-                    to_micros(event.occurred_at),
-                    to_micros(event.recorded_at.unwrap_or(now)),
-                    event.recorded_by,
-                    event.correlation_id.as_ref().map(|u| u.as_bytes().to_vec()),
-                    event.causation_id.as_ref().map(|u| u.as_bytes().to_vec()),
-                    event.data,
-                ])
-                .map_err(sql)?;
+        for (i, event) in append.events.iter().enumerate() {
+            let inserted = insert.execute(params![
+                *next_position as i64,
+                event.event_id.as_bytes().as_slice(),
+                append.stream,
+                revision as i64,
+                event.event_type,
+                event.schema_version as i64,
+                to_micros(event.occurred_at),
+                to_micros(event.recorded_at.unwrap_or(now)),
+                event.recorded_by,
+                event.correlation_id.as_ref().map(|u| u.as_bytes().to_vec()),
+                event.causation_id.as_ref().map(|u| u.as_bytes().to_vec()),
+                event.data,
+            ]);
+            match inserted {
+                Ok(_) => {}
+                // The event id is taken (the unique index said so): either this whole append is
+                // a retry, or an id is reused, which is a conflict. The request's savepoint
+                // rolls back whatever this append inserted before.
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    if i == 0
+                        && let Some(original) = retry_of(conn, append)?
+                    {
+                        results.push(original);
+                        break;
+                    }
+                    return Err(AppendError::IdempotencyConflict {
+                        event_id: event.event_id,
+                    });
+                }
+                Err(e) => return Err(sql(e)),
+            }
             *next_position += 1;
             revision += 1;
         }
+        if *next_position == first_position {
+            continue; // answered as a retry
+        }
+        revisions.insert(&append.stream, CurrentRevision::Current(revision - 1));
         results.push(AppendResult {
             next_expected_revision: revision - 1,
             first_position,
@@ -442,6 +465,22 @@ fn apply_appends(
         });
     }
     Ok(results)
+}
+
+/// If every event of `append` is already recorded exactly as given, the original result.
+/// `None` when none of its ids is recorded; a conflict when some are, or differ.
+fn retry_of(conn: &Connection, append: &StreamAppend) -> Result<Option<AppendResult>, AppendError> {
+    let sql = |e: rusqlite::Error| AppendError::Storage(StorageError::Sqlite(e));
+    let mut existing = Vec::new();
+    for event in &append.events {
+        if let Some(record) = find_by_id(conn, event.event_id).map_err(sql)? {
+            existing.push((event, record));
+        }
+    }
+    if existing.is_empty() {
+        return Ok(None);
+    }
+    original_result(append, &existing).map(Some)
 }
 
 /// The result of the original append, if `existing` shows that `append` is an exact retry of it.
@@ -534,6 +573,32 @@ impl EventStore for SqliteStore {
                 return Err(ReadError::StreamNotFound(stream));
             }
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn read_streams(
+        &self,
+        streams: &[super::StreamName],
+    ) -> Result<HashMap<super::StreamName, Vec<Record>>, ReadError> {
+        let streams = streams.to_vec();
+        // One blocking task and one prepared statement for the whole batch of streams.
+        self.with_reader(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SELECT_COLUMNS} FROM events WHERE stream = ?1 ORDER BY revision"
+                ))
+                .map_err(StorageError::from)?;
+            let mut out = HashMap::with_capacity(streams.len());
+            for stream in streams {
+                let rows = stmt
+                    .query_map([&stream], row_to_record)
+                    .map_err(StorageError::from)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StorageError::from)?;
+                out.insert(stream, rows);
+            }
+            Ok(out)
         })
         .await
     }
