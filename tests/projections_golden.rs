@@ -99,7 +99,7 @@ fn at_day_65() -> ReportAt {
     }
 }
 
-fn stage<'a>(stages: &'a [StageFunnel], s: Stage) -> &'a StageFunnel {
+fn stage(stages: &[StageFunnel], s: Stage) -> &StageFunnel {
     stages.iter().find(|x| x.stage == s).unwrap()
 }
 

@@ -108,8 +108,7 @@ impl Walk {
     pub fn owner_at(&self, t: DateTime<Utc>) -> Option<&RepId> {
         self.owner_changes
             .iter()
-            .filter(|(when, _)| *when <= t)
-            .next_back()
+            .rfind(|(when, _)| *when <= t)
             .or_else(|| self.owner_changes.first())
             .map(|(_, rep)| rep)
     }
