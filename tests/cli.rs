@@ -486,3 +486,43 @@ fn the_demo_refuses_to_overwrite_a_store_that_holds_events() {
     );
     assert_eq!(ledger.event_count(), 1);
 }
+
+#[test]
+fn a_bad_line_after_several_chunks_still_leaves_nothing_written() {
+    // More lines than one import chunk, so earlier chunks reach the store's open transaction
+    // before the bad line is seen: the transaction must be abandoned, not committed.
+    let source = Ledger::new();
+    source.ok(&[
+        "demo",
+        "--customers",
+        "2200",
+        "--seed",
+        "9",
+        "--until",
+        "2026-10-01",
+    ]);
+    let mut lines: Vec<String> = source.export().lines().map(String::from).collect();
+    assert!(
+        lines.len() > pipeline_ledger::ledger::import::IMPORT_CHUNK_LINES + 100,
+        "{} lines",
+        lines.len()
+    );
+    let last = lines.len() - 1;
+    lines[last] = lines[last].replace("\"recorded_by\":\"", "\"recorded_by\":\" ");
+    let file = source.dir().join("late-bad.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+
+    let target = Ledger::new();
+    let out = target.run(&["import", file.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("line {}:", last + 1)),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        target.event_count(),
+        0,
+        "nothing of the earlier chunks is visible"
+    );
+}

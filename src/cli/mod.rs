@@ -331,26 +331,23 @@ async fn run_demo(
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
     );
     bar
 }
 
 fn show_progress(bar: &ProgressBar, p: Progress) {
     match p {
-        Progress::Validating { bytes } => {
-            bar.set_message(format!("validating ({} KiB read)", bytes / 1024));
+        Progress::Checked { lines, bytes } => {
+            if bytes > 0 {
+                bar.set_message(format!("checked {lines} lines ({} MiB)", bytes >> 20));
+            } else {
+                bar.set_message(format!("checked {lines} events"));
+            }
             bar.tick();
         }
-        Progress::Deciding { done, total } => {
-            bar.set_message("checking rules");
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-        Progress::Writing { events } => {
-            bar.set_message(format!("writing {events} events"));
+        Progress::Committing { events } => {
+            bar.set_message(format!("committing {events} events"));
             bar.tick();
         }
     }

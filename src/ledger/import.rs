@@ -1,22 +1,31 @@
 //! Batch recording: NDJSON import and the demo generator both go through here.
 //!
-//! The whole batch is validated first (schema, then the domain rules against each customer's
-//! history, including the batch's own earlier events), and only a batch without a single bad event
-//! is appended, in one atomic append across all its streams. Events already recorded with the
-//! same content are skipped, so importing the same file twice adds nothing.
+//! A batch is all or nothing. Lines are read in chunks; each chunk is validated against the
+//! schema (on every core), then decided against each customer's history (including the batch's
+//! own earlier events), and handed to the store's bulk append, which writes it inside one open
+//! transaction while the next chunk is validated. The transaction commits only after the last
+//! line passed; a single bad line anywhere abandons it, and every bad line is still reported.
+//! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
 use super::codec::{decode, stream_name, to_new_record};
 use super::{Ledger, RecordError};
-use crate::contract::line::ValidLine;
+use crate::contract::line::{LineError, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId};
-use crate::store::{AppendError, ExpectedRevision, NewRecord, ReadError, Record, StreamAppend};
-use chrono::Utc;
-use std::collections::HashMap;
+use crate::store::{
+    AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
+};
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// Streams read per round trip when loading the histories of a batch's customers.
-const READ_STREAMS_CHUNK: usize = 10_000;
+/// Lines validated and decided per chunk: large enough to keep every core busy, small enough to
+/// bound memory to a few chunks in flight.
+pub const IMPORT_CHUNK_LINES: usize = 8_192;
+/// Chunks handed to the store and not yet written.
+const BULK_CHUNKS_IN_FLIGHT: usize = 4;
 /// Most bad lines kept for the report; the rest are counted.
 pub const BAD_LINES_REPORTED_MAX: usize = 1000;
 
@@ -65,71 +74,238 @@ pub struct ImportReport {
 /// Progress of a batch, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// Bytes read and validated so far.
-    Validating { bytes: u64 },
-    /// Events checked against the domain rules so far, of the total.
-    Deciding { done: u64, total: u64 },
-    /// The atomic append is being committed.
-    Writing { events: u64 },
+    /// Lines (and bytes of input) validated and decided so far.
+    Checked { lines: u64, bytes: u64 },
+    /// Every line passed; the transaction is being committed.
+    Committing { events: u64 },
 }
 
-struct Bad {
-    kept: Vec<BadLine>,
-    total: usize,
+/// One batch in progress: the decision state of every customer it touched, and the store's
+/// bulk append it feeds.
+struct Session<'l> {
+    ledger: &'l Ledger,
+    chunks: Option<mpsc::Sender<BulkMessage>>,
+    writer: tokio::task::JoinHandle<Result<BulkResult, AppendError>>,
+    histories: HashMap<CustomerId, CustomerHistory>,
+    /// Events of the touched customers that were in the store before the batch.
+    existing: HashMap<Uuid, Record>,
+    /// The line each event id of the batch was first seen on.
+    first_line: HashMap<Uuid, u64>,
+    bad: Vec<BadLine>,
+    bad_total: usize,
+    report: ImportReport,
+    now: DateTime<Utc>,
 }
 
-impl Bad {
-    fn push(&mut self, line: u64, reason: String) {
-        self.total += 1;
-        if self.kept.len() < BAD_LINES_REPORTED_MAX {
-            self.kept.push(BadLine { line, reason });
+impl<'l> Session<'l> {
+    fn start(ledger: &'l Ledger) -> Self {
+        let (tx, rx) = mpsc::channel(BULK_CHUNKS_IN_FLIGHT);
+        let store = ledger.store().clone();
+        let writer = tokio::spawn(async move { store.append_bulk(rx).await });
+        Self {
+            ledger,
+            chunks: Some(tx),
+            writer,
+            histories: HashMap::new(),
+            existing: HashMap::new(),
+            first_line: HashMap::new(),
+            bad: Vec::new(),
+            bad_total: 0,
+            report: ImportReport::default(),
+            now: Utc::now(),
         }
+    }
+
+    fn refuse(&mut self, line: u64, reason: String) {
+        self.bad_total += 1;
+        if self.bad.len() < BAD_LINES_REPORTED_MAX {
+            self.bad.push(BadLine { line, reason });
+        }
+    }
+
+    /// Loads the histories of the chunk's customers not seen before, in one round trip.
+    async fn load_customers(&mut self, lines: &[(u64, ValidLine)]) -> Result<(), ImportError> {
+        let mut new: Vec<CustomerId> = Vec::new();
+        let mut seen = HashSet::new();
+        for (_, v) in lines {
+            let c = &v.proposed.customer_id;
+            if !self.histories.contains_key(c) && seen.insert(c) {
+                new.push(c.clone());
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let streams: Vec<String> = new.iter().map(stream_name).collect();
+        let mut read = self.ledger.store().read_streams(&streams).await?;
+        for (customer, stream) in new.into_iter().zip(&streams) {
+            let records = read.remove(stream).unwrap_or_default();
+            let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+            let history = CustomerHistory::from_events(customer.clone(), &events);
+            for record in records {
+                self.existing.insert(record.event_id, record);
+            }
+            self.histories.insert(customer, history);
+        }
+        Ok(())
+    }
+
+    /// Decides a chunk of validated lines and, while the batch is still clean, hands the
+    /// accepted events to the store.
+    async fn feed(&mut self, lines: Vec<(u64, ValidLine)>) -> Result<(), ImportError> {
+        self.report.events += lines.len() as u64;
+        self.load_customers(&lines).await?;
+        // Runs of consecutive events of one customer keep the batch's order in the log.
+        let mut appends: Vec<StreamAppend> = Vec::new();
+        for (line, v) in lines {
+            let event_id = v.proposed.event_id;
+            if let Some(first) = self.first_line.get(&event_id) {
+                let reason = format!("field event_id: {event_id} is already used on line {first}");
+                self.refuse(line, reason);
+                continue;
+            }
+            self.first_line.insert(event_id, line);
+            let customer = v.proposed.customer_id.clone();
+            let stream = stream_name(&customer);
+            let record = to_new_record(&v.proposed, v.schema_version, v.data);
+            // An event already in the customer's stream: a retry is skipped, another use of the
+            // id is refused. (An id used in another customer's stream is refused by the store.)
+            if let Some(stored) = self.existing.get(&event_id) {
+                if stored.is_same_event(&stream, &record) {
+                    self.report.already_present += 1;
+                } else {
+                    let reason = format!(
+                        "field event_id: {event_id} was already recorded with different content"
+                    );
+                    self.refuse(line, reason);
+                }
+                continue;
+            }
+            let history = self.histories.get_mut(&customer).expect("loaded above");
+            // A given recorded_at (migrated history) decides, but never later than our clock:
+            // otherwise a future recorded_at would let occurred_at into the future too.
+            let decided_at = v.proposed.recorded_at.map_or(self.now, |r| r.min(self.now));
+            if let Err(e) = history.decide(&v.proposed, decided_at) {
+                self.refuse(line, RecordError::Refused(e).to_string());
+                continue;
+            }
+            let expected = match history.revision() {
+                None => ExpectedRevision::NoStream,
+                Some(r) => ExpectedRevision::Exact(r),
+            };
+            history.record(event_id, v.proposed.payload);
+            match appends.last_mut() {
+                Some(run) if run.stream == stream => run.events.push(record),
+                _ => appends.push(StreamAppend {
+                    stream,
+                    expected,
+                    events: vec![record],
+                }),
+            }
+        }
+        if self.bad_total > 0 || appends.is_empty() {
+            return Ok(());
+        }
+        let Some(sender) = &self.chunks else {
+            return Ok(());
+        };
+        if sender.send(BulkMessage::Chunk(appends)).await.is_err() {
+            // The store refused a chunk and stopped listening; `finish` reports why.
+            self.chunks = None;
+        }
+        Ok(())
+    }
+
+    /// Commits the batch if every line passed, or abandons it and reports every bad line.
+    async fn finish(mut self, progress: &dyn Fn(Progress)) -> Result<ImportReport, ImportError> {
+        let sender = self.chunks.take();
+        if self.bad_total > 0 {
+            drop(sender); // abandons the bulk append: nothing is written
+            let _ = self.writer.await;
+            self.bad.sort_by_key(|b| b.line);
+            return Err(ImportError::BadLines {
+                bad: self.bad,
+                total: self.bad_total,
+            });
+        }
+        progress(Progress::Committing {
+            events: self.report.events,
+        });
+        if let Some(sender) = sender {
+            let _ = sender.send(BulkMessage::Commit).await;
+        }
+        let written = self.writer.await.map_err(|e| {
+            AppendError::Storage(crate::store::StorageError::Other(e.to_string()))
+        })??;
+        self.report.written = written.written;
+        self.report.already_present += written.already_present;
+        self.report.last_position = written.last_position;
+        Ok(self.report)
     }
 }
 
+/// Strips the line ending; `None` for a blank line.
+fn trim_line(mut line: &[u8]) -> Option<&[u8]> {
+    if line.ends_with(b"\n") {
+        line = &line[..line.len() - 1];
+    }
+    if line.ends_with(b"\r") {
+        line = &line[..line.len() - 1];
+    }
+    (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
+}
+
 impl Ledger {
-    /// Imports NDJSON from `input`: every line validated, then written atomically, or nothing.
+    /// Imports NDJSON from `input`: every line validated and decided, then all written
+    /// atomically, or nothing.
     pub async fn import(
         &self,
         input: &mut dyn BufRead,
         progress: &dyn Fn(Progress),
     ) -> Result<ImportReport, ImportError> {
-        let mut bad = Bad {
-            kept: Vec::new(),
-            total: 0,
-        };
-        let mut valid = Vec::new();
-        let mut buf = Vec::new();
+        let mut session = Session::start(self);
         let mut line_no = 0u64;
         let mut bytes = 0u64;
+        let mut raw: Vec<(u64, Vec<u8>)> = Vec::with_capacity(IMPORT_CHUNK_LINES);
         loop {
-            buf.clear();
+            let mut buf = Vec::new();
             let n = input.read_until(b'\n', &mut buf)?;
+            if n > 0 {
+                line_no += 1;
+                bytes += n as u64;
+                raw.push((line_no, buf));
+            }
+            if raw.len() == IMPORT_CHUNK_LINES || (n == 0 && !raw.is_empty()) {
+                let chunk = std::mem::take(&mut raw);
+                let validator = self.validator();
+                // Schema validation and decoding are independent per line: all cores share them.
+                let parsed: Vec<(u64, Result<ValidLine, LineError>)> = chunk
+                    .into_par_iter()
+                    .filter_map(|(no, bytes)| {
+                        trim_line(&bytes).map(|line| (no, validator.parse(line)))
+                    })
+                    .collect();
+                let mut valid = Vec::with_capacity(parsed.len());
+                for (no, result) in parsed {
+                    match result {
+                        Ok(v) => valid.push((no, v)),
+                        Err(e) => {
+                            session.report.events += 1;
+                            session.refuse(no, e.to_string());
+                        }
+                    }
+                }
+                session.feed(valid).await?;
+                progress(Progress::Checked {
+                    lines: line_no,
+                    bytes,
+                });
+            }
             if n == 0 {
                 break;
             }
-            line_no += 1;
-            bytes += n as u64;
-            let mut line = buf.as_slice();
-            if line.ends_with(b"\n") {
-                line = &line[..line.len() - 1];
-            }
-            if line.ends_with(b"\r") {
-                line = &line[..line.len() - 1];
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match self.validator().parse(line) {
-                Ok(v) => valid.push((line_no, v)),
-                Err(e) => bad.push(line_no, e.to_string()),
-            }
-            if line_no.is_multiple_of(4096) {
-                progress(Progress::Validating { bytes });
-            }
         }
-        progress(Progress::Validating { bytes });
-        self.record_batch_checked(valid, bad, progress).await
+        session.finish(progress).await
     }
 
     /// Records a batch of validated events atomically (the demo generator's entry point).
@@ -139,170 +315,18 @@ impl Ledger {
         lines: Vec<(u64, ValidLine)>,
         progress: &dyn Fn(Progress),
     ) -> Result<ImportReport, ImportError> {
-        let bad = Bad {
-            kept: Vec::new(),
-            total: 0,
-        };
-        self.record_batch_checked(lines, bad, progress).await
-    }
-
-    async fn record_batch_checked(
-        &self,
-        lines: Vec<(u64, ValidLine)>,
-        mut bad: Bad,
-        progress: &dyn Fn(Progress),
-    ) -> Result<ImportReport, ImportError> {
-        let mut report = ImportReport {
-            events: (lines.len() + bad.total) as u64,
-            ..ImportReport::default()
-        };
-        // Duplicate ids inside the batch.
-        let mut first_line: HashMap<Uuid, u64> = HashMap::with_capacity(lines.len());
-        for (line, v) in &lines {
-            if let Some(first) = first_line.insert(v.proposed.event_id, *line) {
-                first_line.insert(v.proposed.event_id, first);
-                bad.push(
-                    *line,
-                    format!(
-                        "field event_id: {} is already used on line {first}",
-                        v.proposed.event_id
-                    ),
-                );
-            }
-        }
-        let mut histories: HashMap<CustomerId, (CustomerHistory, Option<u64>)> = HashMap::new();
-        let mut existing: HashMap<Uuid, Record> = HashMap::new();
-        // Every customer's history, read in batches of streams (one round trip per batch).
-        let mut customers: Vec<CustomerId> = Vec::new();
-        {
-            let mut seen = std::collections::HashSet::new();
-            for (_, v) in &lines {
-                if seen.insert(&v.proposed.customer_id) {
-                    customers.push(v.proposed.customer_id.clone());
-                }
-            }
-        }
-        for chunk in customers.chunks(READ_STREAMS_CHUNK) {
-            let streams: Vec<String> = chunk.iter().map(stream_name).collect();
-            let mut read = self.store().read_streams(&streams).await?;
-            for (customer, stream) in chunk.iter().zip(&streams) {
-                let records = read.remove(stream).unwrap_or_default();
-                let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-                let history = CustomerHistory::from_events(customer.clone(), &events);
-                let base = history.revision();
-                for record in records {
-                    existing.insert(record.event_id, record);
-                }
-                histories.insert(customer.clone(), (history, base));
-            }
-        }
-        let total = lines.len() as u64;
-        let mut pending: Vec<(CustomerId, NewRecord)> = Vec::new();
-        let now = Utc::now();
-        for (done, (line, v)) in lines.into_iter().enumerate() {
-            if first_line.get(&v.proposed.event_id) != Some(&line) {
-                continue; // a duplicate, reported above
-            }
-            let customer = v.proposed.customer_id.clone();
-            let record = to_new_record(&v.proposed, v.schema_version, v.data);
-            // An event already in the customer's stream: a retry is skipped, another use of the
-            // id is refused. (An id used in another customer's stream is refused by the store.)
-            if let Some(stored) = existing.get(&v.proposed.event_id) {
-                if stored.is_same_event(&stream_name(&customer), &record) {
-                    report.already_present += 1;
-                } else {
-                    bad.push(
-                        line,
-                        format!(
-                            "field event_id: {} was already recorded with different content",
-                            record.event_id
-                        ),
-                    );
-                }
-                continue;
-            }
-            let (history, _) = histories.get_mut(&customer).expect("loaded above");
-            // A given recorded_at (migrated history) decides, but never later than our clock.
-            let decided_at = v.proposed.recorded_at.map_or(now, |r| r.min(now));
-            match history.decide(&v.proposed, decided_at) {
-                Ok(()) => {
-                    history.record(v.proposed.event_id, v.proposed.payload);
-                    pending.push((customer, record));
-                }
-                Err(e) => bad.push(line, RecordError::Refused(e).to_string()),
-            }
-            if done % 4096 == 0 {
-                progress(Progress::Deciding {
-                    done: done as u64,
-                    total,
-                });
-            }
-        }
-        if bad.total > 0 {
-            bad.kept.sort_by_key(|b| b.line);
-            return Err(ImportError::BadLines {
-                bad: bad.kept,
-                total: bad.total,
+        let mut session = Session::start(self);
+        let mut lines = lines.into_iter().peekable();
+        let mut done = 0u64;
+        while lines.peek().is_some() {
+            let chunk: Vec<_> = lines.by_ref().take(IMPORT_CHUNK_LINES).collect();
+            done += chunk.len() as u64;
+            session.feed(chunk).await?;
+            progress(Progress::Checked {
+                lines: done,
+                bytes: 0,
             });
         }
-        if pending.is_empty() {
-            return Ok(report);
-        }
-        progress(Progress::Writing {
-            events: pending.len() as u64,
-        });
-        // Runs of consecutive events of one customer keep the batch's order in the log.
-        let mut appends: Vec<StreamAppend> = Vec::new();
-        let mut last_revision: HashMap<CustomerId, Option<u64>> = histories
-            .iter()
-            .map(|(c, (_, base))| (c.clone(), *base))
-            .collect();
-        let mut current: Option<(CustomerId, StreamAppend)> = None;
-        for (customer, record) in pending {
-            match &mut current {
-                Some((c, run)) if *c == customer => run.events.push(record),
-                _ => {
-                    if let Some((c, run)) = current.take() {
-                        close_run(&mut last_revision, &c, &run);
-                        appends.push(run);
-                    }
-                    let expected = match last_revision[&customer] {
-                        None => ExpectedRevision::NoStream,
-                        Some(r) => ExpectedRevision::Exact(r),
-                    };
-                    current = Some((
-                        customer.clone(),
-                        StreamAppend {
-                            stream: stream_name(&customer),
-                            expected,
-                            events: vec![record],
-                        },
-                    ));
-                }
-            }
-        }
-        if let Some((_, run)) = current {
-            appends.push(run);
-        }
-        let results = self.store().append_many(appends).await?;
-        for result in &results {
-            if result.written {
-                report.written += result.last_position - result.first_position + 1;
-            }
-        }
-        report.last_position = results.iter().map(|r| r.last_position).max();
-        Ok(report)
+        session.finish(progress).await
     }
-}
-
-fn close_run(
-    last_revision: &mut HashMap<CustomerId, Option<u64>>,
-    customer: &CustomerId,
-    run: &StreamAppend,
-) {
-    let entry = last_revision
-        .get_mut(customer)
-        .expect("every customer has a base");
-    let k = run.events.len() as u64;
-    *entry = Some(entry.map_or(k - 1, |r| r + k));
 }

@@ -170,8 +170,46 @@ pub enum AppendError {
     PayloadTooLarge { event_id: Uuid, bytes: usize },
     #[error("event id {event_id} appears twice in one append")]
     DuplicateInAppend { event_id: Uuid },
+    #[error("the bulk append was abandoned before its commit; nothing was written")]
+    Abandoned,
     #[error("the store failed: {0}")]
     Storage(#[from] StorageError),
+}
+
+/// One message of a bulk append: a chunk of appends, or the commit that ends it.
+#[derive(Debug)]
+pub enum BulkMessage {
+    Chunk(Vec<StreamAppend>),
+    Commit,
+}
+
+/// What a bulk append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkResult {
+    /// Events newly written.
+    pub written: u64,
+    /// Events of appends that were retries of appends already recorded.
+    pub already_present: u64,
+    /// Position of the last event written.
+    pub last_position: Option<u64>,
+}
+
+impl BulkResult {
+    /// Adds the results of one chunk's appends.
+    pub fn add(&mut self, results: &[AppendResult]) {
+        for r in results {
+            let events = r.last_position - r.first_position + 1;
+            if r.written {
+                self.written += events;
+                self.last_position = Some(
+                    self.last_position
+                        .map_or(r.last_position, |p| p.max(r.last_position)),
+                );
+            } else {
+                self.already_present += events;
+            }
+        }
+    }
 }
 
 /// Why a read failed.
@@ -276,6 +314,30 @@ pub trait EventStore: Send + Sync {
 
     /// The position of the last event, `None` for an empty log.
     async fn head_position(&self) -> Result<Option<u64>, ReadError>;
+
+    /// Appends chunks as they arrive, as one atomic unit: everything is written when
+    /// [`BulkMessage::Commit`] arrives, nothing if the sender goes away first or a chunk fails
+    /// (the receiver is then dropped, so the sender's next send fails and it can stop early).
+    /// Lets a producer validate chunk n+1 while the store writes chunk n, with memory bounded
+    /// by the chunks in flight. This default gathers the chunks and appends them at the commit.
+    async fn append_bulk(
+        &self,
+        mut chunks: tokio::sync::mpsc::Receiver<BulkMessage>,
+    ) -> Result<BulkResult, AppendError> {
+        let mut all = Vec::new();
+        loop {
+            match chunks.recv().await {
+                Some(BulkMessage::Chunk(chunk)) => all.extend(chunk),
+                Some(BulkMessage::Commit) => break,
+                None => return Err(AppendError::Abandoned),
+            }
+        }
+        let mut result = BulkResult::default();
+        if !all.is_empty() {
+            result.add(&self.append_many(all).await?);
+        }
+        Ok(result)
+    }
 
     /// Every event of each of `streams`, forwards; a missing stream reads as empty. Batch
     /// readers (imports) use it; a backend may answer many streams in one round trip.

@@ -12,8 +12,9 @@
 //! maximum, so that several processes may write to one file (SQLite serializes them).
 
 use super::{
-    AppendError, AppendResult, CurrentRevision, Direction, EventStore, NewRecord, ReadError,
-    Record, StorageError, StreamAppend, Subscription, SubscriptionMessage, check_append,
+    AppendError, AppendResult, BulkMessage, BulkResult, CurrentRevision, Direction, EventStore,
+    NewRecord, ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
+    check_append,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -61,6 +62,17 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<AppendResult>, AppendError>>,
 }
 
+/// A bulk append: the writer holds one transaction open while its chunks arrive.
+struct BulkRequest {
+    chunks: mpsc::Receiver<BulkMessage>,
+    reply: oneshot::Sender<Result<BulkResult, AppendError>>,
+}
+
+enum WriterMessage {
+    Append(WriteRequest),
+    Bulk(BulkRequest),
+}
+
 struct Shared {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
@@ -72,7 +84,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<WriteRequest>,
+    writer: mpsc::Sender<WriterMessage>,
 }
 
 impl SqliteStore {
@@ -272,15 +284,40 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, shared: Arc<Shared>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, shared: Arc<Shared>) {
     // After a failed commit the file's state is uncertain from here: refuse every later write
     // until the store is reopened, instead of guessing (as redb does).
     let mut poisoned: Option<String> = None;
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
+    let mut pending_bulk: Option<BulkRequest> = None;
+    loop {
+        let first = match pending_bulk.take() {
+            Some(bulk) => WriterMessage::Bulk(bulk),
+            None => match rx.blocking_recv() {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let mut batch = Vec::new();
+        match first {
+            WriterMessage::Append(request) => batch.push(request),
+            WriterMessage::Bulk(bulk) => {
+                let result = match &poisoned {
+                    Some(reason) => Err(StorageError::Poisoned(reason.clone()).into()),
+                    None => commit_bulk(&mut conn, bulk.chunks, &shared, &mut poisoned),
+                };
+                let _ = bulk.reply.send(result);
+                continue;
+            }
+        }
+        // Group commit: everything already waiting joins this transaction. A bulk append waits
+        // for the next round, in its own transaction.
         while batch.len() < GROUP_COMMIT_APPENDS_MAX {
             match rx.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(WriterMessage::Append(request)) => batch.push(request),
+                Ok(WriterMessage::Bulk(bulk)) => {
+                    pending_bulk = Some(bulk);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -294,11 +331,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, share
         }
         match commit_batch(&mut conn, &batch) {
             Ok((outcomes, head)) => {
-                shared.head.send_if_modified(|h| {
-                    let moved = head > *h;
-                    *h = (*h).max(head);
-                    moved
-                });
+                publish_head(&shared, head);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     // The appender may have given up waiting; the append is durable regardless.
                     let _ = request.reply.send(outcome);
@@ -315,6 +348,52 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, share
             }
         }
     }
+}
+
+fn publish_head(shared: &Shared, head: u64) {
+    shared.head.send_if_modified(|h| {
+        let moved = head > *h;
+        *h = (*h).max(head);
+        moved
+    });
+}
+
+/// Runs one bulk append in one transaction: commits when the producer says so, rolls back if
+/// the producer goes away or a chunk is refused.
+fn commit_bulk(
+    conn: &mut Connection,
+    mut chunks: mpsc::Receiver<BulkMessage>,
+    shared: &Shared,
+    poisoned: &mut Option<String>,
+) -> Result<BulkResult, AppendError> {
+    let sql = |e: rusqlite::Error| AppendError::Storage(StorageError::Sqlite(e));
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let mut next_position = max_position(&tx).map_err(sql)? + 1;
+    let now = truncate_to_micros(Utc::now());
+    let mut result = BulkResult::default();
+    loop {
+        match chunks.blocking_recv() {
+            Some(BulkMessage::Chunk(appends)) => {
+                check_append(&appends)?;
+                // An error returns early: dropping `tx` rolls everything back, and dropping
+                // `chunks` tells the producer to stop.
+                let results = apply_appends(&tx, &appends, &mut next_position, now)?;
+                result.add(&results);
+            }
+            Some(BulkMessage::Commit) => break,
+            None => return Err(AppendError::Abandoned),
+        }
+    }
+    if let Err(e) = tx.commit() {
+        *poisoned = Some(e.to_string());
+        return Err(sql(e));
+    }
+    if let Some(head) = result.last_position {
+        publish_head(shared, head);
+    }
+    Ok(result)
 }
 
 type Outcome = Result<Vec<AppendResult>, AppendError>;
@@ -535,7 +614,7 @@ impl EventStore for SqliteStore {
         check_append(&appends)?;
         let (reply, response) = oneshot::channel();
         self.writer
-            .send(WriteRequest { appends, reply })
+            .send(WriterMessage::Append(WriteRequest { appends, reply }))
             .await
             .map_err(|_| StorageError::Closed)?;
         response.await.map_err(|_| StorageError::Closed)?
@@ -575,6 +654,18 @@ impl EventStore for SqliteStore {
             Ok(rows)
         })
         .await
+    }
+
+    async fn append_bulk(
+        &self,
+        chunks: mpsc::Receiver<BulkMessage>,
+    ) -> Result<BulkResult, AppendError> {
+        let (reply, response) = oneshot::channel();
+        self.writer
+            .send(WriterMessage::Bulk(BulkRequest { chunks, reply }))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        response.await.map_err(|_| StorageError::Closed)?
     }
 
     async fn read_streams(
