@@ -1,0 +1,729 @@
+//! One contract suite for every event-store backend: the same checks of the store's semantics run
+//! against the embedded SQLite store, against `KurrentStore` talking to the wire-level KurrentDB
+//! double (tests/kurrent_double), and against a real KurrentDB server when `KURRENTDB_URL` is set
+//! (for example `KURRENTDB_URL='kurrentdb://localhost:2113?tls=false'`; without it those tests
+//! print a note and pass, since CI has no server).
+//!
+//! Where KurrentDB's semantics differ from the embedded store's, the check says so and asserts
+//! each backend's own behaviour:
+//! - `append_many` over several streams is atomic on SQLite, stream by stream on KurrentDB;
+//! - a retry must carry the original expected revision on KurrentDB (its idempotency check looks
+//!   at the position the expected revision names); SQLite recognises a retry by id alone;
+//! - KurrentDB's ledger sees only `customer-` streams in `$all`; SQLite has nothing else;
+//! - positions are dense on SQLite (1, 2, 3 …), byte offsets on KurrentDB (strictly increasing,
+//!   with gaps).
+//!
+//! Real-server runs use fresh stream names and read `$all` after the head they find, so they can
+//! run against a server that already holds data.
+
+mod kurrent_double;
+
+use chrono::{TimeZone, Utc};
+use kurrent_double::Double;
+use pipeline_ledger::store::kurrent::KurrentStore;
+use pipeline_ledger::store::sqlite::SqliteStore;
+use pipeline_ledger::store::{
+    AppendError, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord, ReadError,
+    Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Bound on any single wait, so that a broken backend fails the test instead of hanging it.
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Kurrent,
+}
+
+struct Fixture {
+    store: Arc<dyn EventStore>,
+    kind: Kind,
+    double: Option<Double>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("ledger.db")).expect("open SQLite store");
+        Fixture {
+            store: Arc::new(store),
+            kind: Kind::Sqlite,
+            double: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn double() -> Fixture {
+        let double = Double::start().await;
+        let store = KurrentStore::connect(&double.url()).expect("connect to the double");
+        Fixture {
+            store: Arc::new(store),
+            kind: Kind::Kurrent,
+            double: Some(double),
+            _dir: None,
+        }
+    }
+
+    fn real() -> Option<Fixture> {
+        let url = std::env::var("KURRENTDB_URL").ok()?;
+        let store = KurrentStore::connect(&url).expect("connect to KURRENTDB_URL");
+        Some(Fixture {
+            store: Arc::new(store),
+            kind: Kind::Kurrent,
+            double: None,
+            _dir: None,
+        })
+    }
+}
+
+/// A fresh customer stream.
+fn stream() -> String {
+    format!("customer-{}", Uuid::new_v4().simple())
+}
+
+fn event(n: u32) -> NewRecord {
+    NewRecord {
+        event_id: Uuid::new_v4(),
+        event_type: "NoteAdded".into(),
+        schema_version: 1,
+        data: format!(r#"{{"n":{n}}}"#),
+        occurred_at: Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).unwrap()
+            + chrono::Duration::microseconds(n as i64),
+        recorded_at: None,
+        recorded_by: "rep-1".into(),
+        correlation_id: Some(Uuid::new_v4()),
+        causation_id: None,
+    }
+}
+
+fn events(n: u32) -> Vec<NewRecord> {
+    (0..n).map(event).collect()
+}
+
+async fn next(sub: &mut Box<dyn Subscription>) -> SubscriptionMessage {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("the subscription answers")
+        .expect("the subscription does not fail")
+}
+
+/// Reads the subscription until `count` events have come, skipping a `CaughtUp`.
+async fn take_events(sub: &mut Box<dyn Subscription>, count: usize) -> Vec<Record> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        if let SubscriptionMessage::Event(r) = next(sub).await {
+            got.push(r);
+        }
+    }
+    got
+}
+
+fn ids(records: &[Record]) -> Vec<Uuid> {
+    records.iter().map(|r| r.event_id).collect()
+}
+
+fn new_ids(events: &[NewRecord]) -> Vec<Uuid> {
+    events.iter().map(|e| e.event_id).collect()
+}
+
+fn assert_strictly_increasing(records: &[Record]) {
+    for pair in records.windows(2) {
+        assert!(
+            pair[0].position < pair[1].position,
+            "positions {} then {}",
+            pair[0].position,
+            pair[1].position
+        );
+    }
+}
+
+// ---- the contract ----
+
+async fn expected_revisions(f: &Fixture) {
+    let s = stream();
+    let first = f
+        .store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .expect("NoStream on a new stream");
+    assert_eq!(first.next_expected_revision, 0);
+    assert!(first.written);
+    let wrong = |r: Result<_, AppendError>, actual: CurrentRevision| match r {
+        Err(AppendError::WrongExpectedRevision {
+            stream, actual: a, ..
+        }) => {
+            assert!(stream.starts_with("customer-"));
+            assert_eq!(a, actual);
+        }
+        other => panic!("expected a wrong expected revision, got {other:?}"),
+    };
+    wrong(
+        f.store
+            .append(&s, ExpectedRevision::NoStream, events(1))
+            .await,
+        CurrentRevision::Current(0),
+    );
+    let second = f
+        .store
+        .append(&s, ExpectedRevision::Exact(0), events(1))
+        .await
+        .expect("exact revision");
+    assert_eq!(second.next_expected_revision, 1);
+    wrong(
+        f.store
+            .append(&s, ExpectedRevision::Exact(0), events(1))
+            .await,
+        CurrentRevision::Current(1),
+    );
+    let missing = stream();
+    wrong(
+        f.store
+            .append(&missing, ExpectedRevision::StreamExists, events(1))
+            .await,
+        CurrentRevision::NoStream,
+    );
+    wrong(
+        f.store
+            .append(&missing, ExpectedRevision::Exact(3), events(1))
+            .await,
+        CurrentRevision::NoStream,
+    );
+    let any = f
+        .store
+        .append(&s, ExpectedRevision::Any, events(2))
+        .await
+        .expect("any");
+    assert_eq!(any.next_expected_revision, 3);
+    f.store
+        .append(&s, ExpectedRevision::StreamExists, events(1))
+        .await
+        .expect("stream exists");
+    let all = f
+        .store
+        .read_stream(&s, Direction::Forwards, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+}
+
+async fn multi_event_append_is_atomic(f: &Fixture) {
+    let s = stream();
+    let batch = events(3);
+    let result = f
+        .store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(result.next_expected_revision, 2);
+    let read = f
+        .store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&batch));
+    assert_eq!(read[0].position, result.first_position);
+    assert_eq!(read[2].position, result.last_position);
+    assert_strictly_increasing(&read);
+    // What was written reads back as given; `recorded_at` was set by the store.
+    for (r, e) in read.iter().zip(&batch) {
+        assert!(r.is_same_event(&s, e), "{r:?} vs {e:?}");
+        assert_eq!(r.stream, s);
+    }
+    // A refused append writes none of its events.
+    let refused = f
+        .store
+        .append(&s, ExpectedRevision::Exact(0), events(4))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(AppendError::WrongExpectedRevision { .. })
+    ));
+    let after = f
+        .store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 3);
+}
+
+async fn idempotent_retries_and_conflicts(f: &Fixture) {
+    let s = stream();
+    let batch = events(2);
+    let original = f
+        .store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert!(original.written);
+    // The exact retry returns the original result and writes nothing.
+    let retry = f
+        .store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        retry,
+        pipeline_ledger::store::AppendResult {
+            written: false,
+            ..original
+        }
+    );
+    // Still a retry after the stream moved on.
+    f.store
+        .append(&s, ExpectedRevision::Exact(1), events(1))
+        .await
+        .unwrap();
+    let late = f
+        .store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert!(!late.written);
+    assert_eq!(late.last_position, original.last_position);
+    // Same ids, other content: a conflict on every backend.
+    let mut changed = batch.clone();
+    changed[1].data = r#"{"n":99}"#.into();
+    assert!(matches!(
+        f.store
+            .append(&s, ExpectedRevision::NoStream, changed)
+            .await,
+        Err(AppendError::IdempotencyConflict { .. })
+    ));
+    // A retry under another, stale expected revision: recognised by id on SQLite; on KurrentDB
+    // the server checks the events at the position that revision names, and refuses.
+    let stale = f
+        .store
+        .append(&s, ExpectedRevision::Exact(1), batch.clone())
+        .await;
+    match f.kind {
+        Kind::Sqlite => assert!(!stale.unwrap().written),
+        Kind::Kurrent => assert!(matches!(
+            stale,
+            Err(AppendError::WrongExpectedRevision { .. })
+        )),
+    }
+    let read = f
+        .store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3, "retries wrote nothing");
+    // A "retry" whose expected revision is the stream's current one is a new append to
+    // KurrentDB: event ids are not unique in a stream there. SQLite still recognises the ids.
+    let current = f
+        .store
+        .append(&s, ExpectedRevision::Exact(2), batch.clone())
+        .await
+        .unwrap();
+    match f.kind {
+        Kind::Sqlite => assert!(!current.written),
+        Kind::Kurrent => {
+            assert!(current.written);
+            assert_eq!(current.next_expected_revision, 4);
+        }
+    }
+}
+
+async fn read_forwards_and_backwards(f: &Fixture) {
+    let s = stream();
+    let batch = events(5);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let revisions = |records: Vec<Record>| records.iter().map(|r| r.revision).collect::<Vec<_>>();
+    let read = |dir, from, max| {
+        let store = f.store.clone();
+        let s = s.clone();
+        async move { store.read_stream(&s, dir, from, max).await.unwrap() }
+    };
+    assert_eq!(
+        revisions(read(Direction::Forwards, None, 10).await),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        revisions(read(Direction::Forwards, Some(2), 2).await),
+        [2, 3]
+    );
+    assert_eq!(revisions(read(Direction::Backwards, None, 2).await), [4, 3]);
+    assert_eq!(
+        revisions(read(Direction::Backwards, Some(1), 10).await),
+        [1, 0]
+    );
+    assert!(read(Direction::Forwards, Some(9), 10).await.is_empty());
+    assert!(read(Direction::Forwards, None, 0).await.is_empty());
+    for dir in [Direction::Forwards, Direction::Backwards] {
+        match f.store.read_stream(&stream(), dir, None, 10).await {
+            Err(ReadError::StreamNotFound(_)) => {}
+            other => panic!("a missing stream must be StreamNotFound, got {other:?}"),
+        }
+    }
+}
+
+async fn read_everything_in_order(f: &Fixture) {
+    let head = f.store.head_position().await.unwrap();
+    let (a, b) = (stream(), stream());
+    let mut expected = Vec::new();
+    let mut revision = [None, None];
+    for i in 0..6u32 {
+        let (s, k) = if i % 3 == 1 { (&b, 1) } else { (&a, 0) };
+        let batch = vec![event(i)];
+        expected.extend(new_ids(&batch));
+        let exp = revision[k].map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        let r = f.store.append(s, exp, batch).await.unwrap();
+        revision[k] = Some(r.next_expected_revision);
+    }
+    let all = f.store.read_all(head, 1000).await.unwrap();
+    let ours: Vec<Record> = all
+        .into_iter()
+        .filter(|r| r.stream == a || r.stream == b)
+        .collect();
+    assert_eq!(ids(&ours), expected, "$all is in append order");
+    assert_strictly_increasing(&ours);
+    if f.kind == Kind::Sqlite && head.is_none() {
+        // Dense on SQLite; KurrentDB's positions are byte offsets with gaps.
+        assert_eq!(ours[0].position, 1);
+        assert_eq!(ours[5].position, 6);
+    }
+    // Paging from a checkpoint: strictly after it.
+    let page = f.store.read_all(Some(ours[1].position), 2).await.unwrap();
+    assert_eq!(ids(&page), ids(&ours[2..4]));
+    assert!(f.store.head_position().await.unwrap() >= Some(ours[5].position));
+    // Streams other than the ledger's: KurrentDB's `$all` view is filtered to `customer-`.
+    let other = format!("audit-{}", Uuid::new_v4().simple());
+    f.store
+        .append(&other, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let after = f
+        .store
+        .read_all(Some(ours[5].position), 1000)
+        .await
+        .unwrap();
+    let sees_other = after.iter().any(|r| r.stream == other);
+    match f.kind {
+        Kind::Sqlite => assert!(sees_other),
+        Kind::Kurrent => assert!(!sees_other, "KurrentDB reads only customer- streams"),
+    }
+}
+
+async fn catch_up_then_live_without_gap_or_duplicate(f: &Fixture) {
+    let head = f.store.head_position().await.unwrap();
+    let s = stream();
+    let before = events(3);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, before.clone())
+        .await
+        .unwrap();
+    let mut sub = f.store.subscribe_all(head).await.unwrap();
+    let mut caught = Vec::new();
+    let caught_up_at = loop {
+        match next(&mut sub).await {
+            SubscriptionMessage::Event(r) => caught.push(r),
+            SubscriptionMessage::CaughtUp { position } => break position,
+        }
+    };
+    let caught: Vec<Record> = caught.into_iter().filter(|r| r.stream == s).collect();
+    assert_eq!(ids(&caught), new_ids(&before));
+    assert!(caught_up_at >= Some(caught[2].position));
+    // Live: appended while the subscriber waits.
+    let store = f.store.clone();
+    let live = events(4);
+    let writer = {
+        let live = live.clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            for (i, e) in live.into_iter().enumerate() {
+                store
+                    .append(&s, ExpectedRevision::Exact(2 + i as u64), vec![e])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let got: Vec<Record> = take_events(&mut sub, 4)
+        .await
+        .into_iter()
+        .filter(|r| r.stream == s)
+        .collect();
+    writer.await.unwrap();
+    assert_eq!(ids(&got), new_ids(&live));
+    let mut all = caught.clone();
+    all.extend(got);
+    assert_strictly_increasing(&all);
+}
+
+async fn resume_from_checkpoint(f: &Fixture) {
+    let head = f.store.head_position().await.unwrap();
+    let s = stream();
+    let batch = events(5);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let read = f.store.read_all(head, 100).await.unwrap();
+    let ours: Vec<Record> = read.into_iter().filter(|r| r.stream == s).collect();
+    let checkpoint = ours[1].position;
+    let mut sub = f.store.subscribe_all(Some(checkpoint)).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        match next(&mut sub).await {
+            SubscriptionMessage::Event(r) => got.push(r),
+            SubscriptionMessage::CaughtUp { position } => {
+                assert_eq!(position, Some(ours[4].position).max(position));
+                break;
+            }
+        }
+    }
+    let got: Vec<Record> = got.into_iter().filter(|r| r.stream == s).collect();
+    assert_eq!(ids(&got), ids(&ours[2..]), "strictly after the checkpoint");
+}
+
+async fn append_many_across_streams(f: &Fixture) {
+    let (a, b) = (stream(), stream());
+    f.store
+        .append(&b, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let ok = f
+        .store
+        .append_many(vec![
+            StreamAppend {
+                stream: a.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events(2),
+            },
+            StreamAppend {
+                stream: b.clone(),
+                expected: ExpectedRevision::Exact(0),
+                events: events(1),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ok.len(), 2);
+    assert!(ok[0].last_position < ok[1].first_position);
+    // The second stream's part is refused.
+    let c = stream();
+    let refused = f
+        .store
+        .append_many(vec![
+            StreamAppend {
+                stream: c.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events(1),
+            },
+            StreamAppend {
+                stream: b.clone(),
+                expected: ExpectedRevision::Exact(0),
+                events: events(1),
+            },
+        ])
+        .await;
+    assert!(matches!(
+        refused,
+        Err(AppendError::WrongExpectedRevision { .. })
+    ));
+    let first_part = f.store.read_stream(&c, Direction::Forwards, None, 10).await;
+    match f.kind {
+        // All or nothing.
+        Kind::Sqlite => assert!(matches!(first_part, Err(ReadError::StreamNotFound(_)))),
+        // Stream by stream: the part before the refused one stays written.
+        Kind::Kurrent => assert_eq!(first_part.unwrap().len(), 1),
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Fixture::sqlite()).await;
+                }
+            )*
+        }
+        mod kurrent_via_double {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Fixture::double().await).await;
+                }
+            )*
+        }
+        mod kurrent_real_server {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match super::Fixture::real() {
+                        Some(f) => super::$name(&f).await,
+                        None => eprintln!(
+                            "note: KURRENTDB_URL is not set; {} was not run against a real \
+                             KurrentDB server",
+                            stringify!($name)
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    expected_revisions,
+    multi_event_append_is_atomic,
+    idempotent_retries_and_conflicts,
+    read_forwards_and_backwards,
+    read_everything_in_order,
+    catch_up_then_live_without_gap_or_duplicate,
+    resume_from_checkpoint,
+    append_many_across_streams,
+);
+
+// ---- faults (the double only: a real server cannot be unplugged from here) ----
+
+/// Writes to an unreachable server fail with a clear error, never silently; once the server is
+/// back the same store writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_fails_writes_clearly() {
+    let mut f = Fixture::double().await;
+    let s = stream();
+    f.store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    f.double.as_mut().unwrap().pull_plug().await;
+    let lost = events(1);
+    match f
+        .store
+        .append(&s, ExpectedRevision::Exact(0), lost.clone())
+        .await
+    {
+        Err(AppendError::Storage(StorageError::Unavailable(msg))) => {
+            assert!(msg.contains("KurrentDB"), "{msg}");
+        }
+        other => panic!("expected an unavailable error, got {other:?}"),
+    }
+    f.double.as_mut().unwrap().restore().await;
+    // The retry of the failed append lands once.
+    let mut landed = None;
+    for _ in 0..50 {
+        match f
+            .store
+            .append(&s, ExpectedRevision::Exact(0), lost.clone())
+            .await
+        {
+            Ok(r) => {
+                landed = Some(r);
+                break;
+            }
+            Err(AppendError::Storage(StorageError::Unavailable(_))) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        landed.expect("the server is back").next_expected_revision,
+        1
+    );
+    let read = f
+        .store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+}
+
+/// A store opened while the server is down works once the server is up (the client's own
+/// connection gives up for good after a failed first discovery; the store replaces it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_opened_while_server_down_recovers() {
+    let mut double = Double::start().await;
+    double.pull_plug().await;
+    let store = KurrentStore::connect(&double.url()).unwrap();
+    let s = stream();
+    assert!(matches!(
+        store
+            .append(&s, ExpectedRevision::NoStream, events(1))
+            .await,
+        Err(AppendError::Storage(StorageError::Unavailable(_)))
+    ));
+    double.restore().await;
+    let mut ok = false;
+    for _ in 0..50 {
+        if store
+            .append(&s, ExpectedRevision::NoStream, events(1))
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the store reconnects");
+}
+
+/// Pulling the plug mid-subscription and restoring it loses and duplicates nothing, including
+/// events written while the subscriber was disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_plug_mid_subscription_loses_and_duplicates_nothing() {
+    let mut f = Fixture::double().await;
+    let s = stream();
+    let mut written = Vec::new();
+    let mut revision = None;
+    let append = |store: Arc<dyn EventStore>, s: String, rev: Option<u64>, n: u32| async move {
+        let batch = events(n);
+        let exp = rev.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        let r = store.append(&s, exp, batch.clone()).await.unwrap();
+        (new_ids(&batch), Some(r.next_expected_revision))
+    };
+    let (ids1, r) = append(f.store.clone(), s.clone(), revision, 5).await;
+    written.extend(ids1);
+    revision = r;
+    let mut sub = f.store.subscribe_all(None).await.unwrap();
+    let mut got = take_events(&mut sub, 5).await;
+    // Live events, then the plug.
+    let (ids2, r) = append(f.store.clone(), s.clone(), revision, 3).await;
+    written.extend(ids2);
+    revision = r;
+    got.extend(take_events(&mut sub, 2).await);
+    let double = f.double.as_mut().unwrap();
+    double.pull_plug().await;
+    double.restore().await;
+    // Written while the subscription is reconnecting.
+    let mut pending = None;
+    for _ in 0..50 {
+        let batch = events(4);
+        let exp = ExpectedRevision::Exact(revision.unwrap());
+        match f.store.append(&s, exp, batch.clone()).await {
+            Ok(r) => {
+                pending = Some((new_ids(&batch), r.next_expected_revision));
+                break;
+            }
+            Err(AppendError::Storage(StorageError::Unavailable(_))) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (ids3, r) = pending.expect("the server is back");
+    written.extend(ids3);
+    revision = Some(r);
+    got.extend(take_events(&mut sub, 5).await);
+    // And live again after the reconnection.
+    let (ids4, _) = append(f.store.clone(), s.clone(), revision, 2).await;
+    written.extend(ids4);
+    got.extend(take_events(&mut sub, 2).await);
+    assert_eq!(ids(&got), written, "every event once, in order");
+    assert_strictly_increasing(&got);
+}
