@@ -526,3 +526,29 @@ fn a_bad_line_after_several_chunks_still_leaves_nothing_written() {
         "nothing of the earlier chunks is visible"
     );
 }
+
+#[test]
+fn the_demo_shows_the_funnel_the_rep_report_and_the_stalled_deals() {
+    let ledger = Ledger::new();
+    let out = ledger.ok(&[
+        "demo",
+        "--customers",
+        "80",
+        "--seed",
+        "5",
+        "--until",
+        "2026-10-01",
+    ]);
+    let events = ledger.event_count();
+    assert!(
+        out.contains(&format!("computed at log position {events}")),
+        "{out}"
+    );
+    for section in ["Funnel", "Rep", "talled"] {
+        assert!(out.contains(section), "missing {section}:\n{out}");
+    }
+    // The projection commands read the same store afterwards.
+    let funnel = ledger.ok(&["funnel", "--json"]);
+    let v: Value = serde_json::from_str(&funnel).unwrap();
+    assert_eq!(v["meta"]["position"], serde_json::json!(events));
+}

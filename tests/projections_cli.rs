@@ -1,13 +1,10 @@
-//! The projection commands, run as the binary runs them (the file is compiled here as well, so
-//! that it keeps compiling against the library's public API).
+//! The projection commands, run as the binary runs them.
 
-#[path = "../src/cli/projection_commands.rs"]
-mod projection_commands;
 mod projections_support;
 
 use clap::Parser;
+use pipeline_ledger::cli::projection_commands::{ProjectionCommand, run};
 use pipeline_ledger::store::sqlite::SqliteStore;
-use projection_commands::{ProjectionCommand, run};
 use projections_support::*;
 use std::sync::Arc;
 
@@ -22,7 +19,7 @@ async fn exec(store: &Arc<SqliteStore>, path: &std::path::Path, args: &[&str]) -
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).unwrap();
     let mut out = Vec::new();
-    run(cli.cmd, store.clone(), path, &mut out).await.unwrap();
+    run(cli.cmd, &**store, path, &mut out).await.unwrap();
     String::from_utf8(out).unwrap()
 }
 

@@ -2,6 +2,7 @@
 //! Errors are typed below this module; here, at the edge, they become messages and exit codes.
 
 pub mod output;
+pub mod projection_commands;
 pub mod record;
 
 use crate::demo::{DemoConfig, generate};
@@ -69,6 +70,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Projection(projection_commands::ProjectionCommand),
     /// The main job: generate a realistic seeded pipeline into a fresh store and report on it.
     Demo {
         /// Number of customers.
@@ -148,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let read_models = cli.read_models_path();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
@@ -245,6 +249,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 output::history_table(&events, &mut out)?;
             }
         }
+        Command::Projection(cmd) => {
+            let (store, _) = open(&store_path)?;
+            let read_models = read_models.unwrap_or_else(|| store_path.clone());
+            projection_commands::run(cmd, &*store, &read_models, &mut out).await?;
+        }
         Command::Demo {
             customers,
             seed,
@@ -256,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_STORE));
             run_demo(
                 &path,
+                read_models.as_deref(),
                 customers,
                 seed,
                 until.unwrap_or_else(Utc::now),
@@ -270,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_demo(
     path: &Path,
+    read_models: Option<&Path>,
     customers: usize,
     seed: u64,
     until: DateTime<Utc>,
@@ -295,11 +306,7 @@ async fn run_demo(
                 path.display()
             );
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
+        remove_sqlite_file(path);
     }
     let (_, ledger) = open(path)?;
     writeln!(
@@ -325,7 +332,27 @@ async fn run_demo(
     )?;
     let counts = ledger.count_by_type().await?;
     output::counts_table(&counts, out)?;
+    writeln!(out)?;
+    // The read models of a fresh ledger start fresh too.
+    let read_models = match read_models {
+        Some(file) => {
+            remove_sqlite_file(file);
+            file.to_path_buf()
+        }
+        None => path.to_path_buf(),
+    };
+    let policy = crate::projections::Policy::load(None)?;
+    crate::projections::report::demo_report(&**ledger.store(), &read_models, &policy, out).await?;
     Ok(())
+}
+
+/// Removes a SQLite file with its WAL and shared-memory files.
+fn remove_sqlite_file(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
 }
 
 fn progress_bar() -> ProgressBar {

@@ -14,10 +14,8 @@ use pipeline_ledger::projections::report::{ReportAt, ReportError, load};
 use pipeline_ledger::projections::runner::{self, Progress};
 use pipeline_ledger::projections::stalled::pipeline;
 use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
-use pipeline_ledger::store::sqlite::SqliteStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Options shared by every report.
 #[derive(Debug, Clone, clap::Args)]
@@ -170,14 +168,14 @@ fn print_progress(p: &Progress) {
     );
 }
 
-/// Runs a projection command against the store at `store_path`.
+/// Runs a projection command over `store`, with the read models in the SQLite file
+/// `store_path` (the store's own file on the embedded backend).
 pub async fn run(
     cmd: ProjectionCommand,
-    store: Arc<SqliteStore>,
+    store_dyn: &dyn pipeline_ledger::store::EventStore,
     store_path: &Path,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let store_dyn: &dyn pipeline_ledger::store::EventStore = &*store;
     match cmd {
         ProjectionCommand::Project { follow, policy } => {
             let policy = Policy::load(policy.as_deref())?;
