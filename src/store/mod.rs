@@ -195,10 +195,12 @@ pub struct BulkResult {
 }
 
 impl BulkResult {
-    /// Adds the results of one chunk's appends.
-    pub fn add(&mut self, results: &[AppendResult]) {
-        for r in results {
-            let events = r.last_position - r.first_position + 1;
+    /// Adds the results of one chunk's appends (`results[i]` is the result of `appends[i]`).
+    /// Counts events from the appends, not from positions: positions are not dense on every
+    /// backend (KurrentDB's are byte offsets).
+    pub fn add(&mut self, appends: &[StreamAppend], results: &[AppendResult]) {
+        for (append, r) in appends.iter().zip(results) {
+            let events = append.events.len() as u64;
             if r.written {
                 self.written += events;
                 self.last_position = Some(
@@ -334,7 +336,8 @@ pub trait EventStore: Send + Sync {
         }
         let mut result = BulkResult::default();
         if !all.is_empty() {
-            result.add(&self.append_many(all).await?);
+            let results = self.append_many(all.clone()).await?;
+            result.add(&all, &results);
         }
         Ok(result)
     }

@@ -380,7 +380,7 @@ fn commit_bulk(
                 // An error returns early: dropping `tx` rolls everything back, and dropping
                 // `chunks` tells the producer to stop.
                 let results = apply_appends(&tx, &appends, &mut next_position, now)?;
-                result.add(&results);
+                result.add(&appends, &results);
             }
             Some(BulkMessage::Commit) => break,
             None => return Err(AppendError::Abandoned),
