@@ -91,7 +91,8 @@ fn event(n: u32) -> NewRecord {
         event_id: Uuid::new_v4(),
         event_type: "NoteAdded".into(),
         schema_version: 1,
-        data: format!(r#"{{"n":{n}}}"#),
+        // Keys out of order and spaces: every backend stores the JSON text as given.
+        data: format!(r#"{{"n": {n}, "a": {{"z": true, "b": null}}}}"#),
         occurred_at: Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).unwrap()
             + chrono::Duration::microseconds(n as i64),
         recorded_at: None,

@@ -234,7 +234,9 @@ impl KurrentStore {
                 causation_id: e.causation_id,
                 append_id,
             };
-            let data: serde_json::Value = serde_json::from_str(&e.data).map_err(|err| {
+            // Sent verbatim (a raw JSON value): re-serializing would reorder keys, and a retry's
+            // data must compare equal with what was stored.
+            let data = serde_json::value::RawValue::from_string(e.data.clone()).map_err(|err| {
                 StorageError::Other(format!(
                     "event {} data is not JSON ({err}); KurrentDB stores JSON events",
                     e.event_id
