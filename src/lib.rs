@@ -3,6 +3,7 @@
 //! Every customer interaction is appended as an immutable event; projections rebuild lifecycle
 //! state, stage conversion and rep activity from them. See ARCHITECTURE.md for the map.
 
+pub mod bench;
 pub mod cli;
 pub mod contract;
 pub mod demo;

@@ -72,6 +72,33 @@ pub enum Command {
     },
     #[command(flatten)]
     Projection(projection_commands::ProjectionCommand),
+    /// Measure import, appends, reads, rebuilds, projection lag and query latency on generated
+    /// data at each size, and print one table against the targets (see BENCHMARKS.md).
+    Bench {
+        /// Dataset sizes in events, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        sizes: Vec<u64>,
+        /// Where datasets (kept for the next run) and stores go.
+        #[arg(long, default_value = "./bench-data")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Repetitions of each query.
+        #[arg(long, default_value_t = 200)]
+        query_samples: usize,
+        /// Appends per writer (64 writers) in the group-commit figure.
+        #[arg(long, default_value_t = 500)]
+        appends_per_writer: usize,
+        /// Appends of the single-writer figure.
+        #[arg(long, default_value_t = 500)]
+        single_appends: usize,
+        /// Seconds of steady load in the projection-lag figure.
+        #[arg(long, default_value_t = 10)]
+        lag_seconds: u64,
+        /// Events per second of the steady load.
+        #[arg(long, default_value_t = 10_000)]
+        lag_rate: u64,
+    },
     /// The main job: generate a realistic seeded pipeline into a fresh store and report on it.
     Demo {
         /// Number of customers.
@@ -253,6 +280,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (store, _) = open(&store_path)?;
             let read_models = read_models.unwrap_or_else(|| store_path.clone());
             projection_commands::run(cmd, &*store, &read_models, &mut out).await?;
+        }
+        Command::Bench {
+            sizes,
+            dir,
+            seed,
+            query_samples,
+            appends_per_writer,
+            single_appends,
+            lag_seconds,
+            lag_rate,
+        } => {
+            let config = crate::bench::BenchConfig {
+                sizes: sizes.clone(),
+                dir,
+                seed,
+                query_samples,
+                appends_per_writer,
+                single_appends,
+                lag_duration: std::time::Duration::from_secs(lag_seconds),
+                lag_rate,
+                exe: std::env::current_exe().ok(),
+            };
+            let mut log = std::io::stderr();
+            let figures = crate::bench::run(&config, &mut log).await?;
+            crate::bench::print_table(&figures, &sizes, &mut out)?;
         }
         Command::Demo {
             customers,

@@ -1,0 +1,682 @@
+//! The benchmark: measures the embedded store and the projections on the demo generator's data
+//! at several sizes, and prints one table of figures against the targets of issue 5.
+//!
+//! Benchmarks measure; nothing here asserts a time. Every figure is measured in the same run, so
+//! ratios between sizes compare like with like.
+
+use crate::cli::Cli;
+use crate::cli::projection_commands;
+use crate::contract::line::line_for;
+use crate::demo::{DemoConfig, generate_customers};
+use crate::ledger::Ledger;
+use crate::ledger::codec::{decode, stream_name, to_new_record};
+use crate::projections::Policy;
+use crate::projections::runner;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{EventStore, ExpectedRevision, NewRecord};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use clap::Parser;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Customers generated per slice of the dataset (bounds the generator's memory).
+const DATASET_SLICE_CUSTOMERS: usize = 20_000;
+/// Customers the customer query picks from (spread over the log).
+const QUERY_CUSTOMERS_MAX: usize = 1000;
+/// Concurrent writers of the group-commit figure.
+pub const CONCURRENT_WRITERS: usize = 64;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Dataset sizes, in events.
+    pub sizes: Vec<u64>,
+    /// Where datasets and stores go (datasets are kept and reused across runs).
+    pub dir: PathBuf,
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Query repetitions per query kind.
+    pub query_samples: usize,
+    /// Appends per writer in the append figures.
+    pub appends_per_writer: usize,
+    /// Single-writer appends.
+    pub single_appends: usize,
+    /// Duration of the projection-lag measurement.
+    pub lag_duration: Duration,
+    /// Write rate of the projection-lag measurement, in events per second.
+    pub lag_rate: u64,
+    /// The binary to run rebuilds in (to measure their peak memory alone); in-process if `None`.
+    pub exe: Option<PathBuf>,
+}
+
+/// A target a figure is held to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+    Report,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub target: Target,
+    /// Whether the figure should grow linearly with the data (the 10M/1M ratio is shown).
+    pub growth: bool,
+    /// Value per dataset size.
+    pub values: Vec<(u64, f64)>,
+}
+
+/// Why the benchmark stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Step(String),
+}
+
+fn step<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
+    move |e| BenchError::Step(format!("{what}: {e}"))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The end of the generated period: fixed, so that datasets are reproducible.
+fn dataset_until() -> DateTime<Utc> {
+    "2026-10-01T00:00:00Z".parse().expect("valid time")
+}
+
+/// Writes a dataset of exactly `events` events as NDJSON (reused if it exists).
+pub fn write_dataset(path: &Path, events: u64, seed: u64) -> Result<(), BenchError> {
+    if let Ok(file) = std::fs::File::open(path)
+        && BufReader::new(file).lines().count() as u64 == events
+    {
+        return Ok(());
+    }
+    let config = DemoConfig::new(usize::MAX, seed, dataset_until());
+    let tmp = path.with_extension("partial");
+    let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
+    let mut written = 0u64;
+    let mut first = 0usize;
+    while written < events {
+        let mut slice = generate_customers(&config, first..first + DATASET_SLICE_CUSTOMERS);
+        first += DATASET_SLICE_CUSTOMERS;
+        // Within a slice, events are in the order they were recorded; a prefix of that order
+        // is a prefix of every customer's stream, so truncating keeps every history valid.
+        slice.sort_by_key(|e| e.recorded_at);
+        for event in slice {
+            if written == events {
+                break;
+            }
+            serde_json::to_writer(&mut out, &line_for(&event)).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    std::fs::rename(tmp, path)?;
+    Ok(())
+}
+
+fn remove_store(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .map(|suffix| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.len())
+        })
+        .sum()
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes, while it runs.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A new single event for a new customer (`n` makes it unique), ready for the store.
+fn lead_record(n: u64, at: DateTime<Utc>) -> (String, NewRecord) {
+    use crate::domain::*;
+    let customer = CustomerId::new(format!("bench-{n}")).expect("valid id");
+    let payload = EventPayload::LeadSourced(LeadSourced {
+        deal_id: DealId::new(format!("bench-{n}-d1")).expect("valid id"),
+        rep_id: RepId::new("rep-01").expect("valid id"),
+        source: LeadSource::Web,
+        company: format!("Bench {n}"),
+        contact: Contact {
+            name: "Bench Contact".into(),
+            phone: None,
+            email: None,
+            role: None,
+        },
+        qualification: None,
+        notes: None,
+    });
+    let proposed = ProposedEvent {
+        event_id: uuid::Uuid::now_v7(),
+        customer_id: customer.clone(),
+        occurred_at: at,
+        recorded_at: None,
+        recorded_by: ActorId::new("bench").expect("valid id"),
+        correlation_id: None,
+        causation_id: None,
+        payload,
+    };
+    let data = serde_json::to_string(&proposed.payload.data_json()).expect("serializes");
+    (stream_name(&customer), to_new_record(&proposed, 1, data))
+}
+
+/// Runs a projection query as the command line does, returning its output size.
+async fn query(store: &dyn EventStore, path: &Path, args: &[&str]) -> Result<usize, BenchError> {
+    let mut argv = vec!["pipeline-ledger"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).map_err(step("query arguments"))?;
+    let crate::cli::Command::Projection(cmd) = cli.command else {
+        return Err(BenchError::Step(format!("{args:?} is not a query")));
+    };
+    let mut out = Vec::new();
+    projection_commands::run(cmd, store, path, &mut out)
+        .await
+        .map_err(step("query"))?;
+    Ok(out.len())
+}
+
+/// Everything measured at one size.
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    import_eps: f64,
+    bytes_per_event: f64,
+    read_eps: f64,
+    rebuild_eps: f64,
+    rebuild_peak_bytes: Option<f64>,
+    funnel_p99_ms: f64,
+    customer_p99_ms: f64,
+    reps_p99_ms: f64,
+    concurrent_eps: f64,
+    single_eps: f64,
+    single_latency_ms: f64,
+    lag_p99_ms: f64,
+    import_seconds: f64,
+    rebuild_seconds: f64,
+}
+
+async fn measure(
+    config: &BenchConfig,
+    size: u64,
+    log: &mut dyn Write,
+) -> Result<Sample, BenchError> {
+    let mut s = Sample::default();
+    std::fs::create_dir_all(&config.dir)?;
+    let dataset = config.dir.join(format!("events-{size}.ndjson"));
+    let t = Instant::now();
+    write_dataset(&dataset, size, config.seed)?;
+    writeln!(
+        log,
+        "[{size}] dataset ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    )?;
+
+    // Bulk import, durable when it returns.
+    let store_path = config.dir.join(format!("store-{size}.db"));
+    remove_store(&store_path);
+    let store = Arc::new(SqliteStore::open(&store_path).map_err(step("open store"))?);
+    let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
+    let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);
+    let t = Instant::now();
+    let report = ledger
+        .import(&mut input, &|_| {})
+        .await
+        .map_err(step("import"))?;
+    s.import_seconds = t.elapsed().as_secs_f64();
+    s.import_eps = report.written as f64 / s.import_seconds;
+    writeln!(
+        log,
+        "[{size}] imported {} events in {:.1} s",
+        report.written, s.import_seconds
+    )?;
+    s.bytes_per_event = file_bytes(&store_path) as f64 / size as f64;
+
+    // Reading every event back, decoded into typed events.
+    let t = Instant::now();
+    let mut after = None;
+    let mut decoded = 0u64;
+    let mut sample_customers: Vec<String> = Vec::new();
+    loop {
+        let page = store
+            .read_all(after, crate::ledger::READ_PAGE_EVENTS)
+            .await
+            .map_err(step("read all"))?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.position);
+        for record in &page {
+            let event = decode(record).map_err(step("decode"))?;
+            if sample_customers.len() < QUERY_CUSTOMERS_MAX && decoded % 97 == 0 {
+                sample_customers.push(event.customer_id.to_string());
+            }
+            decoded += 1;
+        }
+    }
+    s.read_eps = decoded as f64 / t.elapsed().as_secs_f64();
+    writeln!(log, "[{size}] read back {decoded} events")?;
+
+    // Rebuilding all projections from zero, alone in a process to see its peak memory.
+    let t = Instant::now();
+    match &config.exe {
+        Some(exe) => {
+            let mut child = std::process::Command::new(exe)
+                .arg("--store")
+                .arg(&store_path)
+                .arg("rebuild")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let mut peak = 0u64;
+            let status = loop {
+                if let Some(rss) = peak_rss(child.id()) {
+                    peak = peak.max(rss);
+                }
+                if let Some(status) = child.try_wait()? {
+                    break status;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !status.success() {
+                return Err(BenchError::Step(format!("rebuild exited with {status}")));
+            }
+            s.rebuild_peak_bytes = Some(peak as f64);
+        }
+        None => {
+            let policy = Policy::load(None).map_err(step("policy"))?;
+            runner::rebuild(&*store, &store_path, &policy, &mut |_| {})
+                .await
+                .map_err(step("rebuild"))?;
+        }
+    }
+    s.rebuild_seconds = t.elapsed().as_secs_f64();
+    s.rebuild_eps = size as f64 / s.rebuild_seconds;
+    writeln!(
+        log,
+        "[{size}] rebuilt the projections in {:.1} s",
+        s.rebuild_seconds
+    )?;
+
+    // Query latency on the read models.
+    let mut funnel = Vec::new();
+    let mut customer = Vec::new();
+    let mut reps = Vec::new();
+    for i in 0..config.query_samples {
+        let t = Instant::now();
+        query(&*store, &store_path, &["funnel"]).await?;
+        funnel.push(t.elapsed().as_secs_f64() * 1e3);
+        let id = &sample_customers[i % sample_customers.len()];
+        let t = Instant::now();
+        query(&*store, &store_path, &["customer", id]).await?;
+        customer.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        query(&*store, &store_path, &["reps"]).await?;
+        reps.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    s.funnel_p99_ms = percentile(&sorted(funnel), 0.99);
+    s.customer_p99_ms = percentile(&sorted(customer), 0.99);
+    s.reps_p99_ms = percentile(&sorted(reps), 0.99);
+    writeln!(log, "[{size}] queried the read models")?;
+
+    // Durable single-event appends: 64 concurrent writers (group commit), then one writer.
+    let now = Utc::now();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..CONCURRENT_WRITERS {
+        let store = store.clone();
+        let n = config.appends_per_writer;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n {
+                let (stream, record) = lead_record(((w * n + i) as u64) << 1, now);
+                store
+                    .append(&stream, ExpectedRevision::NoStream, vec![record])
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for task in tasks {
+        task.await
+            .map_err(step("writer task"))?
+            .map_err(|e| BenchError::Step(format!("append: {e}")))?;
+    }
+    s.concurrent_eps =
+        (CONCURRENT_WRITERS * config.appends_per_writer) as f64 / t.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let t = Instant::now();
+    for i in 0..config.single_appends {
+        let (stream, record) = lead_record(((i as u64) << 1) | 1, now);
+        let one = Instant::now();
+        store
+            .append(&stream, ExpectedRevision::NoStream, vec![record])
+            .await
+            .map_err(step("append"))?;
+        latencies.push(one.elapsed().as_secs_f64() * 1e3);
+    }
+    s.single_eps = config.single_appends as f64 / t.elapsed().as_secs_f64();
+    s.single_latency_ms = percentile(&sorted(latencies), 0.5);
+    writeln!(log, "[{size}] measured appends")?;
+
+    s.lag_p99_ms = measure_lag(config, &store, &store_path, now).await?;
+    writeln!(log, "[{size}] measured projection lag")?;
+    drop(ledger);
+    drop(store);
+    remove_store(&store_path);
+    Ok(s)
+}
+
+/// Appends at a steady rate while the projection runner follows the log; the lag of an event is
+/// the time from its append's acknowledgement to the runner's commit that covers it.
+async fn measure_lag(
+    config: &BenchConfig,
+    store: &Arc<SqliteStore>,
+    store_path: &Path,
+    now: DateTime<Utc>,
+) -> Result<f64, BenchError> {
+    let policy = Policy::load(None).map_err(step("policy"))?;
+    // Catch the read models up first, so that only the steady load is measured.
+    runner::project(&**store, store_path, &policy, false, &mut |_| {}, async {})
+        .await
+        .map_err(step("project"))?;
+    let commits: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner_store = store.clone();
+    let runner_path = store_path.to_path_buf();
+    let runner_commits = commits.clone();
+    let follower = tokio::spawn(async move {
+        let mut progress = move |p: &runner::Progress| {
+            if let Some(position) = p.position {
+                runner_commits
+                    .lock()
+                    .expect("lock")
+                    .push((position, Instant::now()));
+            }
+        };
+        runner::project(
+            &*runner_store,
+            &runner_path,
+            &policy,
+            true,
+            &mut progress,
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    });
+    // Writers pace themselves to `lag_rate` in total, each appending single events.
+    let writers = 16u64;
+    let interval = Duration::from_secs_f64(writers as f64 / config.lag_rate as f64);
+    let per_writer = (config.lag_rate * config.lag_duration.as_secs().max(1)) / writers;
+    let acks: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let acks = acks.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            for i in 0..per_writer {
+                tick.tick().await;
+                let n = (1u64 << 40) + w * per_writer + i;
+                let (stream, record) = lead_record(n, now - ChronoDuration::seconds(1));
+                let result = store
+                    .append(&stream, ExpectedRevision::NoStream, vec![record])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                acks.lock()
+                    .expect("lock")
+                    .push((result.last_position, Instant::now()));
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for task in tasks {
+        task.await
+            .map_err(step("writer task"))?
+            .map_err(|e| BenchError::Step(format!("append: {e}")))?;
+    }
+    // Let the runner catch up with the last appends before stopping it.
+    let last = acks.lock().expect("lock").iter().map(|a| a.0).max();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let reached = commits.lock().expect("lock").last().map(|c| c.0);
+        if reached >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop_tx.send(());
+    follower
+        .await
+        .map_err(step("runner task"))?
+        .map_err(|e| BenchError::Step(format!("runner: {e}")))?;
+    let commits = commits.lock().expect("lock").clone();
+    let acks = acks.lock().expect("lock").clone();
+    let mut lags = Vec::with_capacity(acks.len());
+    for (position, acked) in acks {
+        // The first commit at or past the event's position made it visible.
+        let idx = commits.partition_point(|c| c.0 < position);
+        let Some((_, visible)) = commits.get(idx) else {
+            return Err(BenchError::Step(format!(
+                "the runner never reached position {position}"
+            )));
+        };
+        lags.push(visible.saturating_duration_since(acked).as_secs_f64() * 1e3);
+    }
+    Ok(percentile(&sorted(lags), 0.99))
+}
+
+/// Runs every measurement at every size and returns the figures.
+pub async fn run(config: &BenchConfig, log: &mut dyn Write) -> Result<Vec<Figure>, BenchError> {
+    let mut samples = Vec::new();
+    for &size in &config.sizes {
+        samples.push((size, measure(config, size, log).await?));
+    }
+    let figure = |name, unit, target, growth, f: &dyn Fn(&Sample) -> Option<f64>| Figure {
+        name,
+        unit,
+        target,
+        growth,
+        values: samples
+            .iter()
+            .filter_map(|(size, s)| f(s).map(|v| (*size, v)))
+            .collect(),
+    };
+    Ok(vec![
+        figure(
+            "bulk import (validated, durable)",
+            "events/s",
+            Target::AtLeast(500_000.0),
+            false,
+            &|s| Some(s.import_eps),
+        ),
+        figure("import time", "s", Target::Report, true, &|s| {
+            Some(s.import_seconds)
+        }),
+        figure(
+            "appends, 64 concurrent writers",
+            "events/s",
+            Target::AtLeast(50_000.0),
+            false,
+            &|s| Some(s.concurrent_eps),
+        ),
+        figure(
+            "appends, one writer",
+            "events/s",
+            Target::Report,
+            false,
+            &|s| Some(s.single_eps),
+        ),
+        figure(
+            "append latency, one writer (median)",
+            "ms",
+            Target::Report,
+            false,
+            &|s| Some(s.single_latency_ms),
+        ),
+        figure(
+            "read all, decoded",
+            "events/s",
+            Target::AtLeast(2_000_000.0),
+            false,
+            &|s| Some(s.read_eps),
+        ),
+        figure(
+            "rebuild all projections",
+            "events/s",
+            Target::AtLeast(1_000_000.0),
+            false,
+            &|s| Some(s.rebuild_eps),
+        ),
+        figure("rebuild time", "s", Target::Report, true, &|s| {
+            Some(s.rebuild_seconds)
+        }),
+        figure(
+            "projection lag p99 at 10k events/s",
+            "ms",
+            Target::AtMost(50.0),
+            false,
+            &|s| Some(s.lag_p99_ms),
+        ),
+        figure("funnel query p99", "ms", Target::AtMost(5.0), false, &|s| {
+            Some(s.funnel_p99_ms)
+        }),
+        figure(
+            "customer query p99",
+            "ms",
+            Target::AtMost(2.0),
+            false,
+            &|s| Some(s.customer_p99_ms),
+        ),
+        figure("rep report p99", "ms", Target::AtMost(10.0), false, &|s| {
+            Some(s.reps_p99_ms)
+        }),
+        figure(
+            "rebuild peak memory",
+            "MiB",
+            Target::AtMost(1024.0),
+            false,
+            &|s| s.rebuild_peak_bytes.map(|b| b / (1 << 20) as f64),
+        ),
+        figure("store size", "bytes/event", Target::Report, false, &|s| {
+            Some(s.bytes_per_event)
+        }),
+    ])
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 1000.0 {
+        let n = v.round() as u64;
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Prints the figures as one table: figure, value per size, target, met, and the growth ratio
+/// (largest ÷ smallest size) for the figures that should grow linearly.
+pub fn print_table(figures: &[Figure], sizes: &[u64], out: &mut dyn Write) -> std::io::Result<()> {
+    let size_name = |n: u64| {
+        if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+            format!("{}M", n / 1_000_000)
+        } else if n >= 1_000 && n.is_multiple_of(1_000) {
+            format!("{}k", n / 1_000)
+        } else {
+            n.to_string()
+        }
+    };
+    let mut header: Vec<String> = vec!["figure".into(), "unit".into()];
+    header.extend(sizes.iter().map(|&n| format!("at {}", size_name(n))));
+    header.extend(["target".into(), "met".into()]);
+    if sizes.len() > 1 {
+        header.push(format!(
+            "{}/{}",
+            size_name(*sizes.last().expect("sizes")),
+            size_name(sizes[0])
+        ));
+    }
+    let mut t = crate::cli::output::table(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    for f in figures {
+        let mut row = vec![f.name.to_string(), f.unit.to_string()];
+        for &size in sizes {
+            row.push(
+                f.values
+                    .iter()
+                    .find(|(s, _)| *s == size)
+                    .map_or("-".into(), |(_, v)| fmt_value(*v)),
+            );
+        }
+        let (target, met) = match f.target {
+            Target::AtLeast(x) => (
+                format!("≥ {}", fmt_value(x)),
+                f.values.iter().all(|(_, v)| *v >= x),
+            ),
+            Target::AtMost(x) => (
+                format!("≤ {}", fmt_value(x)),
+                f.values.iter().all(|(_, v)| *v <= x),
+            ),
+            Target::Report => ("report".into(), true),
+        };
+        row.push(target);
+        row.push(match f.target {
+            Target::Report => "-".into(),
+            _ if f.values.is_empty() => "-".into(),
+            _ if met => "yes".into(),
+            _ => "NO".into(),
+        });
+        if sizes.len() > 1 {
+            let first = f.values.first().map(|v| v.1);
+            let last = f.values.last().map(|v| v.1);
+            row.push(match (f.growth, first, last) {
+                (true, Some(a), Some(b)) if a > 0.0 => format!("{:.1} (target ≤ 11)", b / a),
+                _ => String::new(),
+            });
+        }
+        t.add_row(row);
+    }
+    writeln!(out, "{t}")
+}
