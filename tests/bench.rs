@@ -56,8 +56,6 @@ fn the_benchmark_runs_at_a_tiny_size_and_prints_every_figure() {
     // The datasets are kept for the next run, exactly the size asked for.
     let dataset = std::fs::read_to_string(dir.path().join("events-1500.ndjson")).unwrap();
     assert_eq!(dataset.lines().count(), 1500);
-    assert!(
-        stdout.contains("3k/1500") || stdout.contains("3k/1.5k") || stdout.contains("/"),
-        "{stdout}"
-    );
+    // Figures that grow with the data show the ratio between the largest and smallest size.
+    assert!(stdout.contains("3k/1500"), "{stdout}");
 }
