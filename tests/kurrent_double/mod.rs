@@ -162,7 +162,16 @@ impl Double {
             shared: self.shared.clone(),
         };
         let (shutdown, stop) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // As a real server does (Kestrel sets no-delay): without it, small gRPC frames wait for
+        // delayed acknowledgements and every call pays tens of milliseconds.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                conn.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            },
+        );
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(StreamsServer::new(service.clone()))
