@@ -19,6 +19,7 @@ async fn run(dir: &Path, url: &str, args: &[&str]) -> Run {
     let url = url.to_string();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let out = Command::cargo_bin("pipeline-ledger")
             .unwrap()
             .current_dir(&dir)
@@ -29,6 +30,8 @@ async fn run(dir: &Path, url: &str, args: &[&str]) -> Run {
             .args(&args)
             .output()
             .unwrap();
+        // Reported, never asserted: how long each command took against the double.
+        eprintln!("{args:?}: {:.2?}", started.elapsed());
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
