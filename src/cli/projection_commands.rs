@@ -10,7 +10,7 @@ use pipeline_ledger::projections::policy::Policy;
 use pipeline_ledger::projections::render::{
     Format, write_customer, write_funnel, write_pipeline, write_reps,
 };
-use pipeline_ledger::projections::report::{ReportAt, ReportError, load};
+use pipeline_ledger::projections::report::{ReportAt, ReportError, live_customer, live_reps, load};
 use pipeline_ledger::projections::runner::{self, Progress};
 use pipeline_ledger::projections::stalled::pipeline;
 use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
@@ -234,7 +234,6 @@ pub async fn run(
             report,
         } => {
             let policy = Policy::load(report.policy.as_deref())?;
-            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
             let params = RepsParams {
                 period: match period {
                     PeriodArg::Day => Period::Day,
@@ -244,14 +243,31 @@ pub async fn run(
                 },
                 rep,
             };
-            write_reps(out, report.format(), &reps(&model, meta, params))?;
+            let at = report.at();
+            let r = match live_reps(store_dyn, store_path, &at, params.clone()).await? {
+                Some(r) => r,
+                None => {
+                    let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
+                    reps(&model, meta, params)
+                }
+            };
+            write_reps(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
             let policy = Policy::load(report.policy.as_deref())?;
-            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
-            let r = customer_report(&model, meta, &id)
-                .ok_or(ReportError::UnknownCustomer(id.clone()))
+            let at = report.at();
+            let live = live_customer(store_dyn, store_path, &at, &id)
+                .await
                 .with_context(|| format!("looking up customer {id}"))?;
+            let r = match live {
+                Some(r) => r,
+                None => {
+                    let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
+                    customer_report(&model, meta, &id)
+                        .ok_or(ReportError::UnknownCustomer(id.clone()))
+                        .with_context(|| format!("looking up customer {id}"))?
+                }
+            };
             write_customer(out, report.format(), &r)?;
         }
         ProjectionCommand::Pipeline { report } => {

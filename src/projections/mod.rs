@@ -12,6 +12,7 @@
 //! Definitions and table schemas: `projections/README.md`.
 
 pub mod activity;
+pub mod aggregates;
 pub mod conversion;
 pub mod fold;
 pub mod lifecycle;

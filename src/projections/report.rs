@@ -2,11 +2,14 @@
 //! position, as of an occurred time, or as known at a recorded time. Every report carries the
 //! log position it was computed at, so that `--at-position` reproduces it later.
 
+use super::activity::{RepsParams, RepsReport};
+use super::aggregates::reps_report;
 use super::fold::replay;
+use super::lifecycle::{CustomerReport, customer_report};
 use super::model::ReadModel;
 use super::policy::Policy;
 use super::runner::lag;
-use super::storage::{ReadModelDb, StorageError};
+use super::storage::{Checkpoint, ReadModelDb, StorageError};
 use crate::domain::LedgerEvent;
 use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode};
 use crate::store::{EventStore, ReadError};
@@ -150,6 +153,71 @@ pub async fn load(
         known_at: at.known_at,
     };
     Ok((model, meta))
+}
+
+/// The metadata of a report over the live read models at checkpoint `cp`.
+fn live_meta(head: Option<u64>, cp: &Checkpoint, at: &ReportAt) -> ReportMeta {
+    ReportMeta {
+        position: cp.position,
+        head_position: head,
+        lag: lag(head, cp.position),
+        evaluated_at: at.now.or(cp.log_time),
+        source: "read_models".to_string(),
+        as_of: None,
+        known_at: None,
+    }
+}
+
+/// The `customer ID` report from the live read models, reading only that customer's rows (by
+/// primary key). `Ok(None)` when the report needs a replay or the read models were never
+/// projected: use [`load`] then.
+pub async fn live_customer(
+    store: &dyn EventStore,
+    db_path: &Path,
+    at: &ReportAt,
+    id: &str,
+) -> Result<Option<CustomerReport>, ReportError> {
+    if at.is_replay() {
+        return Ok(None);
+    }
+    let head = store.head_position().await?;
+    let Some(model) = ReadModelDb::open(db_path)?.load_customer_live(id)? else {
+        return Ok(None);
+    };
+    let cp = Checkpoint {
+        position: model.position,
+        log_time: model.log_time,
+    };
+    let meta = live_meta(head, &cp, at);
+    customer_report(&model, meta, id)
+        .map(Some)
+        .ok_or_else(|| ReportError::UnknownCustomer(id.to_string()))
+}
+
+/// The rep report from the live read models: counters from the aggregates, closing times from
+/// the contracts' index. `Ok(None)` when the report needs a replay or the read models were never
+/// projected: use [`load`] then.
+pub async fn live_reps(
+    store: &dyn EventStore,
+    db_path: &Path,
+    at: &ReportAt,
+    params: RepsParams,
+) -> Result<Option<RepsReport>, ReportError> {
+    if at.is_replay() {
+        return Ok(None);
+    }
+    let head = store.head_position().await?;
+    let now = at.now;
+    let Some((cp, inputs)) = ReadModelDb::open(db_path)?.reps_inputs_live(
+        params.period,
+        params.rep.as_deref(),
+        |cp| now.or(cp.log_time),
+    )?
+    else {
+        return Ok(None);
+    };
+    let meta = live_meta(head, &cp, at);
+    Ok(Some(reps_report(meta, params, inputs)))
 }
 
 /// The metadata of a report over an in-memory model (tests, embedding programs).

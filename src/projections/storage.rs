@@ -3,6 +3,7 @@
 //! in one transaction, so a crash at any moment neither skips nor double-counts an event.
 //! A rebuild writes `rm_new_` tables and swaps them in with renames inside one transaction.
 
+use super::aggregates::{self, Deltas};
 use super::model::{
     ActivityRow, CustomerRow, CustomerRows, CustomerValueRow, DealRow, FollowUpRow, ReadModel,
     StageStayRow,
@@ -12,6 +13,7 @@ use crate::domain::CustomerId;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,8 +22,18 @@ pub const LIVE: &str = "rm_";
 /// Prefix of the tables a rebuild writes before swapping them in.
 pub const STAGING: &str = "rm_new_";
 /// The tables of the read models, without prefix.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
     "checkpoints",
+    "customers",
+    "customer_values",
+    "deals",
+    "stage_stays",
+    "activity",
+    "followups",
+    "aggregates",
+];
+/// The tables holding one customer's rows (`customer_id` first in their primary key).
+const CUSTOMER_TABLES: [&str; 6] = [
     "customers",
     "customer_values",
     "deals",
@@ -84,11 +96,13 @@ impl ReadModelDb {
         let _: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(sql)?;
-        let db = ReadModelDb {
+        let mut db = ReadModelDb {
             conn,
             path: path.to_path_buf(),
         };
         db.create_tables(LIVE)?;
+        db.create_indexes(LIVE)?;
+        db.ensure_aggregates(LIVE)?;
         Ok(db)
     }
 
@@ -109,6 +123,67 @@ impl ReadModelDb {
         self.conn
             .execute_batch(&schema(prefix))
             .map_err(|e| self.sql(e))
+    }
+
+    /// Creates the secondary indexes of the tables under `prefix` if missing. A rebuild creates
+    /// them when it swaps its tables in (building an index after a bulk load is faster than
+    /// keeping it up to date during the load).
+    pub fn create_indexes(&self, prefix: &str) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch(&indexes(prefix))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Makes sure the aggregates under `prefix` are of this version's layout: if not (tables
+    /// written by an older version), recomputes them from the stored rows, in one transaction.
+    pub fn ensure_aggregates(&mut self, prefix: &str) -> Result<(), StorageError> {
+        let version_sql = format!(
+            "SELECT value FROM {prefix}aggregates \
+             WHERE view = '_meta' AND grp = '' AND key = '' AND metric = 'version'"
+        );
+        let current: Option<i64> = self
+            .conn
+            .query_row(&version_sql, [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        if current == Some(aggregates::VERSION) {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |e: LoadError| match e {
+            LoadError::Sqlite(source) => StorageError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+            LoadError::Corrupt(e) => e,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| err(e.into()))?;
+        let current: Option<i64> = tx
+            .query_row(&version_sql, [], |r| r.get(0))
+            .optional()
+            .map_err(|e| err(e.into()))?;
+        if current != Some(aggregates::VERSION) {
+            tx.execute(&format!("DELETE FROM {prefix}aggregates"), [])
+                .map_err(|e| err(e.into()))?;
+            let model = load_model(&tx, prefix, None).map_err(err)?;
+            let mut deltas = Deltas::default();
+            for rows in split_by_customer(model).values() {
+                deltas.contribute(rows, 1);
+            }
+            write_deltas(&tx, prefix, &deltas).map_err(|e| err(e.into()))?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {prefix}aggregates (view, grp, key, metric, value) \
+                     VALUES ('_meta', '', '', 'version', ?1)"
+                ),
+                [aggregates::VERSION],
+            )
+            .map_err(|e| err(e.into()))?;
+        }
+        tx.commit().map_err(|e| err(e.into()))
     }
 
     /// Drops the tables under `prefix`.
@@ -177,9 +252,19 @@ impl ReadModelDb {
         if current.map(|p| p as u64) != expected {
             return Ok(false);
         }
+        let mut deltas = Deltas::default();
         for (customer, rows) in changes {
+            let old = load_model(&tx, prefix, Some(customer.as_str())).map_err(|e| match e {
+                LoadError::Sqlite(source) => sql(source),
+                LoadError::Corrupt(e) => e,
+            })?;
+            for old in split_by_customer(old).values() {
+                deltas.contribute(old, -1);
+            }
+            deltas.contribute(rows, 1);
             write_customer(&tx, prefix, customer.as_str(), rows).map_err(sql)?;
         }
+        write_deltas(&tx, prefix, &deltas).map_err(sql)?;
         let now = micros(Utc::now());
         for name in PROJECTIONS {
             tx.execute(
@@ -220,6 +305,7 @@ impl ReadModelDb {
             ))
             .map_err(sql)?;
         }
+        tx.execute_batch(&indexes(LIVE)).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 
@@ -233,12 +319,57 @@ impl ReadModelDb {
                 path: path.clone(),
                 source,
             })?;
-        let model = load_model(&tx, prefix).map_err(|e| match e {
+        let model = load_model(&tx, prefix, None).map_err(|e| match e {
             LoadError::Sqlite(source) => StorageError::Sqlite { path, source },
             LoadError::Corrupt(e) => e,
         })?;
         tx.finish().map_err(|e| self.sql(e))?;
         Ok(model)
+    }
+
+    /// One customer's rows in the live tables (by primary key) and the checkpoint they reflect,
+    /// read in one transaction; `None` if never projected.
+    pub fn load_customer_live(&mut self, id: &str) -> Result<Option<ReadModel>, StorageError> {
+        let path = self.path.clone();
+        let err = |e: LoadError| match e {
+            LoadError::Sqlite(source) => StorageError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+            LoadError::Corrupt(e) => e,
+        };
+        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
+        let model = load_model(&tx, LIVE, Some(id)).map_err(err)?;
+        tx.finish().map_err(|e| err(e.into()))?;
+        Ok(model.position.is_some().then_some(model))
+    }
+
+    /// What the rep report needs from the live tables, in one read transaction: the period's
+    /// counters, the follow-ups not met yet due before the clock's day, and the contracts'
+    /// closing times. `clock` gives the report clock from the checkpoint. `None` if never
+    /// projected.
+    pub fn reps_inputs_live(
+        &mut self,
+        period: super::time::Period,
+        rep: Option<&str>,
+        clock: impl Fn(&Checkpoint) -> Option<DateTime<Utc>>,
+    ) -> Result<Option<(Checkpoint, aggregates::RepsInputs)>, StorageError> {
+        let path = self.path.clone();
+        let err = |e: LoadError| match e {
+            LoadError::Sqlite(source) => StorageError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+            LoadError::Corrupt(e) => e,
+        };
+        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
+        let cp = read_checkpoint(&tx, LIVE).map_err(|e| err(e.into()))?;
+        if cp.position.is_none() {
+            return Ok(None);
+        }
+        let inputs = read_reps_inputs(&tx, period, rep, clock(&cp)).map_err(err)?;
+        tx.finish().map_err(|e| err(e.into()))?;
+        Ok(Some((cp, inputs)))
     }
 
     /// Loads the read model if the live tables hold a checkpoint, `None` if never projected.
@@ -343,8 +474,77 @@ fn schema(p: &str) -> String {
             owner_rep    TEXT NOT NULL,
             fulfilled_at INTEGER,
             PRIMARY KEY (customer_id, event_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}aggregates (
+            view   TEXT NOT NULL,
+            grp    TEXT NOT NULL,
+            key    TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value  INTEGER NOT NULL,
+            PRIMARY KEY (view, grp, key, metric)
         ) WITHOUT ROWID;"
     )
+}
+
+/// The secondary indexes the queries need (every customer table is already keyed by customer).
+fn indexes(p: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {p}activity_contracts \
+         ON {p}activity (event_type, applied, owner_rep, occurred_at, close_seconds);"
+    )
+}
+
+/// Adds summed counter changes to the aggregates; a counter back to 0 is deleted.
+fn write_deltas(tx: &Transaction<'_>, p: &str, deltas: &Deltas) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT INTO {p}aggregates (view, grp, key, metric, value) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (view, grp, key, metric) DO UPDATE SET value = value + excluded.value \
+         RETURNING value"
+    ))?;
+    let mut delete = tx.prepare_cached(&format!(
+        "DELETE FROM {p}aggregates WHERE view = ?1 AND grp = ?2 AND key = ?3 AND metric = ?4"
+    ))?;
+    for ((view, grp, key, metric), v) in &deltas.counts {
+        if *v == 0 {
+            continue;
+        }
+        let now: i64 = upsert.query_row(params![view, grp, key, metric, v], |r| r.get(0))?;
+        if now == 0 {
+            delete.execute(params![view, grp, key, metric])?;
+        }
+    }
+    Ok(())
+}
+
+/// Splits a model's rows by customer.
+fn split_by_customer(m: ReadModel) -> BTreeMap<String, CustomerRows> {
+    let mut out: BTreeMap<String, CustomerRows> = BTreeMap::new();
+    for c in m.customers {
+        let id = c.customer_id.clone();
+        out.entry(id).or_default().customer = Some(c);
+    }
+    for v in m.values {
+        out.entry(v.customer_id.clone()).or_default().values.push(v);
+    }
+    for d in m.deals {
+        out.entry(d.customer_id.clone()).or_default().deals.push(d);
+    }
+    for s in m.stays {
+        out.entry(s.customer_id.clone()).or_default().stays.push(s);
+    }
+    for a in m.activities {
+        out.entry(a.customer_id.clone())
+            .or_default()
+            .activities
+            .push(a);
+    }
+    for f in m.followups {
+        out.entry(f.customer_id.clone())
+            .or_default()
+            .followups
+            .push(f);
+    }
+    out
 }
 
 fn write_customer(
@@ -353,7 +553,7 @@ fn write_customer(
     customer: &str,
     rows: &CustomerRows,
 ) -> rusqlite::Result<()> {
-    for t in &TABLES[1..] {
+    for t in CUSTOMER_TABLES {
         tx.prepare_cached(&format!("DELETE FROM {p}{t} WHERE customer_id = ?1"))?
             .execute([customer])?;
     }
@@ -474,6 +674,82 @@ fn write_customer(
     Ok(())
 }
 
+fn read_checkpoint(conn: &Connection, p: &str) -> rusqlite::Result<Checkpoint> {
+    let row: Option<(Option<i64>, Option<i64>)> = conn
+        .query_row(
+            &format!(
+                "SELECT min(position), min(log_time) FROM {p}checkpoints HAVING count(*) = {}",
+                PROJECTIONS.len()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (position, log_time) = row.unwrap_or((None, None));
+    Ok(Checkpoint {
+        position: position.map(|p| p as u64),
+        log_time: log_time.and_then(DateTime::from_timestamp_micros),
+    })
+}
+
+fn read_reps_inputs(
+    conn: &Connection,
+    period: super::time::Period,
+    rep: Option<&str>,
+    now: Option<DateTime<Utc>>,
+) -> Result<aggregates::RepsInputs, LoadError> {
+    let mut out = aggregates::RepsInputs::default();
+    let view = aggregates::reps_view(period);
+    let rep_filter = if rep.is_some() { " AND grp = ?2" } else { "" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT grp, key, metric, value FROM {LIVE}aggregates WHERE view = ?1{rep_filter}"
+    ))?;
+    let args: Vec<&str> = std::iter::once(view.as_str()).chain(rep).collect();
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    while let Some(row) = rows.next()? {
+        out.counters
+            .push((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+    }
+    if let Some(now) = now {
+        let r = Reader {
+            table: "aggregates",
+        };
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT grp, key, value FROM {LIVE}aggregates WHERE view = ?1 AND grp < ?2"
+        ))?;
+        let mut rows = stmt.query(params![
+            aggregates::DUE_VIEW,
+            now.date_naive().format("%Y-%m-%d").to_string()
+        ])?;
+        while let Some(row) = rows.next()? {
+            // The report keeps only the rep asked for.
+            out.open_due
+                .push((r.date("grp", row.get(0)?)?, row.get(1)?, row.get(2)?));
+        }
+    }
+    let r = Reader { table: "activity" };
+    let rep_filter = if rep.is_some() {
+        " AND owner_rep = ?1"
+    } else {
+        ""
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT owner_rep, occurred_at, close_seconds FROM {LIVE}activity \
+         WHERE event_type = 'ContractSigned' AND applied = 1{rep_filter} \
+         AND close_seconds IS NOT NULL"
+    ))?;
+    let args: Vec<&str> = rep.into_iter().collect();
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    while let Some(row) = rows.next()? {
+        out.closes.push((
+            row.get(0)?,
+            r.time("occurred_at", row.get(1)?)?,
+            row.get(2)?,
+        ));
+    }
+    Ok(out)
+}
+
 enum LoadError {
     Sqlite(rusqlite::Error),
     Corrupt(StorageError),
@@ -524,7 +800,14 @@ impl Reader<'_> {
     }
 }
 
-fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
+/// Loads the rows under `p`, all of them or one customer's (by its primary-key prefix).
+fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<ReadModel, LoadError> {
+    let filter = if customer.is_some() {
+        " WHERE customer_id = ?1"
+    } else {
+        ""
+    };
+    let args: Vec<&str> = customer.into_iter().collect();
     let (position, log_time): (Option<i64>, Option<i64>) = conn
         .query_row(
             &format!(
@@ -543,8 +826,8 @@ fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
     };
 
     let r = Reader { table: "customers" };
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}customers"))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}customers{filter}"))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
         m.customers.push(CustomerRow {
             customer_id: row.get(0)?,
@@ -570,8 +853,8 @@ fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
         });
     }
 
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}customer_values"))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}customer_values{filter}"))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
         m.values.push(CustomerValueRow {
             customer_id: row.get(0)?,
@@ -583,8 +866,8 @@ fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
     }
 
     let r = Reader { table: "deals" };
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}deals"))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}deals{filter}"))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
         m.deals.push(DealRow {
             customer_id: row.get(0)?,
@@ -609,8 +892,8 @@ fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
     let r = Reader {
         table: "stage_stays",
     };
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}stage_stays"))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}stage_stays{filter}"))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
         m.stays.push(StageStayRow {
             customer_id: row.get(0)?,
@@ -628,8 +911,8 @@ fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
     }
 
     let r = Reader { table: "activity" };
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}activity"))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}activity{filter}"))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
         m.activities.push(ActivityRow {
             customer_id: row.get(0)?,
@@ -650,8 +933,8 @@ fn load_model(conn: &Connection, p: &str) -> Result<ReadModel, LoadError> {
     }
 
     let r = Reader { table: "followups" };
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {p}followups"))?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}followups{filter}"))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
         m.followups.push(FollowUpRow {
             customer_id: row.get(0)?,

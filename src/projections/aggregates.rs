@@ -1,0 +1,303 @@
+//! Incrementally maintained aggregates (`rm_aggregates`): per-customer contributions to the
+//! rep report's counters, kept up to date by the runner in the same transaction as the rows and
+//! the checkpoint. When a customer's rows are re-derived, the contribution of its old rows is
+//! subtracted and that of its new rows added, so every counter stays equal to what a full scan
+//! of the rows would give. Counters that depend on the report clock (overdue follow-ups not met
+//! yet) are kept per due date and finished at query time.
+//!
+//! Keys are `(view, grp, key, metric)`:
+//!
+//! | view | grp | key | metric | value |
+//! |------|-----|-----|--------|-------|
+//! | `reps:<period>` | rep | period label | `i:<EventType>` | events performed |
+//! | `reps:<period>` | rep | period label | `touched` | distinct customers performed on (reassignments excluded) |
+//! | `reps:<period>` | rep | period label | `won`, `lost` | contracts / losses credited to the owner |
+//! | `reps:<period>` | rep | period label | `value:<CUR>`, `valn:<CUR>` | contract value sum / contracts with a value |
+//! | `reps:<period>` | rep | period label | `re_in`, `re_out` | reassignments to / from |
+//! | `reps:<period>` | rep | period label | `overdue` | follow-ups due in the period, met late |
+//! | `due` | due date | rep | `open` | follow-ups due that day, not met yet |
+
+use super::activity::{RepPeriod, RepsParams, RepsReport};
+use super::conversion::Ratio;
+use super::model::CustomerRows;
+use super::report::ReportMeta;
+use super::time::{Period, SECONDS_PER_DAY, Spread};
+use crate::domain::EventType;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Version of the aggregates' layout; stored aggregates of another version are recomputed from
+/// the rows when the read models are opened.
+pub const VERSION: i64 = 1;
+/// The rep report periods, each kept as its own view.
+pub const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Quarter];
+/// The view of the follow-ups not met yet, per due date.
+pub const DUE_VIEW: &str = "due";
+
+/// One aggregate counter's key: view, group, key, metric.
+pub type AggKey = (String, String, String, String);
+
+/// Changes to counters, summed over a batch before they are written.
+#[derive(Debug, Default)]
+pub struct Deltas {
+    pub counts: HashMap<AggKey, i64>,
+}
+
+impl Deltas {
+    fn add(&mut self, view: &str, grp: &str, key: &str, metric: &str, v: i64) {
+        if v == 0 {
+            return;
+        }
+        *self
+            .counts
+            .entry((
+                view.to_string(),
+                grp.to_string(),
+                key.to_string(),
+                metric.to_string(),
+            ))
+            .or_insert(0) += v;
+    }
+
+    /// Adds (`sign` = 1) or subtracts (`sign` = -1) one customer's contribution.
+    pub fn contribute(&mut self, rows: &CustomerRows, sign: i64) {
+        for period in PERIODS {
+            let view = reps_view(period);
+            let mut touched: BTreeSet<(&str, String)> = BTreeSet::new();
+            for a in &rows.activities {
+                let label = period.label(a.occurred_at);
+                let kind = EventType::parse(&a.event_type);
+                let p = a.performer_rep.as_str();
+                self.add(&view, p, &label, &format!("i:{}", a.event_type), sign);
+                if kind != Some(EventType::CustomerReassigned) {
+                    touched.insert((p, label.clone()));
+                }
+                if a.applied {
+                    match kind {
+                        Some(EventType::ContractSigned) => {
+                            self.add(&view, &a.owner_rep, &label, "won", sign);
+                            if let (Some(v), Some(c)) = (a.value_minor, &a.currency) {
+                                self.add(&view, &a.owner_rep, &label, &format!("valn:{c}"), sign);
+                                self.add(
+                                    &view,
+                                    &a.owner_rep,
+                                    &label,
+                                    &format!("value:{c}"),
+                                    sign * v,
+                                );
+                            }
+                        }
+                        Some(EventType::DealLost) => {
+                            self.add(&view, &a.owner_rep, &label, "lost", sign)
+                        }
+                        Some(EventType::CustomerReassigned) => {
+                            if let Some(to) = &a.to_rep {
+                                self.add(&view, to, &label, "re_in", sign);
+                            }
+                            if let Some(from) = &a.from_rep {
+                                self.add(&view, from, &label, "re_out", sign);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (rep, label) in touched {
+                self.add(&view, rep, &label, "touched", sign);
+            }
+            for f in &rows.followups {
+                if let Some(done) = f.fulfilled_at
+                    && done.date_naive() > f.due_on
+                {
+                    let label = period.label_date(f.due_on);
+                    self.add(&view, &f.owner_rep, &label, "overdue", sign);
+                }
+            }
+        }
+        for f in rows.followups.iter().filter(|f| f.fulfilled_at.is_none()) {
+            self.add(DUE_VIEW, &f.due_on.to_string(), &f.owner_rep, "open", sign);
+        }
+    }
+}
+
+/// The view name of a rep report period.
+pub fn reps_view(period: Period) -> String {
+    format!("reps:{}", period.as_str())
+}
+
+/// What the rep report reads from the store, besides its own view's counters.
+#[derive(Debug, Default)]
+pub struct RepsInputs {
+    /// `(rep, period label, metric, value)` of the period's view.
+    pub counters: Vec<(String, String, String, i64)>,
+    /// `(due date, rep, count)` of follow-ups not met yet, due before the report clock's day.
+    pub open_due: Vec<(NaiveDate, String, i64)>,
+    /// `(owner rep, occurred_at, close_seconds)` of the applied contracts.
+    pub closes: Vec<(String, DateTime<Utc>, i64)>,
+}
+
+/// Builds the rep report from the aggregates: the same rows and numbers as
+/// [`super::activity::reps`] over the whole model.
+pub fn reps_report(meta: ReportMeta, params: RepsParams, input: RepsInputs) -> RepsReport {
+    let wanted = |rep: &str| params.rep.as_deref().is_none_or(|r| r == rep);
+    let mut table: BTreeMap<(String, String), RepPeriod> = BTreeMap::new();
+    fn row<'t>(
+        table: &'t mut BTreeMap<(String, String), RepPeriod>,
+        rep: &str,
+        period: &str,
+    ) -> &'t mut RepPeriod {
+        table
+            .entry((rep.to_string(), period.to_string()))
+            .or_insert_with(|| RepPeriod {
+                rep: rep.to_string(),
+                period: period.to_string(),
+                ..RepPeriod::default()
+            })
+    }
+    let mut valued: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut values: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    for (rep, period, metric, v) in input.counters {
+        if v == 0 || !wanted(&rep) {
+            continue;
+        }
+        let n = v as u64;
+        if let Some(t) = metric.strip_prefix("i:") {
+            let r = row(&mut table, &rep, &period);
+            r.interactions.insert(t.to_string(), n);
+            r.interactions_total += n;
+            if t == EventType::LeadSourced.as_str() {
+                r.new_leads += n;
+            }
+        } else if let Some(c) = metric.strip_prefix("valn:") {
+            valued.insert((rep, period, c.to_string()));
+        } else if let Some(c) = metric.strip_prefix("value:") {
+            values.insert((rep, period, c.to_string()), v);
+        } else {
+            let r = row(&mut table, &rep, &period);
+            match metric.as_str() {
+                "touched" => r.customers_touched = n,
+                "won" => r.deals_won = n,
+                "lost" => r.deals_lost = n,
+                "re_in" => r.reassigned_in = n,
+                "re_out" => r.reassigned_out = n,
+                "overdue" => r.overdue_followups += n,
+                _ => {}
+            }
+        }
+    }
+    for (rep, period, currency) in valued {
+        let v = values
+            .get(&(rep.clone(), period.clone(), currency.clone()))
+            .copied()
+            .unwrap_or(0);
+        row(&mut table, &rep, &period)
+            .won_value_minor
+            .insert(currency, v);
+    }
+    for (due, rep, n) in input.open_due {
+        if n > 0 && wanted(&rep) {
+            let label = params.period.label_date(due);
+            row(&mut table, &rep, &label).overdue_followups += n as u64;
+        }
+    }
+    let mut close_days: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for (rep, at, secs) in input.closes {
+        if wanted(&rep) {
+            close_days
+                .entry((rep, params.period.label(at)))
+                .or_default()
+                .push(secs as f64 / SECONDS_PER_DAY);
+        }
+    }
+    for (key, r) in table.iter_mut() {
+        r.win_rate = Ratio::new(r.deals_won, r.deals_won + r.deals_lost);
+        r.days_to_close = Spread::of(close_days.remove(key).unwrap_or_default());
+    }
+    RepsReport {
+        meta,
+        params,
+        rows: table.into_values().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::activity::{RepsParams, reps};
+    use super::super::lifecycle::customer_report;
+    use super::super::report::{ReportAt, live_customer, live_reps, load};
+    use super::super::{Policy, runner};
+    use super::PERIODS;
+    use crate::demo::{DemoConfig, generate};
+    use crate::ledger::Ledger;
+    use crate::store::sqlite::SqliteStore;
+    use std::sync::Arc;
+
+    /// The live reports (aggregates, per-customer rows) equal the reports over the whole model,
+    /// after incremental runs that re-derive customers (corrections included) and after a
+    /// rebuild.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_reports_equal_full_model_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let ledger = Ledger::new(store.clone());
+        let policy = Policy::default();
+        let config = DemoConfig {
+            customers: 60,
+            seed: 11,
+            reps: 4,
+            until: chrono::Utc::now(),
+            span_days: 400,
+        };
+        let events = generate(&config);
+        let chunks = [0, events.len() / 3, events.len() / 2, events.len()];
+        let check = |label: &'static str| {
+            let (store, path, policy) = (store.clone(), path.clone(), policy.clone());
+            async move {
+                let at = ReportAt::default();
+                let (model, meta) = load(&*store, &path, &policy, &at).await.unwrap();
+                for period in PERIODS {
+                    for rep in [None, Some("rep-02".to_string())] {
+                        let params = RepsParams { period, rep };
+                        let live = live_reps(&*store, &path, &at, params.clone())
+                            .await
+                            .unwrap()
+                            .unwrap();
+                        assert_eq!(live, reps(&model, meta.clone(), params), "{label}");
+                    }
+                }
+                for c in &model.customers {
+                    let live = live_customer(&*store, &path, &at, &c.customer_id)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let full = customer_report(&model, meta.clone(), &c.customer_id).unwrap();
+                    assert_eq!(live, full, "{label}");
+                }
+            }
+        };
+        for w in chunks.windows(2) {
+            let lines: Vec<_> = events[w[0]..w[1]]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as u64 + 1, ledger.validate(p).unwrap()))
+                .collect();
+            ledger.record_batch(lines, &|_| {}).await.unwrap();
+            runner::project(
+                &*store,
+                &path,
+                &policy,
+                false,
+                &mut |_| {},
+                std::future::ready(()),
+            )
+            .await
+            .unwrap();
+            check("incremental").await;
+        }
+        runner::rebuild(&*store, &path, &policy, &mut |_| {})
+            .await
+            .unwrap();
+        check("rebuilt").await;
+    }
+}
