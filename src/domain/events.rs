@@ -438,6 +438,12 @@ macro_rules! event_types {
                 value.expect("event data serializes")
             }
 
+            /// Deserializes JSON text of the current schema version for `event_type`, without
+            /// building an intermediate JSON value (the hot path of every read).
+            pub fn from_data_str(event_type: EventType, data: &str) -> Result<Self, serde_json::Error> {
+                Ok(match event_type { $(EventType::$name => EventPayload::$name(serde_json::from_str(data)?)),* })
+            }
+
             /// Deserializes data of the current schema version for `event_type`.
             pub fn from_data(event_type: EventType, data: serde_json::Value) -> Result<Self, serde_json::Error> {
                 Ok(match event_type { $(EventType::$name => EventPayload::$name(serde_json::from_value(data)?)),* })

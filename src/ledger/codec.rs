@@ -2,7 +2,7 @@
 
 use crate::contract::InterchangeLine;
 use crate::domain::upcast::{self, UpcastError};
-use crate::domain::{ActorId, CustomerId, EventType, LedgerEvent, ProposedEvent};
+use crate::domain::{ActorId, CustomerId, EventPayload, EventType, LedgerEvent, ProposedEvent};
 use crate::store::{NewRecord, Record};
 
 /// Prefix of every customer stream; also the filter of the ledger's streams in a shared store.
@@ -62,10 +62,23 @@ pub fn decode(record: &Record) -> Result<LedgerEvent, DecodeError> {
             position,
             event_type: record.event_type.clone(),
         })?;
-    let data: serde_json::Value = serde_json::from_str(&record.data)
-        .map_err(|source| DecodeError::BadJson { position, source })?;
-    let payload = upcast::decode(event_type, record.schema_version, data)
-        .map_err(|source| DecodeError::Upcast { position, source })?;
+    let payload = if record.schema_version == event_type.current_version() {
+        EventPayload::from_data_str(event_type, &record.data).map_err(|source| {
+            DecodeError::Upcast {
+                position,
+                source: UpcastError::BadData {
+                    event_type,
+                    version: record.schema_version,
+                    source,
+                },
+            }
+        })?
+    } else {
+        let data: serde_json::Value = serde_json::from_str(&record.data)
+            .map_err(|source| DecodeError::BadJson { position, source })?;
+        upcast::decode(event_type, record.schema_version, data)
+            .map_err(|source| DecodeError::Upcast { position, source })?
+    };
     let recorded_by =
         ActorId::new(record.recorded_by.clone()).map_err(|_| DecodeError::BadActor {
             position,

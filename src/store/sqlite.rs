@@ -404,22 +404,26 @@ fn commit_batch(
     conn: &mut Connection,
     batch: &[WriteRequest],
 ) -> Result<(Vec<Outcome>, u64), rusqlite::Error> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut next_position = max_position(&tx)? + 1;
     let now = truncate_to_micros(Utc::now());
     let mut outcomes = Vec::with_capacity(batch.len());
+    // Savepoint statements are prepared once and reused: parsing them for every append was a
+    // visible share of the group-commit profile.
+    let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(|_| ());
     for request in batch {
-        let sp = tx.savepoint()?;
+        run("SAVEPOINT append_request")?;
         let position_before = next_position;
-        match apply_appends(&sp, &request.appends, &mut next_position, now) {
+        match apply_appends(&tx, &request.appends, &mut next_position, now) {
             Ok(results) => {
-                sp.commit()?;
+                run("RELEASE append_request")?;
                 outcomes.push(Ok(results));
             }
             Err(AppendError::Storage(e)) => return Err(storage_to_sqlite(e)),
             Err(e) => {
-                // Dropping the savepoint rolls this request back and nothing else.
-                drop(sp);
+                // This request is rolled back, and nothing else.
+                run("ROLLBACK TO append_request")?;
+                run("RELEASE append_request")?;
                 next_position = position_before;
                 outcomes.push(Err(e));
             }
