@@ -10,7 +10,9 @@ use pipeline_ledger::projections::policy::Policy;
 use pipeline_ledger::projections::render::{
     Format, write_customer, write_funnel, write_pipeline, write_reps,
 };
-use pipeline_ledger::projections::report::{ReportAt, ReportError, live_customer, live_reps, load};
+use pipeline_ledger::projections::report::{
+    ReportAt, ReportError, live_customer, live_funnel, live_reps, load,
+};
 use pipeline_ledger::projections::runner::{self, Progress};
 use pipeline_ledger::projections::stalled::pipeline;
 use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
@@ -211,7 +213,6 @@ pub async fn run(
             report,
         } => {
             let policy = Policy::load(report.policy.as_deref())?;
-            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
             let params = FunnelParams {
                 from,
                 to,
@@ -225,7 +226,14 @@ pub async fn run(
                     CohortArg::Quarter => Period::Quarter,
                 },
             };
-            let r = funnel(&model, &policy, meta, params);
+            let at = report.at();
+            let r = match live_funnel(store_dyn, store_path, &policy, &at, params).await? {
+                Some(r) => r,
+                None => {
+                    let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
+                    funnel(&model, &policy, meta, params)
+                }
+            };
             write_funnel(out, report.format(), &r)?;
         }
         ProjectionCommand::Reps {

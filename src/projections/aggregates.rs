@@ -223,8 +223,10 @@ pub fn reps_report(meta: ReportMeta, params: RepsParams, input: RepsInputs) -> R
 #[cfg(test)]
 mod tests {
     use super::super::activity::{RepsParams, reps};
+    use super::super::conversion::{FunnelParams, GroupBy, funnel};
     use super::super::lifecycle::customer_report;
-    use super::super::report::{ReportAt, live_customer, live_reps, load};
+    use super::super::report::{ReportAt, live_customer, live_funnel, live_reps, load};
+    use super::super::time::Period;
     use super::super::{Policy, runner};
     use super::PERIODS;
     use crate::demo::{DemoConfig, generate};
@@ -265,6 +267,23 @@ mod tests {
                             .unwrap();
                         assert_eq!(live, reps(&model, meta.clone(), params), "{label}");
                     }
+                }
+                for by in [None, Some(GroupBy::Source), Some(GroupBy::Cohort)] {
+                    let params = FunnelParams {
+                        by,
+                        cohort: Period::Quarter,
+                        from: model.deals.get(3).map(|d| d.opened_at),
+                        ..FunnelParams::default()
+                    };
+                    let live = live_funnel(&*store, &path, &policy, &at, params)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(
+                        live,
+                        funnel(&model, &policy, meta.clone(), params),
+                        "{label}"
+                    );
                 }
                 for c in &model.customers {
                     let live = live_customer(&*store, &path, &at, &c.customer_id)

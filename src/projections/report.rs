@@ -4,6 +4,7 @@
 
 use super::activity::{RepsParams, RepsReport};
 use super::aggregates::reps_report;
+use super::conversion::{FunnelParams, FunnelReport, funnel};
 use super::fold::replay;
 use super::lifecycle::{CustomerReport, customer_report};
 use super::model::ReadModel;
@@ -218,6 +219,32 @@ pub async fn live_reps(
     };
     let meta = live_meta(head, &cp, at);
     Ok(Some(reps_report(meta, params, inputs)))
+}
+
+/// The funnel from the live read models, reading only the deals and stage stays (not the
+/// activity, follow-ups or customers), then computing it as over the whole model, so every
+/// window and grouping gives the same numbers. `Ok(None)` when the report needs a replay or the
+/// read models were never projected: use [`load`] then.
+pub async fn live_funnel(
+    store: &dyn EventStore,
+    db_path: &Path,
+    policy: &Policy,
+    at: &ReportAt,
+    params: FunnelParams,
+) -> Result<Option<FunnelReport>, ReportError> {
+    if at.is_replay() {
+        return Ok(None);
+    }
+    let head = store.head_position().await?;
+    let Some(model) = ReadModelDb::open(db_path)?.load_conversion_live()? else {
+        return Ok(None);
+    };
+    let cp = Checkpoint {
+        position: model.position,
+        log_time: model.log_time,
+    };
+    let meta = live_meta(head, &cp, at);
+    Ok(Some(funnel(&model, policy, meta, params)))
 }
 
 /// The metadata of a report over an in-memory model (tests, embedding programs).

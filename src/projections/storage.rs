@@ -372,6 +372,23 @@ impl ReadModelDb {
         Ok(Some((cp, inputs)))
     }
 
+    /// The live deals and stage stays only (what the funnel reads), in one read transaction;
+    /// `None` if never projected.
+    pub fn load_conversion_live(&mut self) -> Result<Option<ReadModel>, StorageError> {
+        let path = self.path.clone();
+        let err = |e: LoadError| match e {
+            LoadError::Sqlite(source) => StorageError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+            LoadError::Corrupt(e) => e,
+        };
+        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
+        let model = load_tables(&tx, LIVE, None, &["deals", "stage_stays"]).map_err(err)?;
+        tx.finish().map_err(|e| err(e.into()))?;
+        Ok(model.position.is_some().then_some(model))
+    }
+
     /// Loads the read model if the live tables hold a checkpoint, `None` if never projected.
     pub fn load_live(&mut self) -> Result<Option<ReadModel>, StorageError> {
         if self.checkpoint(LIVE)?.position.is_none() {
@@ -785,8 +802,10 @@ impl Reader<'_> {
         v.map(|v| self.time(column, v)).transpose()
     }
     fn en<T: DeserializeOwned>(&self, column: &'static str, v: String) -> Result<T, LoadError> {
-        serde_json::from_value(serde_json::Value::String(v.clone()))
-            .map_err(|_| self.corrupt(column, v))
+        use serde::de::IntoDeserializer;
+        let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            v.as_str().into_deserializer();
+        T::deserialize(de).map_err(|_| self.corrupt(column, v))
     }
     fn opt_en<T: DeserializeOwned>(
         &self,
@@ -802,6 +821,16 @@ impl Reader<'_> {
 
 /// Loads the rows under `p`, all of them or one customer's (by its primary-key prefix).
 fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<ReadModel, LoadError> {
+    load_tables(conn, p, customer, &CUSTOMER_TABLES)
+}
+
+/// Loads the rows of the tables named in `tables` (others stay empty).
+fn load_tables(
+    conn: &Connection,
+    p: &str,
+    customer: Option<&str>,
+    tables: &[&str],
+) -> Result<ReadModel, LoadError> {
     let filter = if customer.is_some() {
         " WHERE customer_id = ?1"
     } else {
@@ -828,7 +857,9 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
     let r = Reader { table: "customers" };
     let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}customers{filter}"))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
+    while tables.contains(&"customers")
+        && let Some(row) = rows.next()?
+    {
         m.customers.push(CustomerRow {
             customer_id: row.get(0)?,
             company: row.get(1)?,
@@ -855,7 +886,9 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
 
     let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}customer_values{filter}"))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
+    while tables.contains(&"customer_values")
+        && let Some(row) = rows.next()?
+    {
         m.values.push(CustomerValueRow {
             customer_id: row.get(0)?,
             currency: row.get(1)?,
@@ -868,7 +901,9 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
     let r = Reader { table: "deals" };
     let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}deals{filter}"))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
+    while tables.contains(&"deals")
+        && let Some(row) = rows.next()?
+    {
         m.deals.push(DealRow {
             customer_id: row.get(0)?,
             deal_id: row.get(1)?,
@@ -894,7 +929,9 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
     };
     let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}stage_stays{filter}"))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
+    while tables.contains(&"stage_stays")
+        && let Some(row) = rows.next()?
+    {
         m.stays.push(StageStayRow {
             customer_id: row.get(0)?,
             deal_id: row.get(1)?,
@@ -913,7 +950,9 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
     let r = Reader { table: "activity" };
     let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}activity{filter}"))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
+    while tables.contains(&"activity")
+        && let Some(row) = rows.next()?
+    {
         m.activities.push(ActivityRow {
             customer_id: row.get(0)?,
             event_id: row.get(1)?,
@@ -935,7 +974,9 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
     let r = Reader { table: "followups" };
     let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}followups{filter}"))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
+    while tables.contains(&"followups")
+        && let Some(row) = rows.next()?
+    {
         m.followups.push(FollowUpRow {
             customer_id: row.get(0)?,
             event_id: row.get(1)?,
