@@ -21,6 +21,10 @@ pub const CACHED_EVENTS_MAX: usize = 500_000;
 /// Once caught up, how long the runner waits for more live events before committing a partial
 /// batch.
 pub const FOLLOW_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Events read per page by a rebuild in stream order.
+pub const REBUILD_PAGE_EVENTS: usize = 16_384;
+/// Customers whose rows a rebuild writes per transaction.
+pub const REBUILD_CUSTOMERS_PER_WRITE: usize = 4_096;
 /// Events read per page when loading one customer's history.
 pub const HISTORY_PAGE_EVENTS: usize = 4_096;
 /// How many times the runner starts over after another writer moved the checkpoint under it.
@@ -89,18 +93,117 @@ pub async fn rebuild(
     // A rebuild interrupted earlier left its staging tables; start those over.
     db.drop_tables(STAGING)?;
     db.create_tables(STAGING)?;
-    let done = run(
-        store,
-        &mut db,
-        STAGING,
-        policy,
-        false,
-        progress,
-        std::future::pending(),
-    )
-    .await?;
+    let done = match rebuild_by_customer(store, &mut db, policy, progress).await? {
+        Some(done) => done,
+        None => {
+            run(
+                store,
+                &mut db,
+                STAGING,
+                policy,
+                false,
+                progress,
+                std::future::pending(),
+            )
+            .await?
+        }
+    };
     db.swap_in_staging()?;
     Ok(done)
+}
+
+/// Rebuilds the staging tables one customer at a time, where the store can read the log in
+/// stream order: each customer's rows are derived once, from its whole history, instead of once
+/// per batch its events fall in, and memory holds one page of events. The log is read up to the
+/// head at the start, which becomes the checkpoint; the live runner goes on from there.
+/// `None` when the store cannot read in stream order (the caller folds in log order).
+async fn rebuild_by_customer(
+    store: &dyn EventStore,
+    db: &mut ReadModelDb,
+    policy: &Policy,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<Option<Progress>, RunError> {
+    let Some(upto) = store.head_position().await? else {
+        return Ok(None);
+    };
+    let mut report = Progress {
+        head: Some(upto),
+        ..Progress::default()
+    };
+    let mut after: Option<(String, u64)> = None;
+    let mut gathering: Vec<Record> = Vec::new();
+    let mut changes = Vec::new();
+    let mut log_time = None;
+    let unset = Checkpoint {
+        position: None,
+        log_time: None,
+    };
+    loop {
+        let Some(page) = store
+            .read_by_stream(upto, after.clone(), REBUILD_PAGE_EVENTS)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(last) = page.last() else { break };
+        after = Some((last.stream.clone(), last.revision));
+        for record in page {
+            if gathering
+                .first()
+                .is_some_and(|first| first.stream != record.stream)
+            {
+                let records = std::mem::take(&mut gathering);
+                derive_customer(policy, &records, &mut changes, &mut log_time)?;
+                report.events_applied += records.len() as u64;
+            }
+            gathering.push(record);
+        }
+        if changes.len() >= REBUILD_CUSTOMERS_PER_WRITE {
+            // The staging checkpoint stays unset until the last write: a rebuild is only ever
+            // resumed by starting over.
+            if !db.write_batch(STAGING, None, &changes, unset)? {
+                return Err(RunError::Contended);
+            }
+            changes.clear();
+            progress(&report);
+        }
+    }
+    report.events_applied += gathering.len() as u64;
+    derive_customer(policy, &gathering, &mut changes, &mut log_time)?;
+    let reached = Checkpoint {
+        position: Some(upto),
+        log_time,
+    };
+    if !db.write_batch(STAGING, None, &changes, reached)? {
+        return Err(RunError::Contended);
+    }
+    report.position = Some(upto);
+    report.lag = 0;
+    report.caught_up = true;
+    progress(&report);
+    Ok(Some(report))
+}
+
+/// Derives one customer's rows from all its records (one stream, in revision order).
+fn derive_customer(
+    policy: &Policy,
+    records: &[Record],
+    changes: &mut Vec<(CustomerId, super::model::CustomerRows)>,
+    log_time: &mut Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), RunError> {
+    let Some(first) = records.first() else {
+        return Ok(());
+    };
+    if !first.stream.starts_with(STREAM_PREFIX) {
+        return Ok(()); // another application's stream in a shared store
+    }
+    let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let latest = events.iter().map(|e| e.occurred_at).max();
+    *log_time = (*log_time).max(latest);
+    let customer = events[0].customer_id.clone();
+    let rows = super::fold::derive(policy, &customer, &events);
+    changes.push((customer, rows));
+    Ok(())
 }
 
 /// The batch being gathered.

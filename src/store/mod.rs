@@ -342,6 +342,20 @@ pub trait EventStore: Send + Sync {
         Ok(result)
     }
 
+    /// Up to `max_count` events with a position at or before `upto`, ordered by stream and
+    /// revision, starting after the (stream, revision) key `after`. Rebuilds use it to fold one
+    /// customer at a time. `Ok(None)` when the backend cannot read in this order; callers then
+    /// read in log order.
+    async fn read_by_stream(
+        &self,
+        upto: u64,
+        after: Option<(StreamName, u64)>,
+        max_count: usize,
+    ) -> Result<Option<Vec<Record>>, ReadError> {
+        let _ = (upto, after, max_count);
+        Ok(None)
+    }
+
     /// Every event of each of `streams`, forwards; a missing stream reads as empty. Batch
     /// readers (imports) use it; a backend may answer many streams in one round trip.
     async fn read_streams(

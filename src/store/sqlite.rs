@@ -672,6 +672,35 @@ impl EventStore for SqliteStore {
         response.await.map_err(|_| StorageError::Closed)?
     }
 
+    async fn read_by_stream(
+        &self,
+        upto: u64,
+        after: Option<(super::StreamName, u64)>,
+        max_count: usize,
+    ) -> Result<Option<Vec<Record>>, ReadError> {
+        self.with_reader(move |conn| {
+            // The (stream, revision) index gives this order without sorting.
+            let (stream, revision) = after.map_or((String::new(), -1), |(s, r)| (s, r as i64));
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SELECT_COLUMNS} FROM events \
+                     WHERE (stream, revision) > (?1, ?2) AND position <= ?3 \
+                     ORDER BY stream, revision LIMIT ?4"
+                ))
+                .map_err(StorageError::from)?;
+            let rows = stmt
+                .query_map(
+                    params![stream, revision, upto as i64, max_count as i64],
+                    row_to_record,
+                )
+                .map_err(StorageError::from)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StorageError::from)?;
+            Ok(Some(rows))
+        })
+        .await
+    }
+
     async fn read_streams(
         &self,
         streams: &[super::StreamName],
