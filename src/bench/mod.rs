@@ -135,14 +135,6 @@ pub fn write_dataset(path: &Path, events: u64, seed: u64) -> Result<(), BenchErr
     Ok(())
 }
 
-fn remove_store(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 fn file_bytes(path: &Path) -> u64 {
     ["", "-wal"]
         .iter()
@@ -246,7 +238,7 @@ async fn measure(
 
     // Bulk import, durable when it returns.
     let store_path = config.dir.join(format!("store-{size}.db"));
-    remove_store(&store_path);
+    crate::store::sqlite::remove_files(&store_path);
     let store = Arc::new(SqliteStore::open(&store_path).map_err(step("open store"))?);
     let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
     let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);
@@ -278,7 +270,7 @@ async fn measure(
         after = Some(last.position);
         for record in &page {
             let event = decode(record).map_err(step("decode"))?;
-            if sample_customers.len() < QUERY_CUSTOMERS_MAX && decoded % 97 == 0 {
+            if sample_customers.len() < QUERY_CUSTOMERS_MAX && decoded.is_multiple_of(97) {
                 sample_customers.push(event.customer_id.to_string());
             }
             decoded += 1;
@@ -393,7 +385,7 @@ async fn measure(
     writeln!(log, "[{size}] measured projection lag")?;
     drop(ledger);
     drop(store);
-    remove_store(&store_path);
+    crate::store::sqlite::remove_files(&store_path);
     Ok(s)
 }
 
@@ -604,7 +596,7 @@ fn fmt_value(v: f64) -> String {
         let s = n.to_string();
         let mut out = String::new();
         for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);

@@ -358,7 +358,7 @@ async fn run_demo(
                 path.display()
             );
         }
-        remove_sqlite_file(path);
+        crate::store::sqlite::remove_files(path);
     }
     let (_, ledger) = open(path)?;
     writeln!(
@@ -388,7 +388,7 @@ async fn run_demo(
     // The read models of a fresh ledger start fresh too.
     let read_models = match read_models {
         Some(file) => {
-            remove_sqlite_file(file);
+            crate::store::sqlite::remove_files(file);
             file.to_path_buf()
         }
         None => path.to_path_buf(),
@@ -396,15 +396,6 @@ async fn run_demo(
     let policy = crate::projections::Policy::load(None)?;
     crate::projections::report::demo_report(&**ledger.store(), &read_models, &policy, out).await?;
     Ok(())
-}
-
-/// Removes a SQLite file with its WAL and shared-memory files.
-fn remove_sqlite_file(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
 }
 
 fn progress_bar() -> ProgressBar {

@@ -34,6 +34,8 @@ pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
 pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
 /// How often a live subscription looks for events written by other processes.
 pub const SUBSCRIPTION_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Page cache of the writing connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 256 * 1024;
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Identifies a pipeline-ledger file (`PRAGMA application_id`): "PLDG".
@@ -177,6 +179,10 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
     // FULL: the WAL is synced at every commit, so an acknowledged append survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(sqlite)?;
+    // The indexes' pages that appends touch are spread over the file once it holds millions of
+    // events; SQLite's default 2 MiB cache turned each append into several page reads.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(sqlite)?;
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(sqlite)?;
@@ -256,6 +262,16 @@ fn uuid_from(bytes: Option<Vec<u8>>) -> Result<Option<Uuid>, rusqlite::Error> {
             })
         })
         .transpose()
+}
+
+/// Deletes a store's files (the database, its WAL and shared-memory files), ignoring missing
+/// ones. For fresh demo and benchmark stores only: the ledger itself never deletes anything.
+pub fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
 }
 
 /// The stored form of a time: whole microseconds, so that what is read back compares equal.
