@@ -159,15 +159,39 @@ pub enum ProjectionCommand {
     },
 }
 
-fn print_progress(p: &Progress) {
-    eprintln!(
-        "projections at position {} (head {}, lag {}), {} events applied{}",
-        p.position.map_or("-".into(), |x| x.to_string()),
-        p.head.map_or("-".into(), |x| x.to_string()),
-        p.lag,
-        p.events_applied,
-        if p.caught_up { ", caught up" } else { "" }
+/// How often progress goes to a pipe or log file (a terminal gets a live line).
+const PIPE_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A progress line for long runs: a live line on a terminal (position, lag, events applied); on
+/// a pipe or log file, a line when the run catches up and every few seconds, so logs stay short.
+fn progress_reporter() -> impl FnMut(&Progress) + Send {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} projections {msg} ({elapsed})")
+            .expect("valid template"),
     );
+    let mut was_caught_up = false;
+    let mut last_line = std::time::Instant::now();
+    move |p: &Progress| {
+        let line = format!(
+            "at position {} (head {}, lag {}), {} events applied{}",
+            p.position.map_or("-".into(), |x| x.to_string()),
+            p.head.map_or("-".into(), |x| x.to_string()),
+            p.lag,
+            p.events_applied,
+            if p.caught_up { ", caught up" } else { "" }
+        );
+        if bar.is_hidden() {
+            if (p.caught_up && !was_caught_up) || last_line.elapsed() >= PIPE_PROGRESS_INTERVAL {
+                eprintln!("projections {line}");
+                last_line = std::time::Instant::now();
+            }
+        } else {
+            bar.set_message(line);
+            bar.tick();
+        }
+        was_caught_up = p.caught_up;
+    }
 }
 
 /// Runs a projection command over `store`, with the read models in the SQLite file
@@ -184,7 +208,7 @@ pub async fn run(
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            let mut progress = print_progress;
+            let mut progress = progress_reporter();
             let done = runner::project(store_dyn, store_path, &policy, follow, &mut progress, stop)
                 .await?;
             writeln!(
@@ -196,7 +220,7 @@ pub async fn run(
         }
         ProjectionCommand::Rebuild { policy } => {
             let policy = Policy::load(policy.as_deref())?;
-            let mut progress = print_progress;
+            let mut progress = progress_reporter();
             let done = runner::rebuild(store_dyn, store_path, &policy, &mut progress).await?;
             writeln!(
                 out,

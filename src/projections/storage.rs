@@ -325,7 +325,14 @@ impl ReadModelDb {
             .map_err(sql)?;
         }
         tx.execute_batch(&indexes(LIVE)).map_err(sql)?;
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        // A rebuild writes the whole read model through the WAL: fold it into the file now, so
+        // that later commits (events and read models share the file) do not pay for it.
+        // Best effort: a busy reader only delays it to the automatic checkpoints.
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(())
     }
 
     /// Loads the whole read model under `prefix` (in one read transaction, so it is consistent).

@@ -34,6 +34,8 @@ pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
 pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
 /// How often a live subscription looks for events written by other processes.
 pub const SUBSCRIPTION_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Size the WAL file is truncated to after a checkpoint, in bytes.
+const WAL_BYTES_KEPT_MAX: i64 = 64 * 1024 * 1024;
 /// Page cache of the writing connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 256 * 1024;
 /// How long a connection waits for another process's lock before failing.
@@ -178,6 +180,9 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
     debug_assert_eq!(mode.to_lowercase(), "wal");
     // FULL: the WAL is synced at every commit, so an acknowledged append survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite)?;
+    // After a checkpoint the WAL file is cut back to this size instead of keeping its peak.
+    conn.pragma_update(None, "journal_size_limit", WAL_BYTES_KEPT_MAX)
         .map_err(sqlite)?;
     // The indexes' pages that appends touch are spread over the file once it holds millions of
     // events; SQLite's default 2 MiB cache turned each append into several page reads.
@@ -409,6 +414,11 @@ fn commit_bulk(
     if let Some(head) = result.last_position {
         publish_head(shared, head);
     }
+    // A bulk append leaves its whole transaction in the WAL (gigabytes for millions of events).
+    // Fold it into the database now, while the importer waits anyway; otherwise every later
+    // commit pays for part of it and appends slow down tenfold. Best effort: a busy reader only
+    // delays it to the automatic checkpoints.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     Ok(result)
 }
 
