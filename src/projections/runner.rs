@@ -161,7 +161,7 @@ async fn rebuild_by_customer(
         if changes.len() >= REBUILD_CUSTOMERS_PER_WRITE {
             // The staging checkpoint stays unset until the last write: a rebuild is only ever
             // resumed by starting over.
-            if !db.write_batch(STAGING, None, &changes, unset)? {
+            if !db.write_new_customers(STAGING, None, &changes, unset)? {
                 return Err(RunError::Contended);
             }
             changes.clear();
@@ -174,7 +174,7 @@ async fn rebuild_by_customer(
         position: Some(upto),
         log_time,
     };
-    if !db.write_batch(STAGING, None, &changes, reached)? {
+    if !db.write_new_customers(STAGING, None, &changes, reached)? {
         return Err(RunError::Contended);
     }
     report.position = Some(upto);
