@@ -877,6 +877,25 @@ fn load_model(conn: &Connection, p: &str, customer: Option<&str>) -> Result<Read
     load_tables(conn, p, customer, &CUSTOMER_TABLES)
 }
 
+/// Runs `sql` with `args` and hands each row to `f`; does nothing for a table not asked for.
+fn each_row(
+    conn: &Connection,
+    sql: &str,
+    args: &[&str],
+    wanted: bool,
+    mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<(), LoadError>,
+) -> Result<(), LoadError> {
+    if !wanted {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    while let Some(row) = rows.next()? {
+        f(row)?;
+    }
+    Ok(())
+}
+
 /// Loads the rows of the tables named in `tables` (others stay empty).
 fn load_tables(
     conn: &Connection,
@@ -908,137 +927,155 @@ fn load_tables(
     };
 
     let r = Reader { table: "customers" };
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}customers{filter}"))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while tables.contains(&"customers")
-        && let Some(row) = rows.next()?
-    {
-        m.customers.push(CustomerRow {
-            customer_id: row.get(0)?,
-            company: row.get(1)?,
-            state: r.en("state", row.get(2)?)?,
-            owner_rep: row.get(3)?,
-            current_deal_id: row.get(4)?,
-            current_stage: r.opt_en("current_stage", row.get(5)?)?,
-            current_stage_since: r.opt_time("current_stage_since", row.get(6)?)?,
-            first_seen_at: r.time("first_seen_at", row.get(7)?)?,
-            last_interaction_at: r.time("last_interaction_at", row.get(8)?)?,
-            next_followup_due: row
-                .get::<_, Option<String>>(9)?
-                .map(|d| r.date("next_followup_due", d))
-                .transpose()?,
-            dormant_after: r.opt_time("dormant_after", row.get(10)?)?,
-            open_deals: row.get(11)?,
-            won_deals: row.get(12)?,
-            lost_deals: row.get(13)?,
-            reengagements: row.get(14)?,
-            event_count: row.get(15)?,
-            last_position: row.get::<_, i64>(16)? as u64,
-        });
-    }
+    each_row(
+        conn,
+        &format!("SELECT * FROM {p}customers{filter}"),
+        &args,
+        tables.contains(&"customers"),
+        |row| {
+            m.customers.push(CustomerRow {
+                customer_id: row.get(0)?,
+                company: row.get(1)?,
+                state: r.en("state", row.get(2)?)?,
+                owner_rep: row.get(3)?,
+                current_deal_id: row.get(4)?,
+                current_stage: r.opt_en("current_stage", row.get(5)?)?,
+                current_stage_since: r.opt_time("current_stage_since", row.get(6)?)?,
+                first_seen_at: r.time("first_seen_at", row.get(7)?)?,
+                last_interaction_at: r.time("last_interaction_at", row.get(8)?)?,
+                next_followup_due: row
+                    .get::<_, Option<String>>(9)?
+                    .map(|d| r.date("next_followup_due", d))
+                    .transpose()?,
+                dormant_after: r.opt_time("dormant_after", row.get(10)?)?,
+                open_deals: row.get(11)?,
+                won_deals: row.get(12)?,
+                lost_deals: row.get(13)?,
+                reengagements: row.get(14)?,
+                event_count: row.get(15)?,
+                last_position: row.get::<_, i64>(16)? as u64,
+            });
+            Ok(())
+        },
+    )?;
 
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}customer_values{filter}"))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while tables.contains(&"customer_values")
-        && let Some(row) = rows.next()?
-    {
-        m.values.push(CustomerValueRow {
-            customer_id: row.get(0)?,
-            currency: row.get(1)?,
-            contracts_minor: row.get(2)?,
-            contract_count: row.get(3)?,
-            repeat_orders_minor: row.get(4)?,
-        });
-    }
+    each_row(
+        conn,
+        &format!("SELECT * FROM {p}customer_values{filter}"),
+        &args,
+        tables.contains(&"customer_values"),
+        |row| {
+            m.values.push(CustomerValueRow {
+                customer_id: row.get(0)?,
+                currency: row.get(1)?,
+                contracts_minor: row.get(2)?,
+                contract_count: row.get(3)?,
+                repeat_orders_minor: row.get(4)?,
+            });
+            Ok(())
+        },
+    )?;
 
     let r = Reader { table: "deals" };
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}deals{filter}"))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while tables.contains(&"deals")
-        && let Some(row) = rows.next()?
-    {
-        m.deals.push(DealRow {
-            customer_id: row.get(0)?,
-            deal_id: row.get(1)?,
-            source: r.en("source", row.get(2)?)?,
-            opened_at: r.time("opened_at", row.get(3)?)?,
-            owner_at_open: row.get(4)?,
-            status: r.en("status", row.get(5)?)?,
-            stage: r.en("stage", row.get(6)?)?,
-            stage_since: r.time("stage_since", row.get(7)?)?,
-            last_activity_at: r.time("last_activity_at", row.get(8)?)?,
-            won_at: r.opt_time("won_at", row.get(9)?)?,
-            won_value_minor: row.get(10)?,
-            won_currency: row.get(11)?,
-            won_owner: row.get(12)?,
-            lost_at: r.opt_time("lost_at", row.get(13)?)?,
-            lost_reason: r.opt_en("lost_reason", row.get(14)?)?,
-            reopen_count: row.get(15)?,
-        });
-    }
+    each_row(
+        conn,
+        &format!("SELECT * FROM {p}deals{filter}"),
+        &args,
+        tables.contains(&"deals"),
+        |row| {
+            m.deals.push(DealRow {
+                customer_id: row.get(0)?,
+                deal_id: row.get(1)?,
+                source: r.en("source", row.get(2)?)?,
+                opened_at: r.time("opened_at", row.get(3)?)?,
+                owner_at_open: row.get(4)?,
+                status: r.en("status", row.get(5)?)?,
+                stage: r.en("stage", row.get(6)?)?,
+                stage_since: r.time("stage_since", row.get(7)?)?,
+                last_activity_at: r.time("last_activity_at", row.get(8)?)?,
+                won_at: r.opt_time("won_at", row.get(9)?)?,
+                won_value_minor: row.get(10)?,
+                won_currency: row.get(11)?,
+                won_owner: row.get(12)?,
+                lost_at: r.opt_time("lost_at", row.get(13)?)?,
+                lost_reason: r.opt_en("lost_reason", row.get(14)?)?,
+                reopen_count: row.get(15)?,
+            });
+            Ok(())
+        },
+    )?;
 
     let r = Reader {
         table: "stage_stays",
     };
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}stage_stays{filter}"))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while tables.contains(&"stage_stays")
-        && let Some(row) = rows.next()?
-    {
-        m.stays.push(StageStayRow {
-            customer_id: row.get(0)?,
-            deal_id: row.get(1)?,
-            seq: row.get(2)?,
-            stage: r.en("stage", row.get(3)?)?,
-            entered_at: r.time("entered_at", row.get(4)?)?,
-            entry: r.en("entry", row.get(5)?)?,
-            from_stage: r.opt_en("from_stage", row.get(6)?)?,
-            exited_at: r.opt_time("exited_at", row.get(7)?)?,
-            exit: r.opt_en("exit", row.get(8)?)?,
-            to_stage: r.opt_en("to_stage", row.get(9)?)?,
-            lost_reason: r.opt_en("lost_reason", row.get(10)?)?,
-        });
-    }
+    each_row(
+        conn,
+        &format!("SELECT * FROM {p}stage_stays{filter}"),
+        &args,
+        tables.contains(&"stage_stays"),
+        |row| {
+            m.stays.push(StageStayRow {
+                customer_id: row.get(0)?,
+                deal_id: row.get(1)?,
+                seq: row.get(2)?,
+                stage: r.en("stage", row.get(3)?)?,
+                entered_at: r.time("entered_at", row.get(4)?)?,
+                entry: r.en("entry", row.get(5)?)?,
+                from_stage: r.opt_en("from_stage", row.get(6)?)?,
+                exited_at: r.opt_time("exited_at", row.get(7)?)?,
+                exit: r.opt_en("exit", row.get(8)?)?,
+                to_stage: r.opt_en("to_stage", row.get(9)?)?,
+                lost_reason: r.opt_en("lost_reason", row.get(10)?)?,
+            });
+            Ok(())
+        },
+    )?;
 
     let r = Reader { table: "activity" };
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}activity{filter}"))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while tables.contains(&"activity")
-        && let Some(row) = rows.next()?
-    {
-        m.activities.push(ActivityRow {
-            customer_id: row.get(0)?,
-            event_id: row.get(1)?,
-            position: row.get::<_, i64>(2)? as u64,
-            occurred_at: r.time("occurred_at", row.get(3)?)?,
-            event_type: row.get(4)?,
-            deal_id: row.get(5)?,
-            performer_rep: row.get(6)?,
-            owner_rep: row.get(7)?,
-            value_minor: row.get(8)?,
-            currency: row.get(9)?,
-            close_seconds: row.get(10)?,
-            from_rep: row.get(11)?,
-            to_rep: row.get(12)?,
-            applied: row.get(13)?,
-        });
-    }
+    each_row(
+        conn,
+        &format!("SELECT * FROM {p}activity{filter}"),
+        &args,
+        tables.contains(&"activity"),
+        |row| {
+            m.activities.push(ActivityRow {
+                customer_id: row.get(0)?,
+                event_id: row.get(1)?,
+                position: row.get::<_, i64>(2)? as u64,
+                occurred_at: r.time("occurred_at", row.get(3)?)?,
+                event_type: row.get(4)?,
+                deal_id: row.get(5)?,
+                performer_rep: row.get(6)?,
+                owner_rep: row.get(7)?,
+                value_minor: row.get(8)?,
+                currency: row.get(9)?,
+                close_seconds: row.get(10)?,
+                from_rep: row.get(11)?,
+                to_rep: row.get(12)?,
+                applied: row.get(13)?,
+            });
+            Ok(())
+        },
+    )?;
 
     let r = Reader { table: "followups" };
-    let mut stmt = conn.prepare_cached(&format!("SELECT * FROM {p}followups{filter}"))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while tables.contains(&"followups")
-        && let Some(row) = rows.next()?
-    {
-        m.followups.push(FollowUpRow {
-            customer_id: row.get(0)?,
-            event_id: row.get(1)?,
-            deal_id: row.get(2)?,
-            due_on: r.date("due_on", row.get(3)?)?,
-            owner_rep: row.get(4)?,
-            fulfilled_at: r.opt_time("fulfilled_at", row.get(5)?)?,
-        });
-    }
+    each_row(
+        conn,
+        &format!("SELECT * FROM {p}followups{filter}"),
+        &args,
+        tables.contains(&"followups"),
+        |row| {
+            m.followups.push(FollowUpRow {
+                customer_id: row.get(0)?,
+                event_id: row.get(1)?,
+                deal_id: row.get(2)?,
+                due_on: r.date("due_on", row.get(3)?)?,
+                owner_rep: row.get(4)?,
+                fulfilled_at: r.opt_time("fulfilled_at", row.get(5)?)?,
+            });
+            Ok(())
+        },
+    )?;
     m.normalize();
     Ok(m)
 }
