@@ -552,3 +552,38 @@ fn the_demo_shows_the_funnel_the_rep_report_and_the_stalled_deals() {
     let v: Value = serde_json::from_str(&funnel).unwrap();
     assert_eq!(v["meta"]["position"], serde_json::json!(events));
 }
+
+#[test]
+fn read_models_live_in_their_own_file_beside_the_store_unless_named() {
+    let ledger = Ledger::new();
+    lead(&ledger, "c-1", "d-1");
+    let out = ledger.ok(&["project"]);
+    assert!(out.contains("position 1"), "{out}");
+    let beside = ledger.dir().join("ledger.read-models.db");
+    let tables = |file: &Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(file).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rm_%'")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(
+        !tables(&beside).is_empty(),
+        "no rm_ tables beside the store"
+    );
+    assert!(
+        tables(&ledger.store).is_empty(),
+        "rm_ tables in the log's file"
+    );
+    // The customer report reads them from there.
+    let out = ledger.ok(&["customer", "c-1"]);
+    assert!(out.contains("rep-01"), "{out}");
+    // `--read-models` puts them anywhere else.
+    let elsewhere = ledger.dir().join("reports.db");
+    let out = ledger.ok(&["--read-models", elsewhere.to_str().unwrap(), "project"]);
+    assert!(out.contains("position 1"), "{out}");
+    assert!(!tables(&elsewhere).is_empty());
+}

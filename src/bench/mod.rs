@@ -12,6 +12,7 @@ use crate::ledger::Ledger;
 use crate::ledger::codec::{decode, stream_name, to_new_record};
 use crate::projections::Policy;
 use crate::projections::runner;
+use crate::projections::storage::read_models_beside;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventStore, ExpectedRevision, NewRecord};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -238,7 +239,9 @@ async fn measure(
 
     // Bulk import, durable when it returns.
     let store_path = config.dir.join(format!("store-{size}.db"));
+    let read_models = read_models_beside(&store_path);
     crate::store::sqlite::remove_files(&store_path);
+    crate::store::sqlite::remove_files(&read_models);
     let store = Arc::new(SqliteStore::open(&store_path).map_err(step("open store"))?);
     let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
     let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);
@@ -307,7 +310,7 @@ async fn measure(
         }
         None => {
             let policy = Policy::load(None).map_err(step("policy"))?;
-            runner::rebuild(&*store, &store_path, &policy, &mut |_| {})
+            runner::rebuild(&*store, &read_models, &policy, &mut |_| {})
                 .await
                 .map_err(step("rebuild"))?;
         }
@@ -326,14 +329,14 @@ async fn measure(
     let mut reps = Vec::new();
     for i in 0..config.query_samples {
         let t = Instant::now();
-        query(&*store, &store_path, &["funnel"]).await?;
+        query(&*store, &read_models, &["funnel"]).await?;
         funnel.push(t.elapsed().as_secs_f64() * 1e3);
         let id = &sample_customers[i % sample_customers.len()];
         let t = Instant::now();
-        query(&*store, &store_path, &["customer", id]).await?;
+        query(&*store, &read_models, &["customer", id]).await?;
         customer.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        query(&*store, &store_path, &["reps"]).await?;
+        query(&*store, &read_models, &["reps"]).await?;
         reps.push(t.elapsed().as_secs_f64() * 1e3);
     }
     s.funnel_p99_ms = percentile(&sorted(funnel), 0.99);
@@ -381,11 +384,12 @@ async fn measure(
     s.single_latency_ms = percentile(&sorted(latencies), 0.5);
     writeln!(log, "[{size}] measured appends")?;
 
-    s.lag_p99_ms = measure_lag(config, &store, &store_path, now).await?;
+    s.lag_p99_ms = measure_lag(config, &store, &read_models, now).await?;
     writeln!(log, "[{size}] measured projection lag")?;
     drop(ledger);
     drop(store);
     crate::store::sqlite::remove_files(&store_path);
+    crate::store::sqlite::remove_files(&read_models);
     Ok(s)
 }
 
@@ -394,18 +398,18 @@ async fn measure(
 async fn measure_lag(
     config: &BenchConfig,
     store: &Arc<SqliteStore>,
-    store_path: &Path,
+    read_models: &Path,
     now: DateTime<Utc>,
 ) -> Result<f64, BenchError> {
     let policy = Policy::load(None).map_err(step("policy"))?;
     // Catch the read models up first, so that only the steady load is measured.
-    runner::project(&**store, store_path, &policy, false, &mut |_| {}, async {})
+    runner::project(&**store, read_models, &policy, false, &mut |_| {}, async {})
         .await
         .map_err(step("project"))?;
     let commits: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let runner_store = store.clone();
-    let runner_path = store_path.to_path_buf();
+    let runner_path = read_models.to_path_buf();
     let runner_commits = commits.clone();
     let follower = tokio::spawn(async move {
         let mut progress = move |p: &runner::Progress| {

@@ -8,6 +8,7 @@ pub mod record;
 use crate::demo::{DemoConfig, generate};
 use crate::ledger::Ledger;
 use crate::ledger::import::{ImportError, Progress};
+use crate::projections::storage::read_models_beside;
 use crate::store::{Backend, EventStore};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -33,8 +34,9 @@ pub struct Cli {
     /// (`kurrentdb://host:2113?tls=false`, `esdb://…`, any form the KurrentDB client accepts).
     #[arg(long, global = true, env = "PIPELINE_LEDGER_STORE")]
     pub store: Option<PathBuf>,
-    /// The SQLite file of the read models (projections and their checkpoints). Default, when the
-    /// store is KurrentDB: `./pipeline-ledger-read-models.db`.
+    /// The SQLite file of the read models (projections and their checkpoints). Default: beside a
+    /// SQLite store (`ledger.db` → `ledger.read-models.db`); `./pipeline-ledger-read-models.db`
+    /// when the store is KurrentDB.
     #[arg(long, global = true, env = "PIPELINE_LEDGER_READ_MODELS")]
     pub read_models: Option<PathBuf>,
     #[command(subcommand)]
@@ -151,19 +153,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-impl Cli {
-    /// The read models' SQLite file when it is not the store itself: the `--read-models` option,
-    /// or [`DEFAULT_READ_MODELS`] when the events live in KurrentDB. `None`: the store's own
-    /// SQLite file (or wherever the projections put them beside it).
-    pub fn read_models_path(&self) -> Option<PathBuf> {
-        let on_kurrent = self
-            .store
-            .as_deref()
-            .is_some_and(|s| Backend::of(&s.to_string_lossy()) == Backend::Kurrent);
-        self.read_models
-            .clone()
-            .or_else(|| on_kurrent.then(|| PathBuf::from(DEFAULT_READ_MODELS)))
-    }
+/// The read models' SQLite file for the store at `store`: `chosen` (the `--read-models`
+/// option), else [`DEFAULT_READ_MODELS`] when the events live in KurrentDB, else the file beside
+/// the SQLite store ([`read_models_beside`]).
+pub fn read_models_path(chosen: Option<PathBuf>, store: &Path) -> PathBuf {
+    chosen.unwrap_or_else(|| {
+        if Backend::of(&store.to_string_lossy()) == Backend::Kurrent {
+            PathBuf::from(DEFAULT_READ_MODELS)
+        } else {
+            read_models_beside(store)
+        }
+    })
 }
 
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
@@ -178,7 +178,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
-    let read_models = cli.read_models_path();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
@@ -278,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Projection(cmd) => {
             let (store, _) = open(&store_path)?;
-            let read_models = read_models.unwrap_or_else(|| store_path.clone());
+            let read_models = read_models_path(cli.read_models, &store_path);
             projection_commands::run(cmd, &*store, &read_models, &mut out).await?;
         }
         Command::Bench {
@@ -317,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_STORE));
             run_demo(
                 &path,
-                read_models.as_deref(),
+                &read_models_path(cli.read_models, &path),
                 customers,
                 seed,
                 until.unwrap_or_else(Utc::now),
@@ -332,7 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_demo(
     path: &Path,
-    read_models: Option<&Path>,
+    read_models: &Path,
     customers: usize,
     seed: u64,
     until: DateTime<Utc>,
@@ -386,15 +385,9 @@ async fn run_demo(
     output::counts_table(&counts, out)?;
     writeln!(out)?;
     // The read models of a fresh ledger start fresh too.
-    let read_models = match read_models {
-        Some(file) => {
-            crate::store::sqlite::remove_files(file);
-            file.to_path_buf()
-        }
-        None => path.to_path_buf(),
-    };
+    crate::store::sqlite::remove_files(read_models);
     let policy = crate::projections::Policy::load(None)?;
-    crate::projections::report::demo_report(&**ledger.store(), &read_models, &policy, out).await?;
+    crate::projections::report::demo_report(&**ledger.store(), read_models, &policy, out).await?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub const BATCH_EVENTS_MAX: usize = 2_000;
 pub const CACHED_EVENTS_MAX: usize = 500_000;
 /// Once caught up, the longest a live event waits for more events to share its batch's
 /// commit: the projection lag's floor under load, traded against commits per second.
-pub const FOLLOW_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+pub const FOLLOW_FLUSH_INTERVAL: Duration = Duration::from_millis(2);
 /// Events read per page by a rebuild in stream order.
 pub const REBUILD_PAGE_EVENTS: usize = 16_384;
 /// Customers whose rows a rebuild writes per transaction.

@@ -1,5 +1,5 @@
-//! The read models in SQLite: `rm_` tables in the event store's file, written through the
-//! projections' own connection. Each batch of changes and the checkpoints it reaches are written
+//! The read models in SQLite: `rm_` tables in their own file (by default beside the event store's,
+//! [`read_models_beside`]), written through the projections' own connection. Each batch of changes and the checkpoints it reaches are written
 //! in one transaction, so a crash at any moment neither skips nor double-counts an event.
 //! A rebuild writes `rm_new_` tables and swaps them in with renames inside one transaction.
 
@@ -10,12 +10,12 @@ use super::model::{
 };
 use super::{activity, conversion, lifecycle};
 use crate::domain::CustomerId;
+use crate::store::checkpointer::Checkpointer;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Prefix of the live read-model tables.
 pub const LIVE: &str = "rm_";
@@ -43,8 +43,6 @@ const CUSTOMER_TABLES: [&str; 6] = [
 ];
 /// The projections whose checkpoints are kept.
 pub const PROJECTIONS: [&str; 3] = [lifecycle::NAME, conversion::NAME, activity::NAME];
-/// How long the projections' connection waits for another writer's lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the read-model storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +71,29 @@ pub struct Checkpoint {
     pub log_time: Option<DateTime<Utc>>,
 }
 
+/// The read models' own file beside a SQLite event store (`ledger.db` → `ledger.read-models.db`).
+///
+/// They are kept apart from the log because SQLite lets one connection write a file at a time:
+/// sharing it, every batch of read-model rows waited for the appends' group commits and every
+/// append for the batch, and the projection lag under a steady write load was seconds instead
+/// of milliseconds. The log stays the one file that must be kept; the read models can always be
+/// rebuilt from it.
+pub fn read_models_beside(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map_or_else(|| "pipeline-ledger".into(), |s| s.to_string_lossy());
+    store.with_file_name(format!("{stem}.read-models.db"))
+}
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 256;
 
-/// The projections' connection to the store's file.
+/// The projections' connection to the read models' file.
 pub struct ReadModelDb {
     conn: Connection,
     path: PathBuf,
+    /// Started by the first batch written: connections that only query need none.
+    checkpointer: Option<Checkpointer>,
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -87,14 +101,15 @@ fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 impl ReadModelDb {
-    /// Opens the read models in the store file at `path` and creates the live tables if missing.
+    /// Opens the read models in the SQLite file at `path` (any file: its own, or even the event
+    /// store's) and creates the live tables if missing.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let sql = |source| StorageError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        let mut conn = Connection::open(path).map_err(sql)?;
+        crate::store::sqlite::wait_when_busy(&mut conn).map_err(sql)?;
         // Every table has its own delete, insert and select statements, for live and staging
         // prefixes: more than rusqlite's default cache of 16, which made each batch re-parse them.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
@@ -109,11 +124,25 @@ impl ReadModelDb {
         let mut db = ReadModelDb {
             conn,
             path: path.to_path_buf(),
+            checkpointer: None,
         };
         db.create_tables(LIVE)?;
         db.create_indexes(LIVE)?;
         db.ensure_aggregates(LIVE)?;
         Ok(db)
+    }
+
+    /// Hands the checkpoint of what a commit wrote to the WAL to the checkpointing thread, so
+    /// that the next batch's commit does not run it (and hold the write lock meanwhile).
+    fn wal_written(&mut self) -> Result<(), StorageError> {
+        if self.checkpointer.is_none() {
+            let started = Checkpointer::start(&self.conn, &self.path).map_err(|e| self.sql(e))?;
+            self.checkpointer = Some(started);
+        }
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
+        Ok(())
     }
 
     fn sql(&self, source: rusqlite::Error) -> StorageError {
@@ -321,6 +350,7 @@ impl ReadModelDb {
             .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
+        self.wal_written()?;
         Ok(true)
     }
 
@@ -353,8 +383,8 @@ impl ReadModelDb {
         }
         tx.execute_batch(&indexes(LIVE)).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        // A rebuild writes the whole read model through the WAL: fold it into the file now, so
-        // that later commits (events and read models share the file) do not pay for it.
+        // A rebuild writes the whole read model through the WAL: fold it into the file now and
+        // cut the WAL back, rather than leave a WAL the size of the read models.
         // Best effort: a busy reader only delays it to the automatic checkpoints.
         let _ = self
             .conn
@@ -1078,4 +1108,21 @@ fn load_tables(
     )?;
     m.normalize();
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_models_live_beside_the_store() {
+        assert_eq!(
+            read_models_beside(Path::new("/data/ledger.db")),
+            Path::new("/data/ledger.read-models.db")
+        );
+        assert_eq!(
+            read_models_beside(Path::new("ledger")),
+            Path::new("ledger.read-models.db")
+        );
+    }
 }

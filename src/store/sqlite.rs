@@ -11,6 +11,7 @@
 //! part of an append. Positions are assigned inside the write transaction from the table's own
 //! maximum, so that several processes may write to one file (SQLite serializes them).
 
+use super::checkpointer::Checkpointer;
 use super::{
     AppendError, AppendResult, BulkMessage, BulkResult, CurrentRevision, Direction, EventStore,
     NewRecord, ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
@@ -38,8 +39,12 @@ pub const SUBSCRIPTION_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const WAL_BYTES_KEPT_MAX: i64 = 64 * 1024 * 1024;
 /// Page cache of the writing connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 256 * 1024;
-/// How long a connection waits for another process's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection waits for another connection's lock before failing.
+pub const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often a connection waiting for a lock tries again. SQLite's own busy handler backs off
+/// to 100 ms sleeps; the read models' writer, waiting for the event writer's back-to-back group
+/// commits, then slept through every free moment and fell seconds behind.
+const BUSY_RETRY_INTERVAL: Duration = Duration::from_micros(200);
 /// Identifies a pipeline-ledger file (`PRAGMA application_id`): "PLDG".
 const APPLICATION_ID: i32 = 0x504c_4447;
 /// The file format version (`PRAGMA user_version`).
@@ -100,7 +105,7 @@ impl SqliteStore {
             source,
         };
         let mut conn = Connection::open(&path).map_err(sqlite)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        wait_when_busy(&mut conn).map_err(sqlite)?;
         init_schema(&mut conn, &path)?;
         let head = max_position(&conn).map_err(sqlite)?;
         let (head_tx, _) = watch::channel(head);
@@ -109,11 +114,12 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             head: head_tx,
         });
+        let checkpointer = Checkpointer::start(&conn, &path).map_err(sqlite)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH_MAX);
         let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_shared))
+            .spawn(move || writer_loop(conn, rx, writer_shared, checkpointer))
             .map_err(OpenError::Thread)?;
         Ok(Self { shared, writer: tx })
     }
@@ -159,12 +165,27 @@ impl SqliteStore {
     }
 }
 
+/// Makes `conn` wait for a busy lock by retrying every [`BUSY_RETRY_INTERVAL`], up to
+/// [`BUSY_WAIT_MAX`], instead of with SQLite's backing-off sleeps.
+pub fn wait_when_busy(conn: &mut Connection) -> rusqlite::Result<()> {
+    const RETRIES_MAX: u128 = BUSY_WAIT_MAX.as_micros() / BUSY_RETRY_INTERVAL.as_micros();
+    // SQLite calls back a plain `fn`, so the limit is a constant rather than a captured value.
+    fn retry(retries: i32) -> bool {
+        if retries as u128 >= RETRIES_MAX {
+            return false;
+        }
+        std::thread::sleep(BUSY_RETRY_INTERVAL);
+        true
+    }
+    conn.busy_handler(Some(retry))
+}
+
 fn open_reader(path: &Path) -> Result<Connection, StorageError> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    wait_when_busy(&mut conn)?;
     conn.pragma_update(None, "query_only", true)?;
     Ok(conn)
 }
@@ -305,7 +326,12 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, shared: Arc<Shared>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<WriterMessage>,
+    shared: Arc<Shared>,
+    checkpointer: Checkpointer,
+) {
     // After a failed commit the file's state is uncertain from here: refuse every later write
     // until the store is reopened, instead of guessing (as redb does).
     let mut poisoned: Option<String> = None;
@@ -352,6 +378,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, shar
         }
         match commit_batch(&mut conn, &batch) {
             Ok((outcomes, head)) => {
+                checkpointer.nudge();
                 publish_head(&shared, head);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     // The appender may have given up waiting; the append is durable regardless.
