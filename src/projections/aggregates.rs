@@ -16,10 +16,14 @@
 //! | `reps:<period>` | rep | period label | `re_in`, `re_out` | reassignments to / from |
 //! | `reps:<period>` | rep | period label | `overdue` | follow-ups due in the period, met late |
 //! | `due` | due date | rep | `open` | follow-ups due that day, not met yet |
+//!
+//! The days-to-close median and p90 of each rep and period are not sums, so they are kept apart
+//! (`rm_close_spreads`): after each batch, the groups whose contracts changed are recomputed
+//! from their contracts (an index range read); a rebuild computes them all once at its end.
 
 use super::activity::{RepPeriod, RepsParams, RepsReport};
 use super::conversion::Ratio;
-use super::model::CustomerRows;
+use super::model::{ActivityRow, CustomerRows};
 use super::report::ReportMeta;
 use super::time::{Period, SECONDS_PER_DAY, Spread};
 use crate::domain::EventType;
@@ -28,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Version of the aggregates' layout; stored aggregates of another version are recomputed from
 /// the rows when the read models are opened.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 /// The rep report periods, each kept as its own view.
 pub const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Quarter];
 /// The view of the follow-ups not met yet, per due date.
@@ -120,6 +124,37 @@ impl Deltas {
     }
 }
 
+/// A rep report group whose days-to-close spread is kept: period, owner rep, period label.
+pub type CloseGroup = (Period, String, String);
+
+/// Adds to `groups` the groups of a customer's closed contracts (those the spreads count), with
+/// a time inside each group's period.
+pub fn close_groups(rows: &CustomerRows, groups: &mut HashMap<CloseGroup, DateTime<Utc>>) {
+    for a in rows.activities.iter().filter(|a| counts_as_close(a)) {
+        for period in PERIODS {
+            groups.insert(
+                (period, a.owner_rep.clone(), period.label(a.occurred_at)),
+                a.occurred_at,
+            );
+        }
+    }
+}
+
+/// Whether an activity row is a closed contract of the days-to-close spread.
+pub fn counts_as_close(a: &ActivityRow) -> bool {
+    a.applied && a.close_seconds.is_some() && a.event_type == EventType::ContractSigned.as_str()
+}
+
+/// The days-to-close spread of contracts closed after these many seconds.
+pub fn close_spread(close_seconds: impl IntoIterator<Item = i64>) -> Spread {
+    Spread::of(
+        close_seconds
+            .into_iter()
+            .map(|s| s as f64 / SECONDS_PER_DAY)
+            .collect(),
+    )
+}
+
 /// The view name of a rep report period.
 pub fn reps_view(period: Period) -> String {
     format!("reps:{}", period.as_str())
@@ -132,8 +167,8 @@ pub struct RepsInputs {
     pub counters: Vec<(String, String, String, i64)>,
     /// `(due date, rep, count)` of follow-ups not met yet, due before the report clock's day.
     pub open_due: Vec<(NaiveDate, String, i64)>,
-    /// `(owner rep, occurred_at, close_seconds)` of the applied contracts.
-    pub closes: Vec<(String, DateTime<Utc>, i64)>,
+    /// `(owner rep, period label, days-to-close spread)` of the period's groups with contracts.
+    pub close_spreads: Vec<(String, String, Spread)>,
 }
 
 /// Builds the rep report from the aggregates: the same rows and numbers as
@@ -200,18 +235,14 @@ pub fn reps_report(meta: ReportMeta, params: RepsParams, input: RepsInputs) -> R
             row(&mut table, &rep, &label).overdue_followups += n as u64;
         }
     }
-    let mut close_days: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for (rep, at, secs) in input.closes {
-        if wanted(&rep) {
-            close_days
-                .entry((rep, params.period.label(at)))
-                .or_default()
-                .push(secs as f64 / SECONDS_PER_DAY);
-        }
-    }
+    let mut spreads: HashMap<(String, String), Spread> = input
+        .close_spreads
+        .into_iter()
+        .map(|(rep, label, spread)| ((rep, label), spread))
+        .collect();
     for (key, r) in table.iter_mut() {
         r.win_rate = Ratio::new(r.deals_won, r.deals_won + r.deals_lost);
-        r.days_to_close = Spread::of(close_days.remove(key).unwrap_or_default());
+        r.days_to_close = spreads.remove(key).unwrap_or_default();
     }
     RepsReport {
         meta,

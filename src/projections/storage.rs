@@ -8,13 +8,14 @@ use super::model::{
     ActivityRow, CustomerRow, CustomerRows, CustomerValueRow, DealRow, FollowUpRow, ReadModel,
     StageStayRow,
 };
+use super::time::Spread;
 use super::{activity, conversion, lifecycle};
 use crate::domain::CustomerId;
 use crate::store::checkpointer::Checkpointer;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Prefix of the live read-model tables.
@@ -22,7 +23,7 @@ pub const LIVE: &str = "rm_";
 /// Prefix of the tables a rebuild writes before swapping them in.
 pub const STAGING: &str = "rm_new_";
 /// The tables of the read models, without prefix.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "checkpoints",
     "customers",
     "customer_values",
@@ -31,6 +32,7 @@ pub const TABLES: [&str; 8] = [
     "activity",
     "followups",
     "aggregates",
+    "close_spreads",
 ];
 /// The tables holding one customer's rows (`customer_id` first in their primary key).
 const CUSTOMER_TABLES: [&str; 6] = [
@@ -213,6 +215,7 @@ impl ReadModelDb {
                 deltas.contribute(rows, 1);
             }
             write_deltas(&tx, prefix, &deltas).map_err(|e| err(e.into()))?;
+            rewrite_all_close_spreads(&tx, prefix).map_err(err)?;
             tx.execute(
                 &format!(
                     "INSERT INTO {prefix}aggregates (view, grp, key, metric, value) \
@@ -316,6 +319,9 @@ impl ReadModelDb {
             return Ok(false);
         }
         let mut deltas = Deltas::default();
+        // Staging spreads are computed once, at the end of the rebuild (`finish_staging`).
+        let keep_spreads = prefix == LIVE;
+        let mut close_groups = HashMap::new();
         for (customer, rows) in changes {
             if !customers_are_new {
                 let old =
@@ -325,12 +331,19 @@ impl ReadModelDb {
                     })?;
                 for old in split_by_customer(old).values() {
                     deltas.contribute(old, -1);
+                    if keep_spreads {
+                        aggregates::close_groups(old, &mut close_groups);
+                    }
                 }
             }
             deltas.contribute(rows, 1);
+            if keep_spreads {
+                aggregates::close_groups(rows, &mut close_groups);
+            }
             write_customer(&tx, prefix, customer.as_str(), rows).map_err(sql)?;
         }
         write_deltas(&tx, prefix, &deltas).map_err(sql)?;
+        write_close_spreads(&tx, prefix, &close_groups).map_err(sql)?;
         let now = micros(Utc::now());
         for name in PROJECTIONS {
             tx.execute(
@@ -366,7 +379,12 @@ impl ReadModelDb {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql)?;
-        // The staging aggregates were kept up to date during the rebuild: mark their layout.
+        // The staging counters were kept up to date during the rebuild; the spreads are computed
+        // now, once. Then their layout is marked.
+        rewrite_all_close_spreads(&tx, STAGING).map_err(|e| match e {
+            LoadError::Sqlite(source) => sql(source),
+            LoadError::Corrupt(e) => e,
+        })?;
         tx.execute(
             &format!(
                 "INSERT OR IGNORE INTO {STAGING}aggregates (view, grp, key, metric, value) \
@@ -582,8 +600,102 @@ fn schema(p: &str) -> String {
             metric TEXT NOT NULL,
             value  INTEGER NOT NULL,
             PRIMARY KEY (view, grp, key, metric)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}close_spreads (
+            period      TEXT NOT NULL,
+            rep         TEXT NOT NULL,
+            label       TEXT NOT NULL,
+            contracts   INTEGER NOT NULL,
+            median_days REAL NOT NULL,
+            p90_days    REAL NOT NULL,
+            PRIMARY KEY (period, rep, label)
         ) WITHOUT ROWID;"
     )
+}
+
+/// Recomputes the days-to-close spreads of `groups` from their contracts (read through the
+/// contracts index, one period of one rep each); a group left without contracts is deleted.
+fn write_close_spreads(
+    tx: &Transaction<'_>,
+    p: &str,
+    groups: &HashMap<aggregates::CloseGroup, DateTime<Utc>>,
+) -> rusqlite::Result<()> {
+    let mut closes = tx.prepare_cached(&format!(
+        "SELECT close_seconds FROM {p}activity \
+         WHERE event_type = 'ContractSigned' AND applied = 1 AND owner_rep = ?1 \
+         AND occurred_at >= ?2 AND occurred_at < ?3 AND close_seconds IS NOT NULL"
+    ))?;
+    for ((period, rep, label), inside) in groups {
+        let (start, end) = period.bounds(*inside);
+        let seconds = closes
+            .query_map(params![rep, micros(start), micros(end)], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        put_close_spread(tx, p, (period.as_str(), rep, label), seconds)?;
+    }
+    Ok(())
+}
+
+/// Stores one group's spread (or deletes the group when it has no contracts).
+fn put_close_spread(
+    tx: &Transaction<'_>,
+    p: &str,
+    (period, rep, label): (&str, &str, &str),
+    close_seconds: Vec<i64>,
+) -> rusqlite::Result<()> {
+    let spread = aggregates::close_spread(close_seconds);
+    match (spread.median, spread.p90) {
+        (Some(median), Some(p90)) => {
+            tx.prepare_cached(&format!(
+                "INSERT INTO {p}close_spreads \
+                 (period, rep, label, contracts, median_days, p90_days) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (period, rep, label) DO UPDATE SET \
+                 contracts = excluded.contracts, median_days = excluded.median_days, \
+                 p90_days = excluded.p90_days"
+            ))?
+            .execute(params![
+                period,
+                rep,
+                label,
+                spread.count as i64,
+                median,
+                p90
+            ])?;
+        }
+        _ => {
+            tx.prepare_cached(&format!(
+                "DELETE FROM {p}close_spreads WHERE period = ?1 AND rep = ?2 AND label = ?3"
+            ))?
+            .execute(params![period, rep, label])?;
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes every days-to-close spread under prefix `p` from all its contracts, in one pass.
+fn rewrite_all_close_spreads(tx: &Transaction<'_>, p: &str) -> Result<(), LoadError> {
+    tx.execute(&format!("DELETE FROM {p}close_spreads"), [])?;
+    let r = Reader { table: "activity" };
+    let mut stmt = tx.prepare(&format!(
+        "SELECT owner_rep, occurred_at, close_seconds FROM {p}activity \
+         WHERE event_type = 'ContractSigned' AND applied = 1 AND close_seconds IS NOT NULL"
+    ))?;
+    let mut groups: BTreeMap<(&'static str, String, String), Vec<i64>> = BTreeMap::new();
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let rep: String = row.get(0)?;
+        let at = r.time("occurred_at", row.get(1)?)?;
+        let seconds: i64 = row.get(2)?;
+        for period in aggregates::PERIODS {
+            groups
+                .entry((period.as_str(), rep.clone(), period.label(at)))
+                .or_default()
+                .push(seconds);
+        }
+    }
+    for ((period, rep, label), seconds) in groups {
+        put_close_spread(tx, p, (period, &rep, &label), seconds)?;
+    }
+    Ok(())
 }
 
 /// The secondary indexes the queries need (every customer table is already keyed by customer).
@@ -827,24 +939,23 @@ fn read_reps_inputs(
                 .push((r.date("grp", row.get(0)?)?, row.get(1)?, row.get(2)?));
         }
     }
-    let r = Reader { table: "activity" };
-    let rep_filter = if rep.is_some() {
-        " AND owner_rep = ?1"
-    } else {
-        ""
-    };
+    let rep_filter = if rep.is_some() { " AND rep = ?2" } else { "" };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT owner_rep, occurred_at, close_seconds FROM {LIVE}activity \
-         WHERE event_type = 'ContractSigned' AND applied = 1{rep_filter} \
-         AND close_seconds IS NOT NULL"
+        "SELECT rep, label, contracts, median_days, p90_days FROM {LIVE}close_spreads \
+         WHERE period = ?1{rep_filter}"
     ))?;
-    let args: Vec<&str> = rep.into_iter().collect();
+    let args: Vec<&str> = std::iter::once(period.as_str()).chain(rep).collect();
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     while let Some(row) = rows.next()? {
-        out.closes.push((
+        let count: i64 = row.get(2)?;
+        out.close_spreads.push((
             row.get(0)?,
-            r.time("occurred_at", row.get(1)?)?,
-            row.get(2)?,
+            row.get(1)?,
+            Spread {
+                count: count as u64,
+                median: Some(row.get(3)?),
+                p90: Some(row.get(4)?),
+            },
         ));
     }
     Ok(out)

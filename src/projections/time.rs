@@ -38,6 +38,32 @@ impl Period {
         }
     }
 
+    /// The first instant of the period holding `t`, and the first instant after it.
+    pub fn bounds(&self, t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let d = t.date_naive();
+        let first_of_month = |year: i32, month: u32| {
+            NaiveDate::from_ymd_opt(year, month, 1).expect("the first of a month exists")
+        };
+        let (start, end) = match self {
+            Period::Day => (d, d + Duration::days(1)),
+            Period::Week => {
+                let monday = d - Duration::days(i64::from(d.weekday().num_days_from_monday()));
+                (monday, monday + Duration::days(7))
+            }
+            Period::Month | Period::Quarter => {
+                let months = if *self == Period::Month { 1 } else { 3 };
+                let first = (d.month0() / months) * months;
+                let next = first + months;
+                (
+                    first_of_month(d.year(), first + 1),
+                    first_of_month(d.year() + (next / 12) as i32, next % 12 + 1),
+                )
+            }
+        };
+        let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
+        (midnight(start), midnight(end))
+    }
+
     /// The wire name.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -139,6 +165,29 @@ pub fn round6(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn period_bounds_hold_exactly_the_times_of_the_label() {
+        let t = parse_time_start("2024-11-20").unwrap() + Duration::hours(15);
+        for period in [Period::Day, Period::Week, Period::Month, Period::Quarter] {
+            let (start, end) = period.bounds(t);
+            assert!(start <= t && t < end, "{period:?}");
+            assert_eq!(period.label(start), period.label(t), "{period:?}");
+            assert_eq!(
+                period.label(end - Duration::microseconds(1)),
+                period.label(t)
+            );
+            assert_ne!(period.label(end), period.label(t), "{period:?}");
+            assert_ne!(
+                period.label(start - Duration::microseconds(1)),
+                period.label(t)
+            );
+        }
+        let (start, end) = Period::Quarter.bounds(t);
+        assert_eq!((start.month(), end.month(), end.year()), (10, 1, 2025));
+        let (start, end) = Period::Week.bounds(t);
+        assert_eq!((start.day(), end.day()), (18, 25));
+    }
 
     #[test]
     fn period_labels() {
