@@ -51,6 +51,15 @@ async fn every_command_runs_and_reports_its_position() {
     .await;
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["meta"]["position"], serde_json::json!(n));
+    // The funnel the runner keeps computed is the one computed afresh.
+    let kept = exec(&store, &path, &["funnel", "--json", "--by", "rep"]).await;
+    let fresh = exec(
+        &store,
+        &path,
+        &["funnel", "--json", "--by", "rep", "--fresh"],
+    )
+    .await;
+    assert_eq!(kept, fresh);
     let csv = exec(&store, &path, &["funnel", "--csv"]).await;
     assert!(csv.starts_with("position,group,stage,"), "{csv}");
     assert!(

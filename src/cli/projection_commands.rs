@@ -11,7 +11,7 @@ use pipeline_ledger::projections::render::{
     Format, write_customer, write_funnel, write_pipeline, write_reps,
 };
 use pipeline_ledger::projections::report::{
-    ReportAt, ReportError, live_customer, live_funnel, live_reps, load,
+    ReportAt, ReportError, live_customer, live_funnel, live_reps, load, materialized_funnel,
 };
 use pipeline_ledger::projections::runner::{self, Progress};
 use pipeline_ledger::projections::stalled::pipeline;
@@ -133,6 +133,12 @@ pub enum ProjectionCommand {
         /// Cohort granularity for --by cohort.
         #[arg(long, value_enum, default_value = "month")]
         cohort: CohortArg,
+        /// Compute it from the read models now, instead of reading the funnel the runner keeps
+        /// computed (whole, and by source, rep and month cohort, over all deals): that one is
+        /// refreshed when `project` or `rebuild` finish and every minute under `project --follow`,
+        /// and states the position it reflects.
+        #[arg(long)]
+        fresh: bool,
         #[command(flatten)]
         report: ReportArgs,
     },
@@ -234,6 +240,7 @@ pub async fn run(
             to,
             by,
             cohort,
+            fresh,
             report,
         } => {
             let policy = Policy::load(report.policy.as_deref())?;
@@ -251,12 +258,19 @@ pub async fn run(
                 },
             };
             let at = report.at();
-            let r = match live_funnel(store_dyn, store_path, &policy, &at, params).await? {
+            let kept = match fresh {
+                true => None,
+                false => materialized_funnel(store_dyn, store_path, &policy, &at, params).await?,
+            };
+            let r = match kept {
                 Some(r) => r,
-                None => {
-                    let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
-                    funnel(&model, &policy, meta, params)
-                }
+                None => match live_funnel(store_dyn, store_path, &policy, &at, params).await? {
+                    Some(r) => r,
+                    None => {
+                        let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
+                        funnel(&model, &policy, meta, params)
+                    }
+                },
             };
             write_funnel(out, report.format(), &r)?;
         }

@@ -256,7 +256,9 @@ mod tests {
     use super::super::activity::{RepsParams, reps};
     use super::super::conversion::{FunnelParams, GroupBy, funnel};
     use super::super::lifecycle::customer_report;
-    use super::super::report::{ReportAt, live_customer, live_funnel, live_reps, load};
+    use super::super::report::{
+        ReportAt, live_customer, live_funnel, live_reps, load, materialized_funnel,
+    };
     use super::super::time::Period;
     use super::super::{Policy, runner};
     use super::PERIODS;
@@ -312,6 +314,22 @@ mod tests {
                         .unwrap();
                     assert_eq!(
                         live,
+                        funnel(&model, &policy, meta.clone(), params),
+                        "{label}"
+                    );
+                }
+                // The funnels the runner keeps computed are those of the model it reached.
+                for by in super::super::report::MATERIALIZED_FUNNELS {
+                    let params = FunnelParams {
+                        by,
+                        ..FunnelParams::default()
+                    };
+                    let kept = materialized_funnel(&*store, &path, &policy, &at, params)
+                        .await
+                        .unwrap()
+                        .expect("the runner keeps this funnel");
+                    assert_eq!(
+                        kept,
                         funnel(&model, &policy, meta.clone(), params),
                         "{label}"
                     );

@@ -194,7 +194,7 @@ pub struct FunnelGroup {
 }
 
 /// The `funnel` report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunnelReport {
     pub meta: ReportMeta,
     pub params: FunnelParams,

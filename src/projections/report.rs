@@ -4,13 +4,14 @@
 
 use super::activity::{RepsParams, RepsReport};
 use super::aggregates::reps_report;
-use super::conversion::{FunnelParams, FunnelReport, funnel};
+use super::conversion::{FunnelParams, FunnelReport, GroupBy, funnel};
 use super::fold::replay;
 use super::lifecycle::{CustomerReport, customer_report};
 use super::model::ReadModel;
 use super::policy::Policy;
 use super::runner::lag;
 use super::storage::{Checkpoint, ReadModelDb, StorageError};
+use super::time::Period;
 use crate::domain::LedgerEvent;
 use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode};
 use crate::store::{EventStore, ReadError};
@@ -81,6 +82,10 @@ pub enum ReportError {
     BeyondHead { asked: u64, head: Option<u64> },
     #[error("customer {0} is not in the read model at this position")]
     UnknownCustomer(String),
+    #[error(
+        "a materialized report in the read models cannot be read ({0}); run `pipeline-ledger rebuild`, or ask with --fresh"
+    )]
+    Stored(serde_json::Error),
 }
 
 /// Reads the events of the log that pass `at`'s filters, in log order.
@@ -219,6 +224,113 @@ pub async fn live_reps(
     };
     let meta = live_meta(head, &cp, at);
     Ok(Some(reps_report(meta, params, inputs)))
+}
+
+/// The funnels kept computed in the read models (`rm_reports`): over all deals, at the read
+/// models' own clock, whole and by each grouping (cohorts by month). These are what sales ops ask
+/// for most, and computing one reads every deal and stage stay: seconds at 10M events.
+pub const MATERIALIZED_FUNNELS: [Option<GroupBy>; 4] = [
+    None,
+    Some(GroupBy::Source),
+    Some(GroupBy::Rep),
+    Some(GroupBy::Cohort),
+];
+
+/// The name a funnel is kept under, if its parameters are among [`MATERIALIZED_FUNNELS`].
+fn materialized_name(params: &FunnelParams) -> Option<String> {
+    let kept = params.from.is_none()
+        && params.to.is_none()
+        && params.cohort == Period::Month
+        && MATERIALIZED_FUNNELS.contains(&params.by);
+    kept.then(|| {
+        match params.by {
+            None => "funnel",
+            Some(GroupBy::Source) => "funnel:source",
+            Some(GroupBy::Rep) => "funnel:rep",
+            Some(GroupBy::Cohort) => "funnel:cohort",
+        }
+        .to_string()
+    })
+}
+
+/// Why the materialized reports could not be refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("a report could not be serialized: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("the refresh stopped unexpectedly: {0}")]
+    Panicked(String),
+}
+
+/// Computes the [`MATERIALIZED_FUNNELS`] from the live read models (one read of the deals and
+/// stays for all of them) and stores them with the position they reflect. Returns that
+/// position; `None` when the read models were never projected. Blocking: run it off the async
+/// threads when other work waits.
+pub fn materialize_funnels(
+    db_path: &Path,
+    policy: &Policy,
+) -> Result<Option<u64>, MaterializeError> {
+    let mut db = ReadModelDb::open(db_path)?;
+    let policy_json = serde_json::to_string(policy)?;
+    let checkpoint = db.checkpoint(super::storage::LIVE)?.position;
+    let stored = db.read_report("funnel", &policy_json)?.map(|(p, _)| p);
+    if checkpoint.is_some() && stored == checkpoint {
+        return Ok(checkpoint); // nothing new since the last refresh
+    }
+    let Some(model) = db.load_conversion_live()? else {
+        return Ok(None);
+    };
+    let Some(position) = model.position else {
+        return Ok(None);
+    };
+    let cp = Checkpoint {
+        position: model.position,
+        log_time: model.log_time,
+    };
+    let meta = live_meta(cp.position, &cp, &ReportAt::default());
+    let mut reports = Vec::new();
+    for by in MATERIALIZED_FUNNELS {
+        let params = FunnelParams {
+            by,
+            ..FunnelParams::default()
+        };
+        let name = materialized_name(&params).expect("every materialized funnel has a name");
+        let report = funnel(&model, policy, meta.clone(), params);
+        reports.push((name, serde_json::to_string(&report)?));
+    }
+    db.write_reports(position, &policy_json, &reports)?;
+    Ok(Some(position))
+}
+
+/// The funnel as last materialized by the runner ([`materialize_funnels`]), if `params` are
+/// among [`MATERIALIZED_FUNNELS`], the clock is the read models' own and the policy is the one
+/// it was computed under. Its position may be behind the read models' checkpoint (the runner
+/// refreshes it when it catches up, and every [`super::runner::FUNNEL_REFRESH_INTERVAL`] while
+/// following); the report states its position and lag like any other.
+pub async fn materialized_funnel(
+    store: &dyn EventStore,
+    db_path: &Path,
+    policy: &Policy,
+    at: &ReportAt,
+    params: FunnelParams,
+) -> Result<Option<FunnelReport>, ReportError> {
+    let Some(name) = materialized_name(&params) else {
+        return Ok(None);
+    };
+    if at.is_replay() || at.now.is_some() {
+        return Ok(None);
+    }
+    let policy_json = serde_json::to_string(policy).map_err(ReportError::Stored)?;
+    let Some((_, body)) = ReadModelDb::open(db_path)?.read_report(&name, &policy_json)? else {
+        return Ok(None);
+    };
+    let mut report: FunnelReport = serde_json::from_str(&body).map_err(ReportError::Stored)?;
+    let head = store.head_position().await?;
+    report.meta.head_position = head;
+    report.meta.lag = lag(head, report.meta.position);
+    Ok(Some(report))
 }
 
 /// The funnel from the live read models, reading only the deals and stage stays (not the

@@ -4,6 +4,7 @@
 
 use super::fold::Projector;
 use super::policy::Policy;
+use super::report::{MaterializeError, materialize_funnels};
 use super::storage::{Checkpoint, LIVE, ReadModelDb, STAGING, StorageError};
 use crate::domain::{CustomerId, LedgerEvent};
 use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode, stream_name};
@@ -21,6 +22,10 @@ pub const CACHED_EVENTS_MAX: usize = 500_000;
 /// Once caught up, the longest a live event waits for more events to share its batch's
 /// commit: the projection lag's floor under load, traded against commits per second.
 pub const FOLLOW_FLUSH_INTERVAL: Duration = Duration::from_millis(2);
+/// While following, the longest the materialized funnels (`rm_reports`) go without a refresh
+/// when events keep arriving. A refresh reads every deal and stage stay (seconds at 10M events),
+/// so it runs beside the fold, on a blocking thread, and never delays a batch.
+pub const FUNNEL_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// Events read per page by a rebuild in stream order.
 pub const REBUILD_PAGE_EVENTS: usize = 16_384;
 /// Customers whose rows a rebuild writes per transaction.
@@ -45,6 +50,8 @@ pub enum RunError {
         "another process keeps moving the read models' checkpoint ({CHECKPOINT_CONFLICTS_MAX} conflicts); run one projection runner at a time"
     )]
     Contended,
+    #[error("refreshing the materialized funnels failed: {0}")]
+    Materialize(#[from] MaterializeError),
 }
 
 /// Where a run stands.
@@ -78,7 +85,39 @@ pub async fn project(
     stop: impl Future<Output = ()> + Send,
 ) -> Result<Progress, RunError> {
     let mut db = ReadModelDb::open(db_path)?;
-    run(store, &mut db, LIVE, policy, follow, progress, stop).await
+    let done = if follow {
+        let refresher = refresh_funnels_periodically(db_path, policy);
+        let done = run(store, &mut db, LIVE, policy, follow, progress, stop).await;
+        refresher.abort();
+        done?
+    } else {
+        run(store, &mut db, LIVE, policy, follow, progress, stop).await?
+    };
+    refresh_funnels(db_path, policy).await?;
+    Ok(done)
+}
+
+/// Brings the materialized funnels to the read models' checkpoint, off the async threads.
+async fn refresh_funnels(db_path: &Path, policy: &Policy) -> Result<(), RunError> {
+    let (path, policy) = (db_path.to_path_buf(), policy.clone());
+    tokio::task::spawn_blocking(move || materialize_funnels(&path, &policy))
+        .await
+        .map_err(|e| RunError::Materialize(MaterializeError::Panicked(e.to_string())))??;
+    Ok(())
+}
+
+/// Refreshes the materialized funnels every [`FUNNEL_REFRESH_INTERVAL`] while a follower runs.
+/// A failed refresh is tried again at the next tick: the fold goes on regardless.
+fn refresh_funnels_periodically(db_path: &Path, policy: &Policy) -> tokio::task::JoinHandle<()> {
+    let (path, policy) = (db_path.to_path_buf(), policy.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FUNNEL_REFRESH_INTERVAL);
+        tick.tick().await; // the first tick is immediate; the catch-up has not happened yet
+        loop {
+            tick.tick().await;
+            let _ = refresh_funnels(&path, &policy).await;
+        }
+    })
 }
 
 /// Rebuilds the read models from the start of the log into new tables, then swaps them in
@@ -109,6 +148,7 @@ pub async fn rebuild(
         }
     };
     db.swap_in_staging()?;
+    refresh_funnels(db_path, policy).await?;
     Ok(done)
 }
 

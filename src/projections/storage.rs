@@ -23,7 +23,7 @@ pub const LIVE: &str = "rm_";
 /// Prefix of the tables a rebuild writes before swapping them in.
 pub const STAGING: &str = "rm_new_";
 /// The tables of the read models, without prefix.
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 10] = [
     "checkpoints",
     "customers",
     "customer_values",
@@ -33,6 +33,7 @@ pub const TABLES: [&str; 9] = [
     "followups",
     "aggregates",
     "close_spreads",
+    "reports",
 ];
 /// The tables holding one customer's rows (`customer_id` first in their primary key).
 const CUSTOMER_TABLES: [&str; 6] = [
@@ -490,6 +491,63 @@ impl ReadModelDb {
         Ok(model.position.is_some().then_some(model))
     }
 
+    /// Stores reports computed at log position `position` under `policy` (its JSON), replacing
+    /// older ones of the same names; a stored report of a later position is kept instead.
+    pub fn write_reports(
+        &mut self,
+        position: u64,
+        policy: &str,
+        reports: &[(String, String)],
+    ) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let sql = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        {
+            let mut put = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {LIVE}reports (name, position, policy, computed_at, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET \
+                     position = excluded.position, policy = excluded.policy, \
+                     computed_at = excluded.computed_at, body = excluded.body \
+                     WHERE excluded.position >= {LIVE}reports.position"
+                ))
+                .map_err(sql)?;
+            let now = micros(Utc::now());
+            for (name, body) in reports {
+                put.execute(params![name, position as i64, policy, now, body])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        self.wal_written()
+    }
+
+    /// A stored report and the log position it was computed at, if one was computed under
+    /// `policy` (its JSON).
+    pub fn read_report(
+        &mut self,
+        name: &str,
+        policy: &str,
+    ) -> Result<Option<(u64, String)>, StorageError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT position, body FROM {LIVE}reports WHERE name = ?1 AND policy = ?2"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![name, policy], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.sql(e))
+    }
+
     /// Loads the read model if the live tables hold a checkpoint, `None` if never projected.
     pub fn load_live(&mut self) -> Result<Option<ReadModel>, StorageError> {
         if self.checkpoint(LIVE)?.position.is_none() {
@@ -609,6 +667,13 @@ fn schema(p: &str) -> String {
             median_days REAL NOT NULL,
             p90_days    REAL NOT NULL,
             PRIMARY KEY (period, rep, label)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS {p}reports (
+            name        TEXT PRIMARY KEY,
+            position    INTEGER NOT NULL,
+            policy      TEXT NOT NULL,
+            computed_at INTEGER NOT NULL,
+            body        TEXT NOT NULL
         ) WITHOUT ROWID;"
     )
 }
