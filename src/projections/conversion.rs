@@ -10,7 +10,7 @@ use super::timeline::Walk;
 use crate::domain::Stage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Name of this projection's checkpoint.
 pub const NAME: &str = "conversion";
@@ -213,7 +213,24 @@ pub fn funnel(
     meta: ReportMeta,
     params: FunnelParams,
 ) -> FunnelReport {
-    let mut stays_by_deal: BTreeMap<(&str, &str), Vec<&StageStayRow>> = BTreeMap::new();
+    funnels(model, policy, meta, &[params])
+        .pop()
+        .expect("one report per parameter set")
+}
+
+/// A funnel's window: `from` and `to`.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// Computes several funnels over one read model, in order: the deals are gathered once, funnels
+/// with the same window share their total, and the groupings are computed on every core.
+pub fn funnels(
+    model: &ReadModel,
+    policy: &Policy,
+    meta: ReportMeta,
+    params: &[FunnelParams],
+) -> Vec<FunnelReport> {
+    use rayon::prelude::*;
+    let mut stays_by_deal: HashMap<(&str, &str), Vec<&StageStayRow>> = HashMap::new();
     for s in &model.stays {
         stays_by_deal
             .entry((s.customer_id.as_str(), s.deal_id.as_str()))
@@ -225,38 +242,66 @@ pub fn funnel(
         .iter()
         .map(|d| {
             let stays = stays_by_deal
-                .get(&(d.customer_id.as_str(), d.deal_id.as_str()))
-                .cloned()
+                .remove(&(d.customer_id.as_str(), d.deal_id.as_str()))
                 .unwrap_or_default();
             (d, stays)
         })
         .collect();
     let now = meta.evaluated_at;
+    let mut windows: Vec<Window> = params.iter().map(|p| (p.from, p.to)).collect();
+    windows.dedup();
+    let totals: Vec<_> = windows
+        .par_iter()
+        .map(|&(from, to)| {
+            let p = params
+                .iter()
+                .find(|p| (p.from, p.to) == (from, to))
+                .expect("every window comes from a parameter set");
+            ((from, to), group(policy, "all".into(), &deals, p, now))
+        })
+        .collect();
+    params
+        .par_iter()
+        .map(|params| {
+            let total = totals
+                .iter()
+                .find(|(w, _)| *w == (params.from, params.to))
+                .map(|(_, t)| t.clone())
+                .expect("every window has its total");
+            FunnelReport {
+                meta: meta.clone(),
+                params: *params,
+                total,
+                groups: grouped(policy, &deals, params, now),
+            }
+        })
+        .collect()
+}
+
+/// The groups of a funnel broken down by `params.by` (none without it).
+fn grouped(
+    policy: &Policy,
+    deals: &[(&DealRow, Vec<&StageStayRow>)],
+    params: &FunnelParams,
+    now: Option<DateTime<Utc>>,
+) -> Vec<FunnelGroup> {
+    let Some(by) = params.by else {
+        return Vec::new();
+    };
     let group_of = |d: &DealRow| -> String {
-        match params.by {
-            None => "all".to_string(),
-            Some(GroupBy::Source) => d.source.as_str().to_string(),
-            Some(GroupBy::Rep) => d.owner_at_open.clone(),
-            Some(GroupBy::Cohort) => params.cohort.label(d.opened_at),
+        match by {
+            GroupBy::Source => d.source.as_str().to_string(),
+            GroupBy::Rep => d.owner_at_open.clone(),
+            GroupBy::Cohort => params.cohort.label(d.opened_at),
         }
     };
-    let total = group(policy, "all".into(), &deals, &params, now);
     let mut keys: BTreeMap<String, Vec<(&DealRow, Vec<&StageStayRow>)>> = BTreeMap::new();
-    if params.by.is_some() {
-        for (d, s) in &deals {
-            keys.entry(group_of(d)).or_default().push((*d, s.clone()));
-        }
+    for (d, s) in deals {
+        keys.entry(group_of(d)).or_default().push((*d, s.clone()));
     }
-    let groups = keys
-        .into_iter()
-        .map(|(k, ds)| group(policy, k, &ds, &params, now))
-        .collect();
-    FunnelReport {
-        meta,
-        params,
-        total,
-        groups,
-    }
+    keys.into_iter()
+        .map(|(k, ds)| group(policy, k, &ds, params, now))
+        .collect()
 }
 
 fn group(
@@ -395,15 +440,15 @@ fn transitions<'a>(
     stays: impl Iterator<Item = &'a StageStayRow>,
     keep: impl Fn(DateTime<Utc>) -> bool,
 ) -> Vec<Transition> {
-    let mut cells: BTreeMap<(usize, String, usize, String), u64> = BTreeMap::new();
-    let label = |s: Stage| (policy.rank(s), s.as_str().to_string());
-    let start = (0usize, START.to_string());
-    let lost = (usize::MAX, LOST.to_string());
+    let mut cells: BTreeMap<(usize, &'static str, usize, &'static str), u64> = BTreeMap::new();
+    let label = |s: Stage| (policy.rank(s), s.as_str());
+    let start = (0usize, START);
+    let lost = (usize::MAX, LOST);
     for s in stays {
         if keep(s.entered_at) {
             let from = match (s.entry, s.from_stage) {
-                (EntryKind::Opened, _) => Some(start.clone()),
-                (EntryKind::Reopened, _) => Some(lost.clone()),
+                (EntryKind::Opened, _) => Some(start),
+                (EntryKind::Reopened, _) => Some(lost),
                 (_, Some(f)) => Some(label(f)),
                 (_, None) => None,
             };
@@ -416,14 +461,16 @@ fn transitions<'a>(
             && keep(at)
         {
             let from = label(s.stage);
-            *cells
-                .entry((from.0, from.1, lost.0, lost.1.clone()))
-                .or_insert(0) += 1;
+            *cells.entry((from.0, from.1, lost.0, lost.1)).or_insert(0) += 1;
         }
     }
     cells
         .into_iter()
-        .map(|((_, from, _, to), count)| Transition { from, to, count })
+        .map(|((_, from, _, to), count)| Transition {
+            from: from.to_string(),
+            to: to.to_string(),
+            count,
+        })
         .collect()
 }
 

@@ -4,7 +4,7 @@
 
 use super::activity::{RepsParams, RepsReport};
 use super::aggregates::reps_report;
-use super::conversion::{FunnelParams, FunnelReport, GroupBy, funnel};
+use super::conversion::{FunnelParams, FunnelReport, GroupBy, funnel, funnels};
 use super::fold::replay;
 use super::lifecycle::{CustomerReport, customer_report};
 use super::model::ReadModel;
@@ -290,14 +290,16 @@ pub fn materialize_funnels(
         log_time: model.log_time,
     };
     let meta = live_meta(cp.position, &cp, &ReportAt::default());
-    let mut reports = Vec::new();
-    for by in MATERIALIZED_FUNNELS {
-        let params = FunnelParams {
+    let params: Vec<FunnelParams> = MATERIALIZED_FUNNELS
+        .iter()
+        .map(|&by| FunnelParams {
             by,
             ..FunnelParams::default()
-        };
-        let name = materialized_name(&params).expect("every materialized funnel has a name");
-        let report = funnel(&model, policy, meta.clone(), params);
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for (p, report) in params.iter().zip(funnels(&model, policy, meta, &params)) {
+        let name = materialized_name(p).expect("every materialized funnel has a name");
         reports.push((name, serde_json::to_string(&report)?));
     }
     db.write_reports(position, &policy_json, &reports)?;

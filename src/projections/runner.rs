@@ -28,6 +28,8 @@ pub const FOLLOW_FLUSH_INTERVAL: Duration = Duration::from_millis(2);
 pub const FUNNEL_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// Events read per page by a rebuild in stream order.
 pub const REBUILD_PAGE_EVENTS: usize = 16_384;
+/// Chunks of derived customers waiting for the rebuild's writer (bounds the memory).
+pub const REBUILD_WRITES_QUEUED_MAX: usize = 2;
 /// Customers whose rows a rebuild writes per transaction.
 pub const REBUILD_CUSTOMERS_PER_WRITE: usize = 4_096;
 /// Events read per page when loading one customer's history.
@@ -50,6 +52,8 @@ pub enum RunError {
         "another process keeps moving the read models' checkpoint ({CHECKPOINT_CONFLICTS_MAX} conflicts); run one projection runner at a time"
     )]
     Contended,
+    #[error("the rebuild's writer thread failed: {0}")]
+    Writer(String),
     #[error("refreshing the materialized funnels failed: {0}")]
     Materialize(#[from] MaterializeError),
 }
@@ -166,6 +170,37 @@ async fn rebuild_by_customer(
     let Some(upto) = store.head_position().await? else {
         return Ok(None);
     };
+    // Writing the rows is most of a rebuild's work: it runs on a thread (and core) of its own
+    // while this task reads and derives the next customers.
+    let (to_writer, chunks) = tokio::sync::mpsc::channel(REBUILD_WRITES_QUEUED_MAX);
+    let path = db.path().to_path_buf();
+    let writer = std::thread::Builder::new()
+        .name("rebuild-writer".into())
+        .spawn(move || write_rebuilt_customers(&path, chunks))
+        .map_err(|e| RunError::Writer(e.to_string()))?;
+    let derived = derive_in_stream_order(store, upto, policy, progress, &to_writer).await;
+    drop(to_writer);
+    let written = writer
+        .join()
+        .map_err(|_| RunError::Writer("it stopped unexpectedly".into()))?;
+    // The writer's error explains a refused send; otherwise the reader's comes first.
+    written?;
+    derived
+}
+
+/// A chunk of derived customers for the rebuild's writer, with the checkpoint it reaches
+/// (unset until the last chunk: a rebuild is only ever resumed by starting over).
+type RebuiltChunk = (Vec<(CustomerId, super::model::CustomerRows)>, Checkpoint);
+
+/// Reads the log in stream order up to `upto` and sends each customer's derived rows to the
+/// writer, a chunk at a time. `None` when the store cannot read in stream order.
+async fn derive_in_stream_order(
+    store: &dyn EventStore,
+    upto: u64,
+    policy: &Policy,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+    writer: &tokio::sync::mpsc::Sender<RebuiltChunk>,
+) -> Result<Option<Progress>, RunError> {
     let mut report = Progress {
         head: Some(upto),
         ..Progress::default()
@@ -178,6 +213,7 @@ async fn rebuild_by_customer(
         position: None,
         log_time: None,
     };
+    let writer_gone = || RunError::Writer("it stopped before the last chunk".into());
     loop {
         let Some(page) = store
             .read_by_stream(upto, after.clone(), REBUILD_PAGE_EVENTS)
@@ -199,12 +235,11 @@ async fn rebuild_by_customer(
             gathering.push(record);
         }
         if changes.len() >= REBUILD_CUSTOMERS_PER_WRITE {
-            // The staging checkpoint stays unset until the last write: a rebuild is only ever
-            // resumed by starting over.
-            if !db.write_new_customers(STAGING, None, &changes, unset)? {
-                return Err(RunError::Contended);
-            }
-            changes.clear();
+            let chunk = std::mem::take(&mut changes);
+            writer
+                .send((chunk, unset))
+                .await
+                .map_err(|_| writer_gone())?;
             progress(&report);
         }
     }
@@ -214,14 +249,37 @@ async fn rebuild_by_customer(
         position: Some(upto),
         log_time,
     };
-    if !db.write_new_customers(STAGING, None, &changes, reached)? {
-        return Err(RunError::Contended);
-    }
+    writer
+        .send((changes, reached))
+        .await
+        .map_err(|_| writer_gone())?;
     report.position = Some(upto);
     report.lag = 0;
     report.caught_up = true;
     progress(&report);
     Ok(Some(report))
+}
+
+/// The rebuild's writer: writes each chunk into the staging tables, gathering the counters'
+/// changes, and writes the counters once the chunks stop.
+fn write_rebuilt_customers(
+    path: &Path,
+    mut chunks: tokio::sync::mpsc::Receiver<RebuiltChunk>,
+) -> Result<(), RunError> {
+    let mut db = ReadModelDb::open(path)?;
+    let mut counters = super::aggregates::Deltas::default();
+    let mut reached_end = false;
+    while let Some((changes, reached)) = chunks.blocking_recv() {
+        if !db.write_new_customers(STAGING, None, &changes, reached, &mut counters)? {
+            return Err(RunError::Contended);
+        }
+        reached_end = reached.position.is_some();
+    }
+    // Without the last chunk the reader failed: its error is the one reported.
+    if reached_end {
+        db.write_counters(STAGING, &counters)?;
+    }
+    Ok(())
 }
 
 /// Derives one customer's rows from all its records (one stream, in revision order).

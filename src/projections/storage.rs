@@ -271,20 +271,39 @@ impl ReadModelDb {
         changes: &[(CustomerId, CustomerRows)],
         reached: Checkpoint,
     ) -> Result<bool, StorageError> {
-        self.write_rows(prefix, expected, changes, reached, false)
+        self.write_rows(prefix, expected, changes, reached, None)
     }
 
     /// [`write_batch`](Self::write_batch) for customers that have no rows yet (a rebuild in
     /// stream order writes each customer once, into empty staging tables): their old rows are
-    /// not read back, which was most of a rebuild's reads.
+    /// not read back, which was most of a rebuild's reads. Their contributions to the counters
+    /// are added to `pending` instead of written: a rebuild writes each counter once, at its end
+    /// ([`write_counters`](Self::write_counters)), rather than once per batch that touches it.
     pub fn write_new_customers(
         &mut self,
         prefix: &str,
         expected: Option<u64>,
         changes: &[(CustomerId, CustomerRows)],
         reached: Checkpoint,
+        pending: &mut Deltas,
     ) -> Result<bool, StorageError> {
-        self.write_rows(prefix, expected, changes, reached, true)
+        self.write_rows(prefix, expected, changes, reached, Some(pending))
+    }
+
+    /// Writes counter changes gathered by [`write_new_customers`](Self::write_new_customers).
+    pub fn write_counters(&mut self, prefix: &str, deltas: &Deltas) -> Result<(), StorageError> {
+        let path = self.path.clone();
+        let sql = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        write_deltas(&tx, prefix, deltas).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.wal_written()
     }
 
     fn write_rows(
@@ -293,8 +312,9 @@ impl ReadModelDb {
         expected: Option<u64>,
         changes: &[(CustomerId, CustomerRows)],
         reached: Checkpoint,
-        customers_are_new: bool,
+        new_customers_counted_in: Option<&mut Deltas>,
     ) -> Result<bool, StorageError> {
+        let customers_are_new = new_customers_counted_in.is_some();
         let path = self.path.clone();
         let sql = |source| StorageError::Sqlite {
             path: path.clone(),
@@ -319,7 +339,8 @@ impl ReadModelDb {
         if current.map(|p| p as u64) != expected {
             return Ok(false);
         }
-        let mut deltas = Deltas::default();
+        let mut own_deltas = Deltas::default();
+        let deltas = new_customers_counted_in.unwrap_or(&mut own_deltas);
         // Staging spreads are computed once, at the end of the rebuild (`finish_staging`).
         let keep_spreads = prefix == LIVE;
         let mut close_groups = HashMap::new();
@@ -343,7 +364,9 @@ impl ReadModelDb {
             }
             write_customer(&tx, prefix, customer.as_str(), rows).map_err(sql)?;
         }
-        write_deltas(&tx, prefix, &deltas).map_err(sql)?;
+        if !customers_are_new {
+            write_deltas(&tx, prefix, deltas).map_err(sql)?;
+        }
         write_close_spreads(&tx, prefix, &close_groups).map_err(sql)?;
         let now = micros(Utc::now());
         for name in PROJECTIONS {
