@@ -7,15 +7,16 @@
 //! line passed; a single bad line anywhere abandons it, and every bad line is still reported.
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
-use super::codec::{decode, stream_name, to_new_record};
+use super::codec::{STREAM_PREFIX, decode, stream_name, to_new_record};
 use super::{Ledger, RecordError};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
-use crate::domain::{CustomerHistory, CustomerId};
+use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
 use crate::store::{
     AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
 };
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::sync::Arc;
@@ -178,19 +179,24 @@ impl<'l> Session<'l> {
         let mut appends: Vec<StreamAppend> = Vec::new();
         for (line, v) in lines {
             let event_id = v.proposed.event_id;
-            if let Some(first) = self.first_line.get(&event_id) {
-                let reason = format!("field event_id: {event_id} is already used on line {first}");
-                self.refuse(line, reason);
-                continue;
+            match self.first_line.entry(event_id) {
+                Entry::Occupied(first) => {
+                    let reason = format!(
+                        "field event_id: {event_id} is already used on line {}",
+                        first.get()
+                    );
+                    self.refuse(line, reason);
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(line);
+                }
             }
-            self.first_line.insert(event_id, line);
-            let customer = v.proposed.customer_id.clone();
-            let stream = stream_name(&customer);
             let record = to_new_record(&v.proposed, v.schema_version, v.data);
             // An event already in the customer's stream: a retry is skipped, another use of the
             // id is refused. (An id used in another customer's stream is refused by the store.)
             if let Some(stored) = self.existing.get(&event_id) {
-                if stored.is_same_event(&stream, &record) {
+                if stored.is_same_event(&stream_name(&v.proposed.customer_id), &record) {
                     self.report.already_present += 1;
                 } else {
                     let reason = format!(
@@ -200,7 +206,10 @@ impl<'l> Session<'l> {
                 }
                 continue;
             }
-            let history = self.histories.get_mut(&customer).expect("loaded above");
+            let history = self
+                .histories
+                .get_mut(&v.proposed.customer_id)
+                .expect("loaded above");
             // A given recorded_at (migrated history) decides, but never later than our clock:
             // otherwise a future recorded_at would let occurred_at into the future too.
             let decided_at = v.proposed.recorded_at.map_or(self.now, |r| r.min(self.now));
@@ -212,11 +221,19 @@ impl<'l> Session<'l> {
                 None => ExpectedRevision::NoStream,
                 Some(r) => ExpectedRevision::Exact(r),
             };
-            history.record(event_id, v.proposed.payload);
+            let ProposedEvent {
+                customer_id: customer,
+                payload,
+                ..
+            } = v.proposed;
+            history.record(event_id, payload);
+            // The stream name is built once per run, not once per event.
             match appends.last_mut() {
-                Some(run) if run.stream == stream => run.events.push(record),
+                Some(run) if run.stream.strip_prefix(STREAM_PREFIX) == Some(customer.as_str()) => {
+                    run.events.push(record)
+                }
                 _ => appends.push(StreamAppend {
-                    stream,
+                    stream: stream_name(&customer),
                     expected,
                     events: vec![record],
                 }),
