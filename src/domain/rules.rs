@@ -97,6 +97,102 @@ pub struct DealState {
     pub status: DealStatus,
 }
 
+/// What the rules need of one event: its type and the few fields they read. A history keeps
+/// these instead of whole payloads (company names, contacts, visit notes), which a bulk import
+/// would otherwise hold for every event of every customer it touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fact {
+    event_type: EventType,
+    kind: FactKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FactKind {
+    Lead {
+        deal: DealId,
+        rep: RepId,
+    },
+    /// FirstVisitMade, DemoGiven, NegotiationHeld and ContractSigned: the deal enters `stage`.
+    Stage {
+        deal: DealId,
+        stage: Stage,
+    },
+    FollowUp {
+        deal: DealId,
+    },
+    Lost {
+        deal: DealId,
+        stage: Stage,
+    },
+    Reopened {
+        deal: DealId,
+    },
+    Reassigned {
+        from: RepId,
+        to: RepId,
+    },
+    Corrected {
+        event_id: Uuid,
+        correction: FactCorrection,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FactCorrection {
+    Retract,
+    Amend(Box<Fact>),
+}
+
+impl Fact {
+    /// The facts of a payload, copying the few identifiers they keep.
+    fn of(payload: &EventPayload) -> Fact {
+        let kind = match payload {
+            EventPayload::LeadSourced(e) => FactKind::Lead {
+                deal: e.deal_id.clone(),
+                rep: e.rep_id.clone(),
+            },
+            EventPayload::FirstVisitMade(_)
+            | EventPayload::DemoGiven(_)
+            | EventPayload::NegotiationHeld(_)
+            | EventPayload::ContractSigned(_) => FactKind::Stage {
+                deal: payload.deal_id().expect("stage events name a deal").clone(),
+                stage: payload.stage_entered().expect("stage events enter a stage"),
+            },
+            EventPayload::FollowUpLogged(e) => FactKind::FollowUp {
+                deal: e.deal_id.clone(),
+            },
+            EventPayload::DealLost(e) => FactKind::Lost {
+                deal: e.deal_id.clone(),
+                stage: e.stage,
+            },
+            EventPayload::DealReopened(e) => FactKind::Reopened {
+                deal: e.deal_id.clone(),
+            },
+            EventPayload::CustomerReassigned(e) => FactKind::Reassigned {
+                from: e.from_rep_id.clone(),
+                to: e.to_rep_id.clone(),
+            },
+            EventPayload::EventCorrected(c) => FactKind::Corrected {
+                event_id: c.corrected_event_id,
+                correction: match &c.correction {
+                    Correction::Retract => FactCorrection::Retract,
+                    Correction::Amend { replacement } => {
+                        FactCorrection::Amend(Box::new(Fact::of(replacement)))
+                    }
+                },
+            },
+        };
+        Fact {
+            event_type: payload.event_type(),
+            kind,
+        }
+    }
+
+    fn is_correction(&self) -> bool {
+        matches!(self.kind, FactKind::Corrected { .. })
+    }
+}
+
 /// What the rules know about a customer, folded from its effective history.
 #[derive(Debug, Clone, Default)]
 struct Derived {
@@ -106,12 +202,14 @@ struct Derived {
 }
 
 impl Derived {
-    /// Checks that `payload` may follow the history folded so far (time is checked elsewhere).
-    fn check(&self, customer: &CustomerId, payload: &EventPayload) -> Result<(), RuleViolation> {
-        if !self.known && !matches!(payload, EventPayload::LeadSourced(_)) {
+    /// Checks that an event with these facts may follow the history folded so far (time is
+    /// checked elsewhere).
+    fn check(&self, customer: &CustomerId, fact: &Fact) -> Result<(), RuleViolation> {
+        let event_type = fact.event_type;
+        if !self.known && event_type != EventType::LeadSourced {
             return Err(RuleViolation::UnknownCustomer {
                 customer: customer.clone(),
-                event_type: payload.event_type(),
+                event_type,
             });
         }
         let deal_of = |deal: &DealId| {
@@ -129,125 +227,132 @@ impl Derived {
                 DealStatus::Open => Ok(state),
                 DealStatus::Lost => Err(RuleViolation::DealIsLost {
                     deal: deal.clone(),
-                    event_type: payload.event_type(),
+                    event_type,
                 }),
                 DealStatus::Won => Err(RuleViolation::DealIsWon {
                     deal: deal.clone(),
-                    event_type: payload.event_type(),
+                    event_type,
                 }),
             }
         };
-        match payload {
-            EventPayload::LeadSourced(e) => {
-                if self.deals.contains_key(&e.deal_id) {
+        match &fact.kind {
+            FactKind::Lead { deal, .. } => {
+                if self.deals.contains_key(deal) {
                     return Err(RuleViolation::DealExists {
                         customer: customer.clone(),
-                        deal: e.deal_id.clone(),
+                        deal: deal.clone(),
                     });
                 }
             }
-            EventPayload::FirstVisitMade(e) => {
-                open(&e.deal_id)?;
+            FactKind::Stage { deal, .. } => {
+                open(deal)?;
             }
-            EventPayload::DemoGiven(e) => {
-                open(&e.deal_id)?;
-            }
-            EventPayload::NegotiationHeld(e) => {
-                open(&e.deal_id)?;
-            }
-            EventPayload::ContractSigned(e) => {
-                open(&e.deal_id)?;
-            }
-            EventPayload::FollowUpLogged(e) => {
-                let state = deal_of(&e.deal_id)?;
+            FactKind::FollowUp { deal } => {
+                let state = deal_of(deal)?;
                 if state.status != DealStatus::Won {
                     return Err(RuleViolation::FollowUpBeforeWin {
-                        deal: e.deal_id.clone(),
+                        deal: deal.clone(),
                         stage: state.stage.as_str(),
                     });
                 }
             }
-            EventPayload::DealLost(e) => {
-                let state = open(&e.deal_id)?;
-                if state.stage != e.stage {
+            FactKind::Lost { deal, stage } => {
+                let state = open(deal)?;
+                if state.stage != *stage {
                     return Err(RuleViolation::LostStageMismatch {
-                        deal: e.deal_id.clone(),
-                        claimed: e.stage.as_str(),
+                        deal: deal.clone(),
+                        claimed: stage.as_str(),
                         actual: state.stage.as_str(),
                     });
                 }
             }
-            EventPayload::DealReopened(e) => {
-                if deal_of(&e.deal_id)?.status != DealStatus::Lost {
-                    return Err(RuleViolation::DealNotLost {
-                        deal: e.deal_id.clone(),
-                    });
+            FactKind::Reopened { deal } => {
+                if deal_of(deal)?.status != DealStatus::Lost {
+                    return Err(RuleViolation::DealNotLost { deal: deal.clone() });
                 }
             }
-            EventPayload::CustomerReassigned(e) => {
+            FactKind::Reassigned { from, to } => {
                 // `known` implies an owner: the first LeadSourced sets it.
                 let owner = self.owner.as_ref().expect("a known customer has an owner");
-                if &e.from_rep_id != owner {
+                if from != owner {
                     return Err(RuleViolation::NotTheOwner {
                         customer: customer.clone(),
                         owner: owner.clone(),
-                        claimed: e.from_rep_id.clone(),
+                        claimed: from.clone(),
                     });
                 }
-                if e.to_rep_id == e.from_rep_id {
+                if to == from {
                     return Err(RuleViolation::SameRep {
                         customer: customer.clone(),
-                        rep: e.to_rep_id.clone(),
+                        rep: to.clone(),
                     });
                 }
             }
             // Corrections are checked against the whole history in `CustomerHistory::decide`.
-            EventPayload::EventCorrected(_) => {}
+            FactKind::Corrected { .. } => {}
         }
         Ok(())
     }
 
     /// Folds one effective (non-correction) event.
-    fn apply(&mut self, payload: &EventPayload) {
-        match payload {
-            EventPayload::LeadSourced(e) => {
+    fn apply(&mut self, fact: &Fact) {
+        match &fact.kind {
+            FactKind::Lead { deal, rep } => {
                 self.known = true;
-                self.owner.get_or_insert_with(|| e.rep_id.clone());
+                self.owner.get_or_insert_with(|| rep.clone());
                 self.deals.insert(
-                    e.deal_id.clone(),
+                    deal.clone(),
                     DealState {
                         stage: Stage::Lead,
                         status: DealStatus::Open,
                     },
                 );
             }
-            EventPayload::FirstVisitMade(_)
-            | EventPayload::DemoGiven(_)
-            | EventPayload::NegotiationHeld(_)
-            | EventPayload::ContractSigned(_) => {
-                let deal = payload.deal_id().expect("stage events name a deal");
-                let stage = payload.stage_entered().expect("stage events enter a stage");
+            FactKind::Stage { deal, stage } => {
                 if let Some(state) = self.deals.get_mut(deal) {
-                    state.stage = stage;
-                    if stage == Stage::Won {
+                    state.stage = *stage;
+                    if *stage == Stage::Won {
                         state.status = DealStatus::Won;
                     }
                 }
             }
-            EventPayload::DealLost(e) => {
-                if let Some(state) = self.deals.get_mut(&e.deal_id) {
+            FactKind::Lost { deal, .. } => {
+                if let Some(state) = self.deals.get_mut(deal) {
                     state.status = DealStatus::Lost;
                 }
             }
-            EventPayload::DealReopened(e) => {
-                if let Some(state) = self.deals.get_mut(&e.deal_id) {
+            FactKind::Reopened { deal } => {
+                if let Some(state) = self.deals.get_mut(deal) {
                     state.status = DealStatus::Open;
                 }
             }
-            EventPayload::CustomerReassigned(e) => self.owner = Some(e.to_rep_id.clone()),
-            EventPayload::FollowUpLogged(_) | EventPayload::EventCorrected(_) => {}
+            FactKind::Reassigned { to, .. } => self.owner = Some(to.clone()),
+            FactKind::FollowUp { .. } | FactKind::Corrected { .. } => {}
         }
     }
+}
+
+/// [`effective_history`] over facts: the same rules (latest correction wins, retracted events
+/// and corrections left out, amended events replaced).
+fn effective_facts<'a>(events: impl Iterator<Item = (Uuid, &'a Fact)> + Clone) -> Vec<&'a Fact> {
+    let mut latest: HashMap<Uuid, &'a FactCorrection> = HashMap::new();
+    for (_, fact) in events.clone() {
+        if let FactKind::Corrected {
+            event_id,
+            correction,
+        } = &fact.kind
+        {
+            latest.insert(*event_id, correction);
+        }
+    }
+    events
+        .filter(|(_, f)| !f.is_correction())
+        .filter_map(|(id, f)| match latest.get(&id) {
+            None => Some(f),
+            Some(FactCorrection::Retract) => None,
+            Some(FactCorrection::Amend(replacement)) => Some(&**replacement),
+        })
+        .collect()
 }
 
 /// Applies corrections to a history: retracted events disappear, amended events carry their
@@ -272,11 +377,12 @@ pub fn effective_history<'a>(
         .collect()
 }
 
-/// A customer's history, kept to decide the next event.
+/// A customer's history, kept to decide the next event: the facts of each event (not its whole
+/// payload) and what they fold to.
 #[derive(Debug, Clone)]
 pub struct CustomerHistory {
     customer: CustomerId,
-    events: Vec<(Uuid, EventPayload)>,
+    events: Vec<(Uuid, Fact)>,
     derived: Derived,
     /// The stream revision of the last event, `None` for a new customer.
     revision: Option<u64>,
@@ -301,7 +407,7 @@ impl CustomerHistory {
         let mut history = Self::new(customer);
         for event in events {
             assert_eq!(event.customer_id, history.customer, "one customer's stream");
-            history.push(event.event_id, event.payload.clone());
+            history.push(event.event_id, Fact::of(&event.payload));
             history.revision = Some(event.revision);
         }
         history
@@ -354,29 +460,30 @@ impl CustomerHistory {
                 now,
             });
         }
-        self.derived.check(&self.customer, &proposed.payload)?;
+        let fact = Fact::of(&proposed.payload);
+        self.derived.check(&self.customer, &fact)?;
         if let EventPayload::EventCorrected(c) = &proposed.payload {
-            self.check_correction(proposed.event_id, c)?;
+            self.check_correction(proposed.event_id, c, &fact)?;
         }
         Ok(())
     }
 
     /// Folds an event that has been decided (or was already recorded).
     pub fn record(&mut self, event_id: Uuid, payload: EventPayload) {
-        self.push(event_id, payload);
+        self.push(event_id, Fact::of(&payload));
         self.revision = Some(self.revision.map_or(0, |r| r + 1));
     }
 
-    fn push(&mut self, event_id: Uuid, payload: EventPayload) {
-        let is_correction = matches!(payload, EventPayload::EventCorrected(_));
+    fn push(&mut self, event_id: Uuid, fact: Fact) {
+        let is_correction = fact.is_correction();
         if !is_correction {
-            self.derived.apply(&payload);
+            self.derived.apply(&fact);
         }
-        self.events.push((event_id, payload));
+        self.events.push((event_id, fact));
         if is_correction {
             self.derived = Derived::default();
-            for (_, p) in effective_history(self.events.iter().map(|(id, p)| (*id, p))) {
-                self.derived.apply(p);
+            for f in effective_facts(self.events.iter().map(|(id, f)| (*id, f))) {
+                self.derived.apply(f);
             }
         }
     }
@@ -385,6 +492,7 @@ impl CustomerHistory {
         &self,
         correction_id: Uuid,
         c: &super::events::EventCorrected,
+        proposed: &Fact,
     ) -> Result<(), RuleViolation> {
         let Some((_, original)) = self
             .events
@@ -396,37 +504,36 @@ impl CustomerHistory {
                 event_id: c.corrected_event_id,
             });
         };
-        if matches!(original, EventPayload::EventCorrected(_)) {
+        if original.is_correction() {
             return Err(RuleViolation::CorrectingACorrection {
                 event_id: c.corrected_event_id,
             });
         }
         if let Correction::Amend { replacement } = &c.correction
-            && replacement.event_type() != original.event_type()
+            && replacement.event_type() != original.event_type
         {
             return Err(RuleViolation::ReplacementTypeMismatch {
                 event_id: c.corrected_event_id,
-                original: original.event_type(),
+                original: original.event_type,
                 replacement: replacement.event_type(),
             });
         }
         // Replay the history as it would read after the correction: every remaining event must
         // still be one the rules would have accepted, in order.
-        let proposed = EventPayload::EventCorrected(c.clone());
         let all = self
             .events
             .iter()
-            .map(|(id, p)| (*id, p))
-            .chain(std::iter::once((correction_id, &proposed)));
+            .map(|(id, f)| (*id, f))
+            .chain(std::iter::once((correction_id, proposed)));
         let mut replay = Derived::default();
-        for (_, p) in effective_history(all) {
-            replay.check(&self.customer, p).map_err(|e| {
+        for f in effective_facts(all) {
+            replay.check(&self.customer, f).map_err(|e| {
                 RuleViolation::CorrectionBreaksHistory {
                     event_id: c.corrected_event_id,
                     reason: e.to_string(),
                 }
             })?;
-            replay.apply(p);
+            replay.apply(f);
         }
         Ok(())
     }

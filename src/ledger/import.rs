@@ -7,23 +7,28 @@
 //! line passed; a single bad line anywhere abandons it, and every bad line is still reported.
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
-use super::codec::{decode, stream_name, to_new_record};
+use super::codec::{STREAM_PREFIX, decode, stream_name, to_new_record};
 use super::{Ledger, RecordError};
-use crate::contract::line::{LineError, ValidLine};
-use crate::domain::{CustomerHistory, CustomerId};
+use crate::contract::line::{LineError, LineValidator, ValidLine};
+use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
 use crate::store::{
     AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
 };
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Lines validated and decided per chunk: large enough to keep every core busy, small enough to
 /// bound memory to a few chunks in flight.
 pub const IMPORT_CHUNK_LINES: usize = 8_192;
+/// Bytes reserved for a chunk's lines up front: room for typical lines of about 500 bytes, so
+/// that the buffer seldom grows while a chunk is read.
+const CHUNK_BYTES_RESERVED: usize = IMPORT_CHUNK_LINES * 640;
 /// Chunks handed to the store and not yet written.
 const BULK_CHUNKS_IN_FLIGHT: usize = 4;
 /// Most bad lines kept for the report; the rest are counted.
@@ -150,6 +155,21 @@ impl<'l> Session<'l> {
         Ok(())
     }
 
+    /// Counts and records the refused lines of a validated chunk, then decides the rest.
+    async fn feed_parsed(&mut self, parsed: Vec<ParsedLine>) -> Result<(), ImportError> {
+        let mut valid = Vec::with_capacity(parsed.len());
+        for (no, result) in parsed {
+            match result {
+                Ok(v) => valid.push((no, v)),
+                Err(e) => {
+                    self.report.events += 1;
+                    self.refuse(no, e.to_string());
+                }
+            }
+        }
+        self.feed(valid).await
+    }
+
     /// Decides a chunk of validated lines and, while the batch is still clean, hands the
     /// accepted events to the store.
     async fn feed(&mut self, lines: Vec<(u64, ValidLine)>) -> Result<(), ImportError> {
@@ -159,19 +179,24 @@ impl<'l> Session<'l> {
         let mut appends: Vec<StreamAppend> = Vec::new();
         for (line, v) in lines {
             let event_id = v.proposed.event_id;
-            if let Some(first) = self.first_line.get(&event_id) {
-                let reason = format!("field event_id: {event_id} is already used on line {first}");
-                self.refuse(line, reason);
-                continue;
+            match self.first_line.entry(event_id) {
+                Entry::Occupied(first) => {
+                    let reason = format!(
+                        "field event_id: {event_id} is already used on line {}",
+                        first.get()
+                    );
+                    self.refuse(line, reason);
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(line);
+                }
             }
-            self.first_line.insert(event_id, line);
-            let customer = v.proposed.customer_id.clone();
-            let stream = stream_name(&customer);
             let record = to_new_record(&v.proposed, v.schema_version, v.data);
             // An event already in the customer's stream: a retry is skipped, another use of the
             // id is refused. (An id used in another customer's stream is refused by the store.)
             if let Some(stored) = self.existing.get(&event_id) {
-                if stored.is_same_event(&stream, &record) {
+                if stored.is_same_event(&stream_name(&v.proposed.customer_id), &record) {
                     self.report.already_present += 1;
                 } else {
                     let reason = format!(
@@ -181,7 +206,10 @@ impl<'l> Session<'l> {
                 }
                 continue;
             }
-            let history = self.histories.get_mut(&customer).expect("loaded above");
+            let history = self
+                .histories
+                .get_mut(&v.proposed.customer_id)
+                .expect("loaded above");
             // A given recorded_at (migrated history) decides, but never later than our clock:
             // otherwise a future recorded_at would let occurred_at into the future too.
             let decided_at = v.proposed.recorded_at.map_or(self.now, |r| r.min(self.now));
@@ -193,11 +221,19 @@ impl<'l> Session<'l> {
                 None => ExpectedRevision::NoStream,
                 Some(r) => ExpectedRevision::Exact(r),
             };
-            history.record(event_id, v.proposed.payload);
+            let ProposedEvent {
+                customer_id: customer,
+                payload,
+                ..
+            } = v.proposed;
+            history.record(event_id, payload);
+            // The stream name is built once per run, not once per event.
             match appends.last_mut() {
-                Some(run) if run.stream == stream => run.events.push(record),
+                Some(run) if run.stream.strip_prefix(STREAM_PREFIX) == Some(customer.as_str()) => {
+                    run.events.push(record)
+                }
                 _ => appends.push(StreamAppend {
-                    stream,
+                    stream: stream_name(&customer),
                     expected,
                     events: vec![record],
                 }),
@@ -231,6 +267,10 @@ impl<'l> Session<'l> {
         progress(Progress::Committing {
             events: self.report.events,
         });
+        // The decision state is not needed any more: free it while the store commits.
+        drop(std::mem::take(&mut self.histories));
+        drop(std::mem::take(&mut self.existing));
+        drop(std::mem::take(&mut self.first_line));
         if let Some(sender) = sender {
             let _ = sender.send(BulkMessage::Commit).await;
         }
@@ -241,6 +281,55 @@ impl<'l> Session<'l> {
         self.report.already_present += written.already_present;
         self.report.last_position = written.last_position;
         Ok(self.report)
+    }
+}
+
+/// A line number and its validation.
+type ParsedLine = (u64, Result<ValidLine, LineError>);
+
+/// Up to [`IMPORT_CHUNK_LINES`] lines read into one buffer: one allocation per chunk, not one
+/// per line.
+struct RawChunk {
+    buf: Vec<u8>,
+    /// Line number, start and end (newline included) of each line in `buf`.
+    lines: Vec<(u64, usize, usize)>,
+}
+
+impl RawChunk {
+    /// Reads the next chunk; fewer than [`IMPORT_CHUNK_LINES`] lines only at the end of input.
+    fn read(input: &mut dyn BufRead, line_no: &mut u64) -> std::io::Result<Self> {
+        let mut chunk = RawChunk {
+            buf: Vec::with_capacity(CHUNK_BYTES_RESERVED),
+            lines: Vec::with_capacity(IMPORT_CHUNK_LINES),
+        };
+        while chunk.lines.len() < IMPORT_CHUNK_LINES {
+            let start = chunk.buf.len();
+            if input.read_until(b'\n', &mut chunk.buf)? == 0 {
+                break;
+            }
+            *line_no += 1;
+            chunk.lines.push((*line_no, start, chunk.buf.len()));
+        }
+        Ok(chunk)
+    }
+
+    /// Validates the chunk's lines on the rayon pool (all cores; they are independent) and
+    /// answers when done, so that the caller can decide the previous chunk meanwhile.
+    fn validate(self, validator: Arc<LineValidator>) -> oneshot::Receiver<Vec<ParsedLine>> {
+        let (tx, rx) = oneshot::channel();
+        rayon::spawn(move || {
+            let buf = &self.buf;
+            let parsed: Vec<ParsedLine> = self
+                .lines
+                .into_par_iter()
+                .filter_map(|(no, start, end)| {
+                    trim_line(&buf[start..end]).map(|line| (no, validator.parse(line)))
+                })
+                .collect();
+            // The importer may have stopped listening (an I/O or store error): nothing to do.
+            let _ = tx.send(parsed);
+        });
+        rx
     }
 }
 
@@ -266,44 +355,36 @@ impl Ledger {
         let mut session = Session::start(self);
         let mut line_no = 0u64;
         let mut bytes = 0u64;
-        let mut raw: Vec<(u64, Vec<u8>)> = Vec::with_capacity(IMPORT_CHUNK_LINES);
+        // Three stages overlap: while this task decides chunk n (and the store writes the chunk
+        // before it), the rayon pool validates chunk n + 1.
+        // Each chunk in validation travels with the progress it completes.
+        let mut validating: Option<(oneshot::Receiver<Vec<ParsedLine>>, Progress)> = None;
         loop {
-            let mut buf = Vec::new();
-            let n = input.read_until(b'\n', &mut buf)?;
-            if n > 0 {
-                line_no += 1;
-                bytes += n as u64;
-                raw.push((line_no, buf));
-            }
-            if raw.len() == IMPORT_CHUNK_LINES || (n == 0 && !raw.is_empty()) {
-                let chunk = std::mem::take(&mut raw);
-                let validator = self.validator();
-                // Schema validation and decoding are independent per line: all cores share them.
-                let parsed: Vec<(u64, Result<ValidLine, LineError>)> = chunk
-                    .into_par_iter()
-                    .filter_map(|(no, bytes)| {
-                        trim_line(&bytes).map(|line| (no, validator.parse(line)))
-                    })
-                    .collect();
-                let mut valid = Vec::with_capacity(parsed.len());
-                for (no, result) in parsed {
-                    match result {
-                        Ok(v) => valid.push((no, v)),
-                        Err(e) => {
-                            session.report.events += 1;
-                            session.refuse(no, e.to_string());
-                        }
-                    }
-                }
-                session.feed(valid).await?;
-                progress(Progress::Checked {
+            let chunk = RawChunk::read(input, &mut line_no)?;
+            bytes += chunk.buf.len() as u64;
+            let eof = chunk.lines.len() < IMPORT_CHUNK_LINES;
+            let next = (!chunk.lines.is_empty()).then(|| {
+                let done = Progress::Checked {
                     lines: line_no,
                     bytes,
-                });
+                };
+                (chunk.validate(self.validator.clone()), done)
+            });
+            if let Some((parsed, done)) = std::mem::replace(&mut validating, next) {
+                session
+                    .feed_parsed(parsed.await.expect("validation finishes"))
+                    .await?;
+                progress(done);
             }
-            if n == 0 {
+            if eof {
                 break;
             }
+        }
+        if let Some((parsed, done)) = validating {
+            session
+                .feed_parsed(parsed.await.expect("validation finishes"))
+                .await?;
+            progress(done);
         }
         session.finish(progress).await
     }

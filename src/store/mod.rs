@@ -427,7 +427,8 @@ pub fn open_url(location: &str) -> Result<std::sync::Arc<dyn EventStore>, OpenEr
 
 /// Checks what every append must satisfy before it reaches a backend.
 pub fn check_append(appends: &[StreamAppend]) -> Result<(), AppendError> {
-    let mut seen = std::collections::HashSet::new();
+    let events = appends.iter().map(|a| a.events.len()).sum();
+    let mut seen = std::collections::HashSet::with_capacity(events);
     for append in appends {
         if append.events.is_empty() {
             return Err(AppendError::Empty);
