@@ -9,7 +9,7 @@ use crate::cli::projection_commands;
 use crate::contract::line::line_for;
 use crate::demo::{DemoConfig, generate_customers};
 use crate::ledger::Ledger;
-use crate::ledger::codec::{decode, stream_name, to_new_record};
+use crate::ledger::codec::{stream_name, to_new_record};
 use crate::projections::Policy;
 use crate::projections::runner;
 use crate::projections::storage::read_models_beside;
@@ -261,24 +261,19 @@ async fn measure(
 
     // Reading every event back, decoded into typed events.
     let t = Instant::now();
-    let mut after = None;
     let mut decoded = 0u64;
     let mut sample_customers: Vec<String> = Vec::new();
-    loop {
-        let page = store
-            .read_all(after, crate::ledger::READ_PAGE_EVENTS)
-            .await
-            .map_err(step("read all"))?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.position);
-        for record in &page {
-            let event = decode(record).map_err(step("decode"))?;
+    crate::ledger::read_decoded(&*store, crate::ledger::READ_PAGE_EVENTS, |page| {
+        for event in page {
             if sample_customers.len() < QUERY_CUSTOMERS_MAX && decoded.is_multiple_of(97) {
                 sample_customers.push(event.customer_id.to_string());
             }
             decoded += 1;
         }
-    }
+        std::ops::ControlFlow::Continue(())
+    })
+    .await
+    .map_err(step("read all"))?;
     s.read_eps = decoded as f64 / t.elapsed().as_secs_f64();
     writeln!(log, "[{size}] read back {decoded} events")?;
 

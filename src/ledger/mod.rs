@@ -222,3 +222,46 @@ impl Ledger {
         }
     }
 }
+
+/// Why reading the log decoded stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadDecodedError {
+    #[error("reading the event log failed: {0}")]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("decoding stopped unexpectedly: {0}")]
+    Decoder(String),
+}
+
+/// Reads the whole log in order, decoded into ledger events (other applications' streams in a
+/// shared store are skipped), and hands it to `visit` a page of `page_events` records at a time
+/// until `visit` breaks. The next page is read while this one is decoded on every core: decoding
+/// is most of the work, and SQLite reads on its own thread.
+pub async fn read_decoded(
+    store: &dyn EventStore,
+    page_events: usize,
+    mut visit: impl FnMut(Vec<LedgerEvent>) -> std::ops::ControlFlow<()>,
+) -> Result<(), ReadDecodedError> {
+    let mut page = store.read_all(None, page_events).await?;
+    loop {
+        let Some(last) = page.last().map(|r| r.position) else {
+            return Ok(());
+        };
+        let decoding = tokio::task::spawn_blocking(move || decode_page(&page));
+        let (next, decoded) = tokio::join!(store.read_all(Some(last), page_events), decoding);
+        let events = decoded.map_err(|e| ReadDecodedError::Decoder(e.to_string()))??;
+        if visit(events).is_break() {
+            return Ok(());
+        }
+        page = next?;
+    }
+}
+
+fn decode_page(page: &[Record]) -> Result<Vec<LedgerEvent>, DecodeError> {
+    use rayon::prelude::*;
+    page.par_iter()
+        .filter(|r| r.stream.starts_with(codec::STREAM_PREFIX))
+        .map(decode)
+        .collect()
+}

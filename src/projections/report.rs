@@ -13,7 +13,7 @@ use super::runner::lag;
 use super::storage::{Checkpoint, ReadModelDb, StorageError};
 use super::time::Period;
 use crate::domain::LedgerEvent;
-use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode};
+use crate::ledger::codec::DecodeError;
 use crate::store::{EventStore, ReadError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,8 @@ pub enum ReportError {
     BeyondHead { asked: u64, head: Option<u64> },
     #[error("customer {0} is not in the read model at this position")]
     UnknownCustomer(String),
+    #[error(transparent)]
+    Replay(#[from] crate::ledger::ReadDecodedError),
     #[error(
         "a materialized report in the read models cannot be read ({0}); run `pipeline-ledger rebuild`, or ask with --fresh"
     )]
@@ -93,27 +95,21 @@ pub async fn read_events(
     store: &dyn EventStore,
     at: &ReportAt,
 ) -> Result<Vec<LedgerEvent>, ReportError> {
+    use std::ops::ControlFlow;
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.read_all(after, REPLAY_PAGE_EVENTS).await?;
-        let Some(last) = page.last() else {
-            return Ok(out);
-        };
-        after = Some(last.position);
-        for record in &page {
-            if at.at_position.is_some_and(|p| record.position > p) {
-                return Ok(out);
+    crate::ledger::read_decoded(store, REPLAY_PAGE_EVENTS, |page| {
+        for event in page {
+            if at.at_position.is_some_and(|p| event.position > p) {
+                return ControlFlow::Break(());
             }
-            if !record.stream.starts_with(STREAM_PREFIX) {
-                continue;
-            }
-            let event = decode(record)?;
             if at.includes(&event) {
                 out.push(event);
             }
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(out)
 }
 
 /// The read model a report is computed from, and the report's metadata.
