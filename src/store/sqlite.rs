@@ -11,7 +11,6 @@
 //! part of an append. Positions are assigned inside the write transaction from the table's own
 //! maximum, so that several processes may write to one file (SQLite serializes them).
 
-use super::checkpointer::Checkpointer;
 use super::{
     AppendError, AppendResult, BulkMessage, BulkResult, CurrentRevision, Direction, EventStore,
     NewRecord, ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
@@ -118,12 +117,11 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             head: head_tx,
         });
-        let checkpointer = Checkpointer::start(&conn, &path).map_err(sqlite)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH_MAX);
         let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_shared, checkpointer))
+            .spawn(move || writer_loop(conn, rx, writer_shared))
             .map_err(OpenError::Thread)?;
         Ok(Self { shared, writer: tx })
     }
@@ -346,12 +344,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<WriterMessage>,
-    shared: Arc<Shared>,
-    checkpointer: Checkpointer,
-) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, shared: Arc<Shared>) {
     // After a failed commit the file's state is uncertain from here: refuse every later write
     // until the store is reopened, instead of guessing (as redb does).
     let mut poisoned: Option<String> = None;
@@ -398,7 +391,6 @@ fn writer_loop(
         }
         match commit_batch(&mut conn, &batch) {
             Ok((outcomes, head)) => {
-                checkpointer.nudge();
                 publish_head(&shared, head);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     // The appender may have given up waiting; the append is durable regardless.
