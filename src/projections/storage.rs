@@ -88,6 +88,19 @@ pub fn read_models_beside(store: &Path) -> PathBuf {
     store.with_file_name(format!("{stem}.read-models.db"))
 }
 
+/// Names the read-model file in SQLite errors (for use where a transaction borrows the database).
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + Copy + '_ {
+    move |source| StorageError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Starts a write transaction now (`BEGIN IMMEDIATE`), waiting for the file's write lock.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 256;
 
@@ -292,15 +305,8 @@ impl ReadModelDb {
 
     /// Writes counter changes gathered by [`write_new_customers`](Self::write_new_customers).
     pub fn write_counters(&mut self, prefix: &str, deltas: &Deltas) -> Result<(), StorageError> {
-        let path = self.path.clone();
-        let sql = |source| StorageError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let sql = sqlite_error(&self.path);
+        let tx = write_transaction(&mut self.conn).map_err(sql)?;
         write_deltas(&tx, prefix, deltas).map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.wal_written()
@@ -315,15 +321,8 @@ impl ReadModelDb {
         new_customers_counted_in: Option<&mut Deltas>,
     ) -> Result<bool, StorageError> {
         let customers_are_new = new_customers_counted_in.is_some();
-        let path = self.path.clone();
-        let sql = |source| StorageError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let sql = sqlite_error(&self.path);
+        let tx = write_transaction(&mut self.conn).map_err(sql)?;
         let current: Option<i64> = tx
             .query_row(
                 &format!(
@@ -394,15 +393,8 @@ impl ReadModelDb {
     /// Replaces the live tables by the staging tables in one transaction: a reader sees either
     /// the old read models or the new ones, never a mix.
     pub fn swap_in_staging(&mut self) -> Result<(), StorageError> {
-        let path = self.path.clone();
-        let sql = |source| StorageError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let sql = sqlite_error(&self.path);
+        let tx = write_transaction(&mut self.conn).map_err(sql)?;
         // The staging counters were kept up to date during the rebuild; the spreads are computed
         // now, once. Then their layout is marked.
         rewrite_all_close_spreads(&tx, STAGING).map_err(|e| match e {
@@ -522,15 +514,8 @@ impl ReadModelDb {
         policy: &str,
         reports: &[(String, String)],
     ) -> Result<(), StorageError> {
-        let path = self.path.clone();
-        let sql = |source| StorageError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let sql = sqlite_error(&self.path);
+        let tx = write_transaction(&mut self.conn).map_err(sql)?;
         {
             let mut put = tx
                 .prepare_cached(&format!(
