@@ -222,7 +222,7 @@ pub fn funnel(
 type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// Computes several funnels over one read model, in order: the deals are gathered once, funnels
-/// with the same window share their total, and the groupings are computed on every core.
+/// with the same window share their total, and the funnels are computed on every core.
 pub fn funnels(
     model: &ReadModel,
     policy: &Policy,
@@ -250,131 +250,242 @@ pub fn funnels(
     let now = meta.evaluated_at;
     let mut windows: Vec<Window> = params.iter().map(|p| (p.from, p.to)).collect();
     windows.dedup();
-    let totals: Vec<_> = windows
+    let totals: Vec<(Window, FunnelGroup)> = windows
         .par_iter()
         .map(|&(from, to)| {
-            let p = params
-                .iter()
-                .find(|p| (p.from, p.to) == (from, to))
-                .expect("every window comes from a parameter set");
-            ((from, to), group(policy, "all".into(), &deals, p, now))
+            let p = FunnelParams {
+                from,
+                to,
+                by: None,
+                ..FunnelParams::default()
+            };
+            let mut fold = FunnelFold::new(policy, p, now, true);
+            for (d, stays) in &deals {
+                fold.add(d, stays);
+            }
+            ((from, to), fold.finish(meta.clone()).total)
         })
         .collect();
     params
         .par_iter()
         .map(|params| {
-            let total = totals
+            let mut fold = FunnelFold::new(policy, *params, now, false);
+            if params.by.is_some() {
+                for (d, stays) in &deals {
+                    fold.add(d, stays);
+                }
+            }
+            let mut report = fold.finish(meta.clone());
+            report.total = totals
                 .iter()
                 .find(|(w, _)| *w == (params.from, params.to))
                 .map(|(_, t)| t.clone())
                 .expect("every window has its total");
-            FunnelReport {
-                meta: meta.clone(),
-                params: *params,
-                total,
-                groups: grouped(policy, &deals, params, now),
-            }
+            report
         })
         .collect()
 }
 
-/// The groups of a funnel broken down by `params.by` (none without it).
-fn grouped(
-    policy: &Policy,
-    deals: &[(&DealRow, Vec<&StageStayRow>)],
-    params: &FunnelParams,
+/// A funnel computed one deal at a time: deals (with their stays in order) are added in any
+/// order, and [`finish`](Self::finish) gives the report. Memory holds the counters and the
+/// durations the medians need, not the deals.
+pub struct FunnelFold<'p> {
+    policy: &'p Policy,
+    params: FunnelParams,
     now: Option<DateTime<Utc>>,
-) -> Vec<FunnelGroup> {
-    let Some(by) = params.by else {
-        return Vec::new();
-    };
-    let group_of = |d: &DealRow| -> String {
-        match by {
-            GroupBy::Source => d.source.as_str().to_string(),
-            GroupBy::Rep => d.owner_at_open.clone(),
-            GroupBy::Cohort => params.cohort.label(d.opened_at),
+    total: Option<GroupFold>,
+    groups: BTreeMap<String, GroupFold>,
+}
+
+impl<'p> FunnelFold<'p> {
+    /// A fold for `params` at clock `now`; without `with_total`, the report's total is left
+    /// empty (for a caller that has it from another fold over the same deals and window).
+    pub fn new(
+        policy: &'p Policy,
+        params: FunnelParams,
+        now: Option<DateTime<Utc>>,
+        with_total: bool,
+    ) -> Self {
+        FunnelFold {
+            policy,
+            params,
+            now,
+            total: with_total.then(|| GroupFold::new(policy)),
+            groups: BTreeMap::new(),
         }
-    };
-    let mut keys: BTreeMap<String, Vec<(&DealRow, Vec<&StageStayRow>)>> = BTreeMap::new();
-    for (d, s) in deals {
-        keys.entry(group_of(d)).or_default().push((*d, s.clone()));
     }
-    keys.into_iter()
-        .map(|(k, ds)| group(policy, k, &ds, params, now))
-        .collect()
+
+    /// Adds one deal and its stays (in their order).
+    pub fn add(&mut self, deal: &DealRow, stays: &[&StageStayRow]) {
+        let (policy, params, now) = (self.policy, &self.params, self.now);
+        if let Some(total) = &mut self.total {
+            total.add(policy, params, now, deal, stays);
+        }
+        let key = match params.by {
+            None => return,
+            Some(GroupBy::Source) => deal.source.as_str().to_string(),
+            Some(GroupBy::Rep) => deal.owner_at_open.clone(),
+            Some(GroupBy::Cohort) => params.cohort.label(deal.opened_at),
+        };
+        self.groups
+            .entry(key)
+            .or_insert_with(|| GroupFold::new(policy))
+            .add(policy, params, now, deal, stays);
+    }
+
+    /// The report.
+    pub fn finish(self, meta: ReportMeta) -> FunnelReport {
+        let policy = self.policy;
+        let total = self.total.unwrap_or_else(|| GroupFold::new(policy));
+        FunnelReport {
+            meta,
+            params: self.params,
+            total: total.finish("all".to_string()),
+            groups: self
+                .groups
+                .into_iter()
+                .map(|(key, g)| g.finish(key))
+                .collect(),
+        }
+    }
 }
 
-fn group(
-    policy: &Policy,
-    key: String,
-    deals: &[(&DealRow, Vec<&StageStayRow>)],
-    params: &FunnelParams,
-    now: Option<DateTime<Utc>>,
-) -> FunnelGroup {
-    let cohort_deals: Vec<_> = deals
-        .iter()
-        .filter(|(d, _)| in_window(d.opened_at, params))
-        .collect();
-    FunnelGroup {
-        key,
-        cohort: cohort(policy, &cohort_deals, now),
-        period: period(policy, deals, params),
+/// One group being folded: its cohort view (deals opened in the window) and its period view
+/// (what happened in the window, whatever the deals' cohort).
+struct GroupFold {
+    cohort: CohortFold,
+    period: PeriodFold,
+}
+
+impl GroupFold {
+    fn new(policy: &Policy) -> Self {
+        GroupFold {
+            cohort: CohortFold::new(policy),
+            period: PeriodFold::default(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        policy: &Policy,
+        params: &FunnelParams,
+        now: Option<DateTime<Utc>>,
+        deal: &DealRow,
+        stays: &[&StageStayRow],
+    ) {
+        if in_window(deal.opened_at, params) {
+            self.cohort.add(policy, now, deal, stays);
+        }
+        self.period.add(policy, params, deal, stays);
+    }
+
+    fn finish(self, key: String) -> FunnelGroup {
+        FunnelGroup {
+            key,
+            cohort: self.cohort.finish(),
+            period: self.period.finish(),
+        }
     }
 }
 
-fn cohort(
-    policy: &Policy,
-    deals: &[&(&DealRow, Vec<&StageStayRow>)],
-    now: Option<DateTime<Utc>>,
-) -> CohortFunnel {
-    let n = deals.len() as u64;
-    let count = |s: DealStatus| deals.iter().filter(|(d, _)| d.status == s).count() as u64;
-    let (won, lost, open) = (
-        count(DealStatus::Won),
-        count(DealStatus::Lost),
-        count(DealStatus::Open),
-    );
-    let mut lost_by_stage = BTreeMap::new();
-    let mut lost_by_reason = BTreeMap::new();
-    for (d, _) in deals.iter().map(|x| &**x) {
+/// A stage of the cohort view being folded.
+struct StageFold {
+    funnel: StageFunnel,
+    converted: u64,
+    passed: u64,
+    to_next: Vec<f64>,
+    latest_days: Vec<f64>,
+    cum_days: Vec<f64>,
+}
+
+/// Transition matrix cells: (from rank, from, to rank, to) → moves.
+type Cells = BTreeMap<(usize, &'static str, usize, &'static str), u64>;
+
+struct CohortFold {
+    deals: u64,
+    won: u64,
+    lost: u64,
+    open: u64,
+    stages: Vec<StageFold>,
+    lost_by_stage: BTreeMap<String, u64>,
+    lost_by_reason: BTreeMap<String, u64>,
+    cells: Cells,
+}
+
+impl CohortFold {
+    fn new(policy: &Policy) -> Self {
+        let stages = policy
+            .stage_order
+            .iter()
+            .map(|&stage| StageFold {
+                funnel: StageFunnel {
+                    stage,
+                    entered: 0,
+                    advanced: 0,
+                    lost_here: 0,
+                    moved_back: 0,
+                    still_in: 0,
+                    entries: 0,
+                    re_entries: 0,
+                    skipped: 0,
+                    next_step: Ratio::new(0, 0),
+                    cumulative: Ratio::new(0, 0),
+                    days_to_next: Spread::default(),
+                    latest_stay_days: Spread::default(),
+                    cumulative_days: Spread::default(),
+                },
+                converted: 0,
+                passed: 0,
+                to_next: Vec::new(),
+                latest_days: Vec::new(),
+                cum_days: Vec::new(),
+            })
+            .collect();
+        CohortFold {
+            deals: 0,
+            won: 0,
+            lost: 0,
+            open: 0,
+            stages,
+            lost_by_stage: BTreeMap::new(),
+            lost_by_reason: BTreeMap::new(),
+            cells: Cells::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        policy: &Policy,
+        now: Option<DateTime<Utc>>,
+        d: &DealRow,
+        stays: &[&StageStayRow],
+    ) {
+        self.deals += 1;
+        match d.status {
+            DealStatus::Won => self.won += 1,
+            DealStatus::Lost => self.lost += 1,
+            DealStatus::Open => self.open += 1,
+        }
         if d.status == DealStatus::Lost {
-            *lost_by_stage
+            *self
+                .lost_by_stage
                 .entry(d.stage.as_str().to_string())
                 .or_insert(0) += 1;
             let reason = d.lost_reason.map_or("unknown", |r| r.as_str());
-            *lost_by_reason.entry(reason.to_string()).or_insert(0) += 1;
+            *self.lost_by_reason.entry(reason.to_string()).or_insert(0) += 1;
         }
-    }
-    let stays_end = |s: &StageStayRow| s.exited_at.or(now);
-    let mut stages = Vec::new();
-    for stage in policy.stage_order.iter().copied() {
-        let rank = policy.rank(stage);
-        let mut f = StageFunnel {
-            stage,
-            entered: 0,
-            advanced: 0,
-            lost_here: 0,
-            moved_back: 0,
-            still_in: 0,
-            entries: 0,
-            re_entries: 0,
-            skipped: 0,
-            next_step: Ratio::new(0, 0),
-            cumulative: Ratio::new(0, 0),
-            days_to_next: Spread::default(),
-            latest_stay_days: Spread::default(),
-            cumulative_days: Spread::default(),
-        };
-        let (mut converted, mut passed) = (0, 0);
-        let (mut to_next, mut latest_days, mut cum_days) = (Vec::new(), Vec::new(), Vec::new());
-        for (_, stays) in deals.iter().map(|x| &**x) {
-            let max_rank = stays
-                .iter()
-                .map(|s| policy.rank(s.stage))
-                .max()
-                .unwrap_or(0);
+        let stays_end = |s: &StageStayRow| s.exited_at.or(now);
+        let max_rank = stays
+            .iter()
+            .map(|s| policy.rank(s.stage))
+            .max()
+            .unwrap_or(0);
+        for sf in &mut self.stages {
+            let stage = sf.funnel.stage;
+            let rank = policy.rank(stage);
+            let f = &mut sf.funnel;
             if max_rank >= rank {
-                passed += 1;
+                sf.passed += 1;
             }
             let here: Vec<&&StageStayRow> = stays.iter().filter(|s| s.stage == stage).collect();
             let Some(latest) = here.last() else {
@@ -396,51 +507,62 @@ fn cohort(
                 None => f.still_in += 1,
             }
             if let Some(first_forward) = here.iter().find(|s| s.exit == Some(ExitKind::Advanced)) {
-                converted += 1;
+                sf.converted += 1;
                 if let Some(out) = first_forward.exited_at {
-                    to_next.push(days_between(here[0].entered_at, out));
+                    sf.to_next.push(days_between(here[0].entered_at, out));
                 }
             }
             if stage != Stage::Won {
                 if let Some(end) = stays_end(latest) {
-                    latest_days.push(days_between(latest.entered_at, end));
+                    sf.latest_days.push(days_between(latest.entered_at, end));
                 }
                 let total: f64 = here
                     .iter()
                     .filter_map(|s| stays_end(s).map(|e| days_between(s.entered_at, e)))
                     .sum();
-                cum_days.push(total);
+                sf.cum_days.push(total);
             }
         }
-        f.next_step = Ratio::new(converted, f.entered);
-        f.cumulative = Ratio::new(passed, n);
-        f.days_to_next = Spread::of(to_next);
-        f.latest_stay_days = Spread::of(latest_days);
-        f.cumulative_days = Spread::of(cum_days);
-        stages.push(f);
+        add_transitions(policy, stays.iter().copied(), |_| true, &mut self.cells);
     }
-    let all_stays = deals.iter().flat_map(|(_, s)| s.iter().copied());
-    CohortFunnel {
-        deals: n,
-        won,
-        lost,
-        open,
-        win_rate: Ratio::new(won, won + lost),
-        open_share: Ratio::new(open, n),
-        stages,
-        lost_by_stage,
-        lost_by_reason,
-        transitions: transitions(policy, all_stays, |_| true),
+
+    fn finish(self) -> CohortFunnel {
+        let n = self.deals;
+        let stages = self
+            .stages
+            .into_iter()
+            .map(|sf| {
+                let mut f = sf.funnel;
+                f.next_step = Ratio::new(sf.converted, f.entered);
+                f.cumulative = Ratio::new(sf.passed, n);
+                f.days_to_next = Spread::of(sf.to_next);
+                f.latest_stay_days = Spread::of(sf.latest_days);
+                f.cumulative_days = Spread::of(sf.cum_days);
+                f
+            })
+            .collect();
+        CohortFunnel {
+            deals: n,
+            won: self.won,
+            lost: self.lost,
+            open: self.open,
+            win_rate: Ratio::new(self.won, self.won + self.lost),
+            open_share: Ratio::new(self.open, n),
+            stages,
+            lost_by_stage: self.lost_by_stage,
+            lost_by_reason: self.lost_by_reason,
+            transitions: transitions_of(self.cells),
+        }
     }
 }
 
-/// The transition matrix of some stays; `keep` filters by the time of the move.
-fn transitions<'a>(
+/// Adds the moves of some stays to a transition matrix; `keep` filters by the time of the move.
+fn add_transitions<'a>(
     policy: &Policy,
     stays: impl Iterator<Item = &'a StageStayRow>,
     keep: impl Fn(DateTime<Utc>) -> bool,
-) -> Vec<Transition> {
-    let mut cells: BTreeMap<(usize, &'static str, usize, &'static str), u64> = BTreeMap::new();
+    cells: &mut Cells,
+) {
     let label = |s: Stage| (policy.rank(s), s.as_str());
     let start = (0usize, START);
     let lost = (usize::MAX, LOST);
@@ -464,6 +586,10 @@ fn transitions<'a>(
             *cells.entry((from.0, from.1, lost.0, lost.1)).or_insert(0) += 1;
         }
     }
+}
+
+/// The transition matrix, in stage order.
+fn transitions_of(cells: Cells) -> Vec<Transition> {
     cells
         .into_iter()
         .map(|((_, from, _, to), count)| Transition {
@@ -474,48 +600,61 @@ fn transitions<'a>(
         .collect()
 }
 
-fn period(
-    policy: &Policy,
-    deals: &[(&DealRow, Vec<&StageStayRow>)],
-    params: &FunnelParams,
-) -> PeriodFunnel {
-    let inside = |t: DateTime<Utc>| in_window(t, params);
-    let mut entries = BTreeMap::new();
-    let (mut new_deals, mut won, mut lost, mut reopened) = (0, 0, 0, 0);
-    let mut lost_by_reason = BTreeMap::new();
-    for (d, stays) in deals {
+#[derive(Default)]
+struct PeriodFold {
+    new_deals: u64,
+    entries: BTreeMap<String, u64>,
+    won: u64,
+    lost: u64,
+    reopened: u64,
+    lost_by_reason: BTreeMap<String, u64>,
+    cells: Cells,
+}
+
+impl PeriodFold {
+    fn add(
+        &mut self,
+        policy: &Policy,
+        params: &FunnelParams,
+        d: &DealRow,
+        stays: &[&StageStayRow],
+    ) {
+        let inside = |t: DateTime<Utc>| in_window(t, params);
         if inside(d.opened_at) {
-            new_deals += 1;
+            self.new_deals += 1;
         }
         if d.won_at.is_some_and(inside) {
-            won += 1;
+            self.won += 1;
         }
         for s in stays {
             if inside(s.entered_at) {
-                *entries.entry(s.stage.as_str().to_string()).or_insert(0) += 1;
+                *self
+                    .entries
+                    .entry(s.stage.as_str().to_string())
+                    .or_insert(0) += 1;
                 if s.entry == EntryKind::Reopened {
-                    reopened += 1;
+                    self.reopened += 1;
                 }
             }
             if s.exit == Some(ExitKind::Lost) && s.exited_at.is_some_and(inside) {
-                lost += 1;
+                self.lost += 1;
                 let reason = s.lost_reason.map_or("unknown", |r| r.as_str());
-                *lost_by_reason.entry(reason.to_string()).or_insert(0) += 1;
+                *self.lost_by_reason.entry(reason.to_string()).or_insert(0) += 1;
             }
         }
+        add_transitions(policy, stays.iter().copied(), inside, &mut self.cells);
     }
-    PeriodFunnel {
-        new_deals,
-        entries,
-        won,
-        lost,
-        reopened,
-        win_rate: Ratio::new(won, won + lost),
-        lost_by_reason,
-        transitions: transitions(
-            policy,
-            deals.iter().flat_map(|(_, s)| s.iter().copied()),
-            inside,
-        ),
+
+    fn finish(self) -> PeriodFunnel {
+        PeriodFunnel {
+            new_deals: self.new_deals,
+            entries: self.entries,
+            won: self.won,
+            lost: self.lost,
+            reopened: self.reopened,
+            win_rate: Ratio::new(self.won, self.won + self.lost),
+            lost_by_reason: self.lost_by_reason,
+            transitions: transitions_of(self.cells),
+        }
     }
 }

@@ -4,10 +4,11 @@
 
 use super::activity::{RepsParams, RepsReport};
 use super::aggregates::reps_report;
-use super::conversion::{FunnelParams, FunnelReport, GroupBy, funnel, funnels};
+use super::conversion::{FunnelFold, FunnelParams, FunnelReport, GroupBy};
 use super::fold::replay;
 use super::lifecycle::{CustomerReport, customer_report};
 use super::model::ReadModel;
+use super::model::StageStayRow;
 use super::policy::Policy;
 use super::runner::lag;
 use super::storage::{Checkpoint, ReadModelDb, StorageError};
@@ -275,31 +276,35 @@ pub fn materialize_funnels(
     if checkpoint.is_some() && stored == checkpoint {
         return Ok(checkpoint); // nothing new since the last refresh
     }
-    let Some(model) = db.load_conversion_live()? else {
-        return Ok(None);
-    };
-    let Some(position) = model.position else {
-        return Ok(None);
-    };
-    let cp = Checkpoint {
-        position: model.position,
-        log_time: model.log_time,
-    };
-    let meta = live_meta(cp.position, &cp, &ReportAt::default());
-    let params: Vec<FunnelParams> = MATERIALIZED_FUNNELS
-        .iter()
-        .map(|&by| FunnelParams {
+    // One pass over the deals per funnel, each in its own read transaction and stating its
+    // own position: a pass holds its counters and durations, never the deals.
+    let mut reports = Vec::new();
+    let mut reached = None;
+    for by in MATERIALIZED_FUNNELS {
+        let params = FunnelParams {
             by,
             ..FunnelParams::default()
-        })
-        .collect();
-    let mut reports = Vec::new();
-    for (p, report) in params.iter().zip(funnels(&model, policy, meta, &params)) {
-        let name = materialized_name(p).expect("every materialized funnel has a name");
-        reports.push((name, serde_json::to_string(&report)?));
+        };
+        let folded = db.fold_live_deals(
+            |cp| (*cp, FunnelFold::new(policy, params, cp.log_time, true)),
+            |(_, fold), deal, stays| {
+                let stays: Vec<&StageStayRow> = stays.iter().collect();
+                fold.add(&deal, &stays);
+            },
+        )?;
+        let Some((cp, fold)) = folded else {
+            return Ok(None);
+        };
+        let Some(position) = cp.position else {
+            return Ok(None);
+        };
+        let report = fold.finish(live_meta(cp.position, &cp, &ReportAt::default()));
+        let name = materialized_name(&params).expect("every materialized funnel has a name");
+        reports.push((name, position, serde_json::to_string(&report)?));
+        reached = Some(position);
     }
-    db.write_reports(position, &policy_json, &reports)?;
-    Ok(Some(position))
+    db.write_reports(&policy_json, &reports)?;
+    Ok(reached)
 }
 
 /// The funnel as last materialized by the runner ([`materialize_funnels`]), if `params` are
@@ -331,9 +336,9 @@ pub async fn materialized_funnel(
     Ok(Some(report))
 }
 
-/// The funnel from the live read models, reading only the deals and stage stays (not the
-/// activity, follow-ups or customers), then computing it as over the whole model, so every
-/// window and grouping gives the same numbers. `Ok(None)` when the report needs a replay or the
+/// The funnel from the live read models, folding the deals and stage stays one deal at a time
+/// (not the activity, follow-ups or customers; memory holds the counters, not the tables) as
+/// over the whole model, so every window and grouping gives the same numbers. `Ok(None)` when the report needs a replay or the
 /// read models were never projected: use [`load`] then.
 pub async fn live_funnel(
     store: &dyn EventStore,
@@ -346,15 +351,18 @@ pub async fn live_funnel(
         return Ok(None);
     }
     let head = store.head_position().await?;
-    let Some(model) = ReadModelDb::open(db_path)?.load_conversion_live()? else {
-        return Ok(None);
-    };
-    let cp = Checkpoint {
-        position: model.position,
-        log_time: model.log_time,
-    };
-    let meta = live_meta(head, &cp, at);
-    Ok(Some(funnel(&model, policy, meta, params)))
+    let folded = ReadModelDb::open(db_path)?.fold_live_deals(
+        |cp| {
+            let meta = live_meta(head, cp, at);
+            let fold = FunnelFold::new(policy, params, meta.evaluated_at, true);
+            (meta, fold)
+        },
+        |(_, fold), deal, stays| {
+            let stays: Vec<&StageStayRow> = stays.iter().collect();
+            fold.add(&deal, &stays);
+        },
+    )?;
+    Ok(folded.map(|(meta, fold)| fold.finish(meta)))
 }
 
 /// The metadata of a report over an in-memory model (tests, embedding programs).

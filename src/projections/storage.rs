@@ -489,30 +489,13 @@ impl ReadModelDb {
         Ok(Some((cp, inputs)))
     }
 
-    /// The live deals and stage stays only (what the funnel reads), in one read transaction;
-    /// `None` if never projected.
-    pub fn load_conversion_live(&mut self) -> Result<Option<ReadModel>, StorageError> {
-        let path = self.path.clone();
-        let err = |e: LoadError| match e {
-            LoadError::Sqlite(source) => StorageError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-            LoadError::Corrupt(e) => e,
-        };
-        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
-        let model = load_tables(&tx, LIVE, None, &["deals", "stage_stays"]).map_err(err)?;
-        tx.finish().map_err(|e| err(e.into()))?;
-        Ok(model.position.is_some().then_some(model))
-    }
-
-    /// Stores reports computed at log position `position` under `policy` (its JSON), replacing
-    /// older ones of the same names; a stored report of a later position is kept instead.
+    /// Stores reports `(name, log position computed at, body)` computed under `policy` (its
+    /// JSON), replacing older ones of the same names; a stored report of a later position is
+    /// kept instead.
     pub fn write_reports(
         &mut self,
-        position: u64,
         policy: &str,
-        reports: &[(String, String)],
+        reports: &[(String, u64, String)],
     ) -> Result<(), StorageError> {
         let sql = sqlite_error(&self.path);
         let tx = write_transaction(&mut self.conn).map_err(sql)?;
@@ -527,8 +510,8 @@ impl ReadModelDb {
                 ))
                 .map_err(sql)?;
             let now = micros(Utc::now());
-            for (name, body) in reports {
-                put.execute(params![name, position as i64, policy, now, body])
+            for (name, position, body) in reports {
+                put.execute(params![name, *position as i64, policy, now, body])
                     .map_err(sql)?;
             }
         }
@@ -554,6 +537,34 @@ impl ReadModelDb {
                 .optional()
             })
             .map_err(|e| self.sql(e))
+    }
+
+    /// Folds every live deal with its stage stays, one deal at a time, in one read transaction
+    /// (what the funnel needs, without holding the tables in memory): `start` makes the fold's
+    /// state from the checkpoint the deals reflect, `f` adds a deal to it. `None` if never
+    /// projected.
+    pub fn fold_live_deals<S>(
+        &mut self,
+        start: impl FnOnce(&Checkpoint) -> S,
+        mut f: impl FnMut(&mut S, DealRow, Vec<StageStayRow>),
+    ) -> Result<Option<S>, StorageError> {
+        let path = self.path.clone();
+        let err = |e: LoadError| match e {
+            LoadError::Sqlite(source) => StorageError::Sqlite {
+                path: path.clone(),
+                source,
+            },
+            LoadError::Corrupt(e) => e,
+        };
+        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
+        let cp = read_checkpoint(&tx, LIVE).map_err(|e| err(e.into()))?;
+        if cp.position.is_none() {
+            return Ok(None);
+        }
+        let mut state = start(&cp);
+        each_deal_with_stays(&tx, LIVE, |deal, stays| f(&mut state, deal, stays)).map_err(err)?;
+        tx.finish().map_err(|e| err(e.into()))?;
+        Ok(Some(state))
     }
 
     /// Loads the read model if the live tables hold a checkpoint, `None` if never projected.
@@ -1110,6 +1121,92 @@ fn each_row(
     Ok(())
 }
 
+/// A `deals` row (`SELECT *`).
+fn deal_from_row(r: &Reader<'_>, row: &rusqlite::Row<'_>) -> Result<DealRow, LoadError> {
+    Ok(DealRow {
+        customer_id: row.get(0)?,
+        deal_id: row.get(1)?,
+        source: r.en("source", row.get(2)?)?,
+        opened_at: r.time("opened_at", row.get(3)?)?,
+        owner_at_open: row.get(4)?,
+        status: r.en("status", row.get(5)?)?,
+        stage: r.en("stage", row.get(6)?)?,
+        stage_since: r.time("stage_since", row.get(7)?)?,
+        last_activity_at: r.time("last_activity_at", row.get(8)?)?,
+        won_at: r.opt_time("won_at", row.get(9)?)?,
+        won_value_minor: row.get(10)?,
+        won_currency: row.get(11)?,
+        won_owner: row.get(12)?,
+        lost_at: r.opt_time("lost_at", row.get(13)?)?,
+        lost_reason: r.opt_en("lost_reason", row.get(14)?)?,
+        reopen_count: row.get(15)?,
+    })
+}
+
+/// A `stage_stays` row (`SELECT *`).
+fn stay_from_row(r: &Reader<'_>, row: &rusqlite::Row<'_>) -> Result<StageStayRow, LoadError> {
+    Ok(StageStayRow {
+        customer_id: row.get(0)?,
+        deal_id: row.get(1)?,
+        seq: row.get(2)?,
+        stage: r.en("stage", row.get(3)?)?,
+        entered_at: r.time("entered_at", row.get(4)?)?,
+        entry: r.en("entry", row.get(5)?)?,
+        from_stage: r.opt_en("from_stage", row.get(6)?)?,
+        exited_at: r.opt_time("exited_at", row.get(7)?)?,
+        exit: r.opt_en("exit", row.get(8)?)?,
+        to_stage: r.opt_en("to_stage", row.get(9)?)?,
+        lost_reason: r.opt_en("lost_reason", row.get(10)?)?,
+    })
+}
+
+/// Hands every deal under prefix `p`, with its stage stays in order, to `f`, one deal at a time:
+/// both tables are read in key order side by side, so memory holds one deal.
+fn each_deal_with_stays(
+    conn: &Connection,
+    p: &str,
+    mut f: impl FnMut(DealRow, Vec<StageStayRow>),
+) -> Result<(), LoadError> {
+    let deals_reader = Reader { table: "deals" };
+    let stays_reader = Reader {
+        table: "stage_stays",
+    };
+    let mut deals = conn.prepare(&format!(
+        "SELECT * FROM {p}deals ORDER BY customer_id, deal_id"
+    ))?;
+    let mut stays = conn.prepare(&format!(
+        "SELECT * FROM {p}stage_stays ORDER BY customer_id, deal_id, seq"
+    ))?;
+    let mut deal_rows = deals.query([])?;
+    let mut stay_rows = stays.query([])?;
+    let mut next_stay = match stay_rows.next()? {
+        Some(row) => Some(stay_from_row(&stays_reader, row)?),
+        None => None,
+    };
+    while let Some(row) = deal_rows.next()? {
+        let deal = deal_from_row(&deals_reader, row)?;
+        let key = (deal.customer_id.as_str(), deal.deal_id.as_str());
+        let mut own = Vec::new();
+        while let Some(stay) = next_stay.take() {
+            let stay_key = (stay.customer_id.as_str(), stay.deal_id.as_str());
+            if stay_key > key {
+                next_stay = Some(stay);
+                break;
+            }
+            // A stay of no deal (a smaller key) is never written by the runner; it is skipped.
+            if stay_key == key {
+                own.push(stay);
+            }
+            next_stay = match stay_rows.next()? {
+                Some(row) => Some(stay_from_row(&stays_reader, row)?),
+                None => None,
+            };
+        }
+        f(deal, own);
+    }
+    Ok(())
+}
+
 /// Loads the rows of the tables named in `tables` (others stay empty).
 fn load_tables(
     conn: &Connection,
@@ -1197,24 +1294,7 @@ fn load_tables(
         &args,
         tables.contains(&"deals"),
         |row| {
-            m.deals.push(DealRow {
-                customer_id: row.get(0)?,
-                deal_id: row.get(1)?,
-                source: r.en("source", row.get(2)?)?,
-                opened_at: r.time("opened_at", row.get(3)?)?,
-                owner_at_open: row.get(4)?,
-                status: r.en("status", row.get(5)?)?,
-                stage: r.en("stage", row.get(6)?)?,
-                stage_since: r.time("stage_since", row.get(7)?)?,
-                last_activity_at: r.time("last_activity_at", row.get(8)?)?,
-                won_at: r.opt_time("won_at", row.get(9)?)?,
-                won_value_minor: row.get(10)?,
-                won_currency: row.get(11)?,
-                won_owner: row.get(12)?,
-                lost_at: r.opt_time("lost_at", row.get(13)?)?,
-                lost_reason: r.opt_en("lost_reason", row.get(14)?)?,
-                reopen_count: row.get(15)?,
-            });
+            m.deals.push(deal_from_row(&r, row)?);
             Ok(())
         },
     )?;
@@ -1228,19 +1308,7 @@ fn load_tables(
         &args,
         tables.contains(&"stage_stays"),
         |row| {
-            m.stays.push(StageStayRow {
-                customer_id: row.get(0)?,
-                deal_id: row.get(1)?,
-                seq: row.get(2)?,
-                stage: r.en("stage", row.get(3)?)?,
-                entered_at: r.time("entered_at", row.get(4)?)?,
-                entry: r.en("entry", row.get(5)?)?,
-                from_stage: r.opt_en("from_stage", row.get(6)?)?,
-                exited_at: r.opt_time("exited_at", row.get(7)?)?,
-                exit: r.opt_en("exit", row.get(8)?)?,
-                to_stage: r.opt_en("to_stage", row.get(9)?)?,
-                lost_reason: r.opt_en("lost_reason", row.get(10)?)?,
-            });
+            m.stays.push(stay_from_row(&r, row)?);
             Ok(())
         },
     )?;
