@@ -361,7 +361,8 @@ impl ReadModelDb {
             if keep_spreads {
                 aggregates::close_groups(rows, &mut close_groups);
             }
-            write_customer(&tx, prefix, customer.as_str(), rows).map_err(sql)?;
+            write_customer(&tx, prefix, customer.as_str(), rows, !customers_are_new)
+                .map_err(sql)?;
         }
         if !customers_are_new {
             write_deltas(&tx, prefix, deltas).map_err(sql)?;
@@ -843,15 +844,20 @@ fn split_by_customer(m: ReadModel) -> BTreeMap<String, CustomerRows> {
     out
 }
 
+/// Writes one customer's rows; `replace` deletes its earlier rows first (not needed for a
+/// customer that has none, as in a rebuild: six lookups per customer saved).
 fn write_customer(
     tx: &Transaction<'_>,
     p: &str,
     customer: &str,
     rows: &CustomerRows,
+    replace: bool,
 ) -> rusqlite::Result<()> {
-    for t in CUSTOMER_TABLES {
-        tx.prepare_cached(&format!("DELETE FROM {p}{t} WHERE customer_id = ?1"))?
-            .execute([customer])?;
+    if replace {
+        for t in CUSTOMER_TABLES {
+            tx.prepare_cached(&format!("DELETE FROM {p}{t} WHERE customer_id = ?1"))?
+                .execute([customer])?;
+        }
     }
     if let Some(c) = &rows.customer {
         tx.prepare_cached(&format!(
