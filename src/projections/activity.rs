@@ -94,25 +94,27 @@ pub fn is_overdue(f: &FollowUpRow, now: Option<chrono::DateTime<chrono::Utc>>) -
     }
 }
 
+/// The row of `rep` in `period`, added empty if missing.
+pub(super) fn row<'t>(
+    table: &'t mut BTreeMap<(String, String), RepPeriod>,
+    rep: &str,
+    period: &str,
+) -> &'t mut RepPeriod {
+    table
+        .entry((rep.to_string(), period.to_string()))
+        .or_insert_with(|| RepPeriod {
+            rep: rep.to_string(),
+            period: period.to_string(),
+            ..RepPeriod::default()
+        })
+}
+
 /// Computes the rep report.
 pub fn reps(model: &ReadModel, meta: ReportMeta, params: RepsParams) -> RepsReport {
     let mut table: BTreeMap<(String, String), RepPeriod> = BTreeMap::new();
     let mut touched: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
     let mut close_days: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     let wanted = |rep: &str| params.rep.as_deref().is_none_or(|r| r == rep);
-    fn row<'t>(
-        table: &'t mut BTreeMap<(String, String), RepPeriod>,
-        rep: &str,
-        period: &str,
-    ) -> &'t mut RepPeriod {
-        table
-            .entry((rep.to_string(), period.to_string()))
-            .or_insert_with(|| RepPeriod {
-                rep: rep.to_string(),
-                period: period.to_string(),
-                ..RepPeriod::default()
-            })
-    }
     for a in &model.activities {
         let period = params.period.label(a.occurred_at);
         let kind = EventType::parse(&a.event_type);

@@ -21,7 +21,7 @@
 //! (`rm_close_spreads`): after each batch, the groups whose contracts changed are recomputed
 //! from their contracts (an index range read); a rebuild computes them all once at its end.
 
-use super::activity::{RepPeriod, RepsParams, RepsReport};
+use super::activity::{RepPeriod, RepsParams, RepsReport, row};
 use super::conversion::Ratio;
 use super::model::{ActivityRow, CustomerRows};
 use super::report::ReportMeta;
@@ -176,19 +176,6 @@ pub struct RepsInputs {
 pub fn reps_report(meta: ReportMeta, params: RepsParams, input: RepsInputs) -> RepsReport {
     let wanted = |rep: &str| params.rep.as_deref().is_none_or(|r| r == rep);
     let mut table: BTreeMap<(String, String), RepPeriod> = BTreeMap::new();
-    fn row<'t>(
-        table: &'t mut BTreeMap<(String, String), RepPeriod>,
-        rep: &str,
-        period: &str,
-    ) -> &'t mut RepPeriod {
-        table
-            .entry((rep.to_string(), period.to_string()))
-            .or_insert_with(|| RepPeriod {
-                rep: rep.to_string(),
-                period: period.to_string(),
-                ..RepPeriod::default()
-            })
-    }
     let mut valued: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut values: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for (rep, period, metric, v) in input.counters {

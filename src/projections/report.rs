@@ -4,7 +4,7 @@
 
 use super::activity::{RepsParams, RepsReport};
 use super::aggregates::reps_report;
-use super::conversion::{FunnelFold, FunnelParams, FunnelReport, GroupBy};
+use super::conversion::{FunnelFold, FunnelGroup, FunnelParams, FunnelReport, GroupBy};
 use super::fold::replay;
 use super::lifecycle::{CustomerReport, customer_report};
 use super::model::ReadModel;
@@ -197,8 +197,8 @@ pub async fn live_customer(
         .ok_or_else(|| ReportError::UnknownCustomer(id.to_string()))
 }
 
-/// The rep report from the live read models: counters from the aggregates, closing times from
-/// the contracts' index. `Ok(None)` when the report needs a replay or the read models were never
+/// The rep report from the live read models: counters from `rm_aggregates`, days-to-close
+/// spreads from `rm_close_spreads`. `Ok(None)` when the report needs a replay or the read models were never
 /// projected: use [`load`] then.
 pub async fn live_reps(
     store: &dyn EventStore,
@@ -277,28 +277,35 @@ pub fn materialize_funnels(
         return Ok(checkpoint); // nothing new since the last refresh
     }
     // One pass over the deals per funnel, each in its own read transaction and stating its
-    // own position: a pass holds its counters and durations, never the deals.
+    // own position: a pass holds its counters and durations, never the deals. The first pass
+    // computes the total the others share, unless the checkpoint moved in between.
+    let meta = |cp: &Checkpoint| live_meta(cp.position, cp, &ReportAt::default());
     let mut reports = Vec::new();
     let mut reached = None;
+    let mut total: Option<(Option<u64>, FunnelGroup)> = None;
     for by in MATERIALIZED_FUNNELS {
         let params = FunnelParams {
             by,
             ..FunnelParams::default()
         };
-        let folded = db.fold_live_deals(
-            |cp| (*cp, FunnelFold::new(policy, params, cp.log_time, true)),
-            |(_, fold), deal, stays| {
-                let stays: Vec<&StageStayRow> = stays.iter().collect();
-                fold.add(&deal, &stays);
-            },
-        )?;
-        let Some((cp, fold)) = folded else {
+        let mut with_total = total.is_none();
+        let mut pass = fold_live_funnel(&mut db, policy, params, with_total, meta)?;
+        let total_at = total.as_ref().map(|(at, _)| *at);
+        if !with_total && pass.as_ref().map(|(cp, _)| cp.position) != total_at {
+            with_total = true;
+            pass = fold_live_funnel(&mut db, policy, params, with_total, meta)?;
+        }
+        let Some((cp, mut report)) = pass else {
             return Ok(None);
         };
         let Some(position) = cp.position else {
             return Ok(None);
         };
-        let report = fold.finish(live_meta(cp.position, &cp, &ReportAt::default()));
+        match &total {
+            Some((_, shared)) if !with_total => report.total = shared.clone(),
+            Some(_) => {}
+            None => total = Some((cp.position, report.total.clone())),
+        }
         let name = materialized_name(&params).expect("every materialized funnel has a name");
         reports.push((name, position, serde_json::to_string(&report)?));
         reached = Some(position);
@@ -338,8 +345,8 @@ pub async fn materialized_funnel(
 
 /// The funnel from the live read models, folding the deals and stage stays one deal at a time
 /// (not the activity, follow-ups or customers; memory holds the counters, not the tables) as
-/// over the whole model, so every window and grouping gives the same numbers. `Ok(None)` when the report needs a replay or the
-/// read models were never projected: use [`load`] then.
+/// over the whole model, so every window and grouping gives the same numbers. `Ok(None)` when
+/// the report needs a replay or the read models were never projected: use [`load`] then.
 pub async fn live_funnel(
     store: &dyn EventStore,
     db_path: &Path,
@@ -351,18 +358,32 @@ pub async fn live_funnel(
         return Ok(None);
     }
     let head = store.head_position().await?;
-    let folded = ReadModelDb::open(db_path)?.fold_live_deals(
+    let mut db = ReadModelDb::open(db_path)?;
+    let folded = fold_live_funnel(&mut db, policy, params, true, |cp| live_meta(head, cp, at))?;
+    Ok(folded.map(|(_, report)| report))
+}
+
+/// Folds the live deals into the funnel of `params` (its total too, with `with_total`), with
+/// the metadata `meta` gives for the checkpoint read. `None` if never projected.
+fn fold_live_funnel(
+    db: &mut ReadModelDb,
+    policy: &Policy,
+    params: FunnelParams,
+    with_total: bool,
+    meta: impl FnOnce(&Checkpoint) -> ReportMeta,
+) -> Result<Option<(Checkpoint, FunnelReport)>, StorageError> {
+    let folded = db.fold_live_deals(
         |cp| {
-            let meta = live_meta(head, cp, at);
-            let fold = FunnelFold::new(policy, params, meta.evaluated_at, true);
-            (meta, fold)
+            let meta = meta(cp);
+            let fold = FunnelFold::new(policy, params, meta.evaluated_at, with_total);
+            (*cp, meta, fold)
         },
-        |(_, fold), deal, stays| {
+        |(_, _, fold), deal, stays| {
             let stays: Vec<&StageStayRow> = stays.iter().collect();
             fold.add(&deal, &stays);
         },
     )?;
-    Ok(folded.map(|(meta, fold)| fold.finish(meta)))
+    Ok(folded.map(|(cp, meta, fold)| (cp, fold.finish(meta))))
 }
 
 /// The metadata of a report over an in-memory model (tests, embedding programs).

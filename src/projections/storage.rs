@@ -96,6 +96,15 @@ fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + Copy 
     }
 }
 
+/// Names the read-model file in errors of reading rows (SQLite, or a value this version cannot
+/// read).
+fn load_error(path: &Path) -> impl Fn(LoadError) -> StorageError + Copy + '_ {
+    move |e| match e {
+        LoadError::Sqlite(source) => sqlite_error(path)(source),
+        LoadError::Corrupt(e) => e,
+    }
+}
+
 /// Starts a write transaction now (`BEGIN IMMEDIATE`), waiting for the file's write lock.
 fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -204,14 +213,7 @@ impl ReadModelDb {
         if current == Some(aggregates::VERSION) {
             return Ok(());
         }
-        let path = self.path.clone();
-        let err = |e: LoadError| match e {
-            LoadError::Sqlite(source) => StorageError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-            LoadError::Corrupt(e) => e,
-        };
+        let err = load_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -340,16 +342,13 @@ impl ReadModelDb {
         }
         let mut own_deltas = Deltas::default();
         let deltas = new_customers_counted_in.unwrap_or(&mut own_deltas);
-        // Staging spreads are computed once, at the end of the rebuild (`finish_staging`).
+        // Staging spreads are computed once, when the rebuild swaps its tables in.
         let keep_spreads = prefix == LIVE;
         let mut close_groups = HashMap::new();
         for (customer, rows) in changes {
             if !customers_are_new {
-                let old =
-                    load_model(&tx, prefix, Some(customer.as_str())).map_err(|e| match e {
-                        LoadError::Sqlite(source) => sql(source),
-                        LoadError::Corrupt(e) => e,
-                    })?;
+                let old = load_model(&tx, prefix, Some(customer.as_str()))
+                    .map_err(load_error(&self.path))?;
                 for old in split_by_customer(old).values() {
                     deltas.contribute(old, -1);
                     if keep_spreads {
@@ -398,10 +397,7 @@ impl ReadModelDb {
         let tx = write_transaction(&mut self.conn).map_err(sql)?;
         // The staging counters were kept up to date during the rebuild; the spreads are computed
         // now, once. Then their layout is marked.
-        rewrite_all_close_spreads(&tx, STAGING).map_err(|e| match e {
-            LoadError::Sqlite(source) => sql(source),
-            LoadError::Corrupt(e) => e,
-        })?;
+        rewrite_all_close_spreads(&tx, STAGING).map_err(load_error(&self.path))?;
         tx.execute(
             &format!(
                 "INSERT OR IGNORE INTO {STAGING}aggregates (view, grp, key, metric, value) \
@@ -429,33 +425,17 @@ impl ReadModelDb {
 
     /// Loads the whole read model under `prefix` (in one read transaction, so it is consistent).
     pub fn load(&mut self, prefix: &str) -> Result<ReadModel, StorageError> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| StorageError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
-        let model = load_model(&tx, prefix, None).map_err(|e| match e {
-            LoadError::Sqlite(source) => StorageError::Sqlite { path, source },
-            LoadError::Corrupt(e) => e,
-        })?;
-        tx.finish().map_err(|e| self.sql(e))?;
+        let sql = sqlite_error(&self.path);
+        let tx = self.conn.transaction().map_err(sql)?;
+        let model = load_model(&tx, prefix, None).map_err(load_error(&self.path))?;
+        tx.finish().map_err(sql)?;
         Ok(model)
     }
 
     /// One customer's rows in the live tables (by primary key) and the checkpoint they reflect,
     /// read in one transaction; `None` if never projected.
     pub fn load_customer_live(&mut self, id: &str) -> Result<Option<ReadModel>, StorageError> {
-        let path = self.path.clone();
-        let err = |e: LoadError| match e {
-            LoadError::Sqlite(source) => StorageError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-            LoadError::Corrupt(e) => e,
-        };
+        let err = load_error(&self.path);
         let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
         let model = load_model(&tx, LIVE, Some(id)).map_err(err)?;
         tx.finish().map_err(|e| err(e.into()))?;
@@ -472,22 +452,24 @@ impl ReadModelDb {
         rep: Option<&str>,
         clock: impl Fn(&Checkpoint) -> Option<DateTime<Utc>>,
     ) -> Result<Option<(Checkpoint, aggregates::RepsInputs)>, StorageError> {
-        let path = self.path.clone();
-        let err = |e: LoadError| match e {
-            LoadError::Sqlite(source) => StorageError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-            LoadError::Corrupt(e) => e,
-        };
-        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
-        let cp = read_checkpoint(&tx, LIVE).map_err(|e| err(e.into()))?;
+        self.read_live(|tx, cp| read_reps_inputs(tx, period, rep, clock(cp)))
+    }
+
+    /// Runs `read` in one read transaction of the live tables, with the checkpoint they reflect;
+    /// `None` (and `read` not run) if they were never projected.
+    fn read_live<T>(
+        &mut self,
+        read: impl FnOnce(&Transaction<'_>, &Checkpoint) -> Result<T, LoadError>,
+    ) -> Result<Option<(Checkpoint, T)>, StorageError> {
+        let (sql, err) = (sqlite_error(&self.path), load_error(&self.path));
+        let tx = self.conn.transaction().map_err(sql)?;
+        let cp = read_checkpoint(&tx, LIVE).map_err(sql)?;
         if cp.position.is_none() {
             return Ok(None);
         }
-        let inputs = read_reps_inputs(&tx, period, rep, clock(&cp)).map_err(err)?;
-        tx.finish().map_err(|e| err(e.into()))?;
-        Ok(Some((cp, inputs)))
+        let read = read(&tx, &cp).map_err(err)?;
+        tx.finish().map_err(sql)?;
+        Ok(Some((cp, read)))
     }
 
     /// Stores reports `(name, log position computed at, body)` computed under `policy` (its
@@ -549,23 +531,12 @@ impl ReadModelDb {
         start: impl FnOnce(&Checkpoint) -> S,
         mut f: impl FnMut(&mut S, DealRow, Vec<StageStayRow>),
     ) -> Result<Option<S>, StorageError> {
-        let path = self.path.clone();
-        let err = |e: LoadError| match e {
-            LoadError::Sqlite(source) => StorageError::Sqlite {
-                path: path.clone(),
-                source,
-            },
-            LoadError::Corrupt(e) => e,
-        };
-        let tx = self.conn.transaction().map_err(|e| err(e.into()))?;
-        let cp = read_checkpoint(&tx, LIVE).map_err(|e| err(e.into()))?;
-        if cp.position.is_none() {
-            return Ok(None);
-        }
-        let mut state = start(&cp);
-        each_deal_with_stays(&tx, LIVE, |deal, stays| f(&mut state, deal, stays)).map_err(err)?;
-        tx.finish().map_err(|e| err(e.into()))?;
-        Ok(Some(state))
+        let folded = self.read_live(|tx, cp| {
+            let mut state = start(cp);
+            each_deal_with_stays(tx, LIVE, |deal, stays| f(&mut state, deal, stays))?;
+            Ok(state)
+        })?;
+        Ok(folded.map(|(_, state)| state))
     }
 
     /// Loads the read model if the live tables hold a checkpoint, `None` if never projected.
