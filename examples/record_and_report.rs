@@ -7,7 +7,11 @@
 use chrono::{Duration, Utc};
 use pipeline_ledger::domain::*;
 use pipeline_ledger::ledger::{Ledger, RecordError};
-use pipeline_ledger::projections::{Policy, runner};
+use pipeline_ledger::projections::Policy;
+use pipeline_ledger::query::{FunnelRequest, Queries};
+use pipeline_ledger::read_models::ReadModels;
+use pipeline_ledger::read_models::memory::MemoryReadModels;
+use pipeline_ledger::runner;
 use pipeline_ledger::store::EventStore;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use std::sync::Arc;
@@ -109,22 +113,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Projections: bring the read models up to date, then print the funnel.
     let policy = Policy::load(None)?;
-    runner::project(
-        &*store,
-        std::path::Path::new(&path),
-        &policy,
-        false,
-        &mut |_| {},
-        async {},
-    )
-    .await?;
-    let mut out = std::io::stdout();
-    pipeline_ledger::projections::report::demo_report(
-        &*store,
-        std::path::Path::new(&path),
-        &policy,
-        &mut out,
-    )
-    .await?;
+    // The read models live in memory here; `SqliteReadModels` keeps them in a file.
+    let read_models: Arc<dyn ReadModels> = Arc::new(MemoryReadModels::new());
+    runner::project(&*store, &read_models, &policy, false, &mut |_| {}, async {}).await?;
+    // Reports are typed values; their JSON is their serde form.
+    let queries = Queries::new(store.clone(), read_models, policy);
+    let funnel = queries.funnel(FunnelRequest::default()).await?;
+    println!("{}", serde_json::to_string_pretty(&funnel)?);
     Ok(())
 }

@@ -1,15 +1,17 @@
 //! pipeline-ledger: an event-sourced sales-pipeline ledger.
 //!
 //! Every customer interaction is appended as an immutable event; projections rebuild lifecycle
-//! state, stage conversion and rep activity from them. See ARCHITECTURE.md for the map.
+//! state, stage conversion and rep activity from them. See ARCHITECTURE.md for the map and the
+//! layer order these modules follow (each imports only modules listed before it).
 
-pub mod bench;
-pub mod cli;
 pub mod contract;
 pub mod demo;
 pub mod domain;
 pub mod ledger;
 pub mod projections;
+pub mod query;
+pub mod read_models;
+pub mod runner;
 pub mod store;
 
 // Lets modules refer to the library by its public name, as the binary and the tests do.

@@ -1,4 +1,9 @@
-//! The `pipeline-ledger` binary: everything lives in the library; this only hands over.
+//! The `pipeline-ledger` binary: the command line ([`cli`]), its presentation of reports
+//! (tables, CSV, JSON) and the benchmark ([`bench`]). Everything else lives in the library;
+//! these modules parse arguments, call it, and print.
+
+mod bench;
+mod cli;
 
 /// mimalloc instead of the system allocator: an import allocates the strings of each event on
 /// the validating threads and frees them on the deciding and writing threads, and glibc's
@@ -7,5 +12,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    pipeline_ledger::cli::main()
+    cli::main()
 }

@@ -1,26 +1,35 @@
-//! The projection commands, run as the binary runs them.
+//! The projection commands, run through the real binary against a store the test fills.
 
 mod projections_support;
 
-use clap::Parser;
-use pipeline_ledger::cli::projection_commands::{ProjectionCommand, run};
 use pipeline_ledger::store::sqlite::SqliteStore;
 use projections_support::*;
 use std::sync::Arc;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: ProjectionCommand,
-}
-
-async fn exec(store: &Arc<SqliteStore>, path: &std::path::Path, args: &[&str]) -> String {
-    let mut argv = vec!["t"];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).unwrap();
-    let mut out = Vec::new();
-    run(cli.cmd, &**store, path, &mut out).await.unwrap();
-    String::from_utf8(out).unwrap()
+/// Runs `pipeline-ledger --store PATH ARGS…` and returns its standard output; fails the test
+/// on a non-zero exit.
+async fn exec(_store: &Arc<SqliteStore>, path: &std::path::Path, args: &[&str]) -> String {
+    let (path, args): (std::path::PathBuf, Vec<String>) = (
+        path.to_path_buf(),
+        args.iter().map(|a| a.to_string()).collect(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let out = assert_cmd::Command::cargo_bin("pipeline-ledger")
+            .unwrap()
+            .arg("--store")
+            .arg(&path)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,36 +1,24 @@
-//! The demo report over the lead generator's realistic history.
+//! The demo command's report over the generator's realistic history, through the binary.
 
-use pipeline_ledger::demo::{DemoConfig, generate};
-use pipeline_ledger::ledger::Ledger;
-use pipeline_ledger::projections::Policy;
-use pipeline_ledger::projections::report::demo_report;
-use pipeline_ledger::store::sqlite::SqliteStore;
-use std::sync::Arc;
+use assert_cmd::Command;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_report_prints_funnel_reps_and_stalled_deals() {
+#[test]
+fn the_demo_report_prints_funnel_reps_and_stalled_deals() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.db");
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
-    let ledger = Ledger::new(store.clone());
-    let config = DemoConfig {
-        customers: 30,
-        seed: 5,
-        reps: 4,
-        until: chrono::Utc::now(),
-        span_days: 365,
-    };
-    let lines: Vec<_> = generate(&config)
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64 + 1, ledger.validate(p).unwrap()))
-        .collect();
-    ledger.record_batch(lines, &|_| {}).await.unwrap();
-    let mut out = Vec::new();
-    demo_report(&*store, &path, &Policy::default(), &mut out)
-        .await
+    let out = Command::cargo_bin("pipeline-ledger")
+        .unwrap()
+        .arg("--store")
+        .arg(&path)
+        .args(["demo", "--customers", "30", "--seed", "5"])
+        .output()
         .unwrap();
-    let text = String::from_utf8(out).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
     for section in [
         "== Funnel by lead source ==",
         "Transitions",

@@ -11,8 +11,8 @@ use pipeline_ledger::domain::{
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::conversion::{FunnelParams, Ratio, StageFunnel, funnel};
 use pipeline_ledger::projections::lifecycle::customer_report;
+use pipeline_ledger::projections::meta::{ReportAt, meta_for};
 use pipeline_ledger::projections::model::LifecycleState;
-use pipeline_ledger::projections::report::{ReportAt, meta_for};
 use pipeline_ledger::projections::stalled::pipeline;
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::projections::{Policy, ReadModel, replay};

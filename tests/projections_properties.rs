@@ -5,15 +5,19 @@ mod projections_support;
 use pipeline_ledger::domain::{CustomerId, EventPayload, LedgerEvent, Stage};
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy, Ratio, funnel};
+use pipeline_ledger::projections::meta::{ReportAt, ReportSource, meta_for};
 use pipeline_ledger::projections::model::{CustomerRows, ReadModel};
-use pipeline_ledger::projections::report::{self, ReportAt, meta_for};
-use pipeline_ledger::projections::runner;
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::projections::{Policy, Projector, replay};
+use pipeline_ledger::query::Queries;
+use pipeline_ledger::read_models::ReadModels;
+use pipeline_ledger::read_models::sqlite::SqliteReadModels;
+use pipeline_ledger::runner;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use projections_support::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn model_of(tables: &BTreeMap<CustomerId, CustomerRows>, p: &Projector) -> ReadModel {
     let mut m = ReadModel {
@@ -204,25 +208,25 @@ proptest! {
         rt.block_on(async move {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("ledger.db");
-            let store = SqliteStore::open(&path).unwrap();
+            let store = Arc::new(SqliteStore::open(&path).unwrap());
+            let read_models: Arc<dyn ReadModels> = Arc::new(SqliteReadModels::open(&dir.path().join("rm.db")));
             let policy = Policy::default();
             let events = generate(seed, customers, steps);
             let mut start = 0;
             for end in cuts(events.len(), &raw_cuts) {
                 append(&store, &events[start..end]).await;
                 start = end;
-                let done = runner::project(&store, &path, &policy, false, &mut |_| {}, std::future::ready(())).await.unwrap();
+                let done = runner::project(&*store, &read_models, &policy, false, &mut |_| {}, std::future::ready(())).await.unwrap();
                 assert_eq!(done.lag, 0);
             }
             let stored = read_back(&store).await;
             let expected = replay(&policy, &stored);
-            let mut db = pipeline_ledger::projections::storage::ReadModelDb::open(&path).unwrap();
-            let live = db.load_live().unwrap().unwrap_or_default();
+            let live = read_models.load_live().unwrap().unwrap_or_default();
             if !stored.is_empty() {
                 assert_eq!(&live, &expected);
             }
-            runner::rebuild(&store, &path, &policy, &mut |_| {}).await.unwrap();
-            let rebuilt = db.load_live().unwrap().unwrap_or_default();
+            runner::rebuild(&*store, &read_models, &policy, &mut |_| {}).await.unwrap();
+            let rebuilt = read_models.load_live().unwrap().unwrap_or_default();
             assert_eq!(&rebuilt, &live);
 
             let t = day(cut_day);
@@ -231,10 +235,11 @@ proptest! {
                 ReportAt { known_at: Some(t), ..ReportAt::default() },
                 ReportAt { at_position: (!stored.is_empty()).then(|| 1 + (cut_day as u64 % stored.len() as u64)), ..ReportAt::default() },
             ] {
-                let (model, meta) = report::load(&store, &path, &policy, &at).await.unwrap();
+                let queries = Queries::new(store.clone(), read_models.clone(), policy.clone());
+                let (model, meta) = queries.model(&at).await.unwrap();
                 let filtered: Vec<LedgerEvent> = stored.iter().filter(|e| at.includes(e)).cloned().collect();
                 assert_eq!(model, replay(&policy, &filtered));
-                assert_eq!(meta.source, "replay");
+                assert_eq!(meta.source, ReportSource::Replay);
             }
         });
     }

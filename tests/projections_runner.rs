@@ -3,12 +3,14 @@
 
 mod projections_support;
 
-use pipeline_ledger::projections::runner::{self, Progress};
-use pipeline_ledger::projections::storage::{LIVE, ReadModelDb};
 use pipeline_ledger::projections::{Policy, replay};
+use pipeline_ledger::read_models::sqlite::SqliteReadModels;
+use pipeline_ledger::read_models::{ReadModels, Tables};
+use pipeline_ledger::runner::{self, Progress};
 use pipeline_ledger::store::EventStore;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use projections_support::*;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most polls while waiting for the follower to catch up (each waits a little); generous, so
@@ -20,6 +22,8 @@ async fn a_follower_applies_live_events_and_stops_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let store = SqliteStore::open(&path).unwrap();
+    let read_models: Arc<dyn ReadModels> =
+        Arc::new(SqliteReadModels::open(&dir.path().join("rm.db")));
     let events = generate(11, 4, 120);
     let (first, second) = events.split_at(events.len() / 2);
     append(&store, first).await;
@@ -27,12 +31,12 @@ async fn a_follower_applies_live_events_and_stops_when_asked() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let follower = {
         let store = store.clone();
-        let path = path.clone();
+        let read_models = read_models.clone();
         tokio::spawn(async move {
             let mut seen: Vec<Progress> = Vec::new();
             let done = runner::project(
                 &store,
-                &path,
+                &read_models,
                 &Policy::default(),
                 true,
                 &mut |p| seen.push(*p),
@@ -50,9 +54,8 @@ async fn a_follower_applies_live_events_and_stops_when_asked() {
         append(&store, std::slice::from_ref(e)).await;
     }
     let head = store.head_position().await.unwrap();
-    let mut db = ReadModelDb::open(&path).unwrap();
     for _ in 0..POLLS_MAX {
-        if db.checkpoint(LIVE).unwrap().position == head {
+        if read_models.checkpoint(Tables::Live).unwrap().position == head {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -65,7 +68,7 @@ async fn a_follower_applies_live_events_and_stops_when_asked() {
         seen.iter()
             .all(|p| p.lag == p.head.unwrap_or(0) - p.position.unwrap_or(0))
     );
-    let live = db.load_live().unwrap().unwrap();
+    let live = read_models.load_live().unwrap().unwrap();
     assert_eq!(live, replay(&Policy::default(), &read_back(&store).await));
 }
 
@@ -74,10 +77,12 @@ async fn a_stale_writer_cannot_overwrite_a_newer_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let store = SqliteStore::open(&path).unwrap();
+    let read_models: Arc<dyn ReadModels> =
+        Arc::new(SqliteReadModels::open(&dir.path().join("rm.db")));
     append(&store, &generate(3, 3, 40)).await;
     runner::project(
         &store,
-        &path,
+        &read_models,
         &Policy::default(),
         false,
         &mut |_| {},
@@ -85,10 +90,11 @@ async fn a_stale_writer_cannot_overwrite_a_newer_checkpoint() {
     )
     .await
     .unwrap();
-    let mut db = ReadModelDb::open(&path).unwrap();
-    let cp = db.checkpoint(LIVE).unwrap();
+    let cp = read_models.checkpoint(Tables::Live).unwrap();
     // A writer that believes the read models are empty is refused, and nothing changes.
-    let written = db.write_batch(LIVE, None, &[], cp).unwrap();
+    let written = read_models
+        .write_batch(Tables::Live, None, &[], cp)
+        .unwrap();
     assert!(!written);
-    assert_eq!(db.checkpoint(LIVE).unwrap(), cp);
+    assert_eq!(read_models.checkpoint(Tables::Live).unwrap(), cp);
 }

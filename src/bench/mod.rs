@@ -4,19 +4,16 @@
 //! Benchmarks measure; nothing here asserts a time. Every figure is measured in the same run, so
 //! ratios between sizes compare like with like.
 
-use crate::cli::Cli;
-use crate::cli::projection_commands;
-use crate::contract::line::line_for;
-use crate::demo::{DemoConfig, generate_customers};
-use crate::ledger::Ledger;
-use crate::ledger::codec::{stream_name, to_new_record};
-use crate::projections::Policy;
-use crate::projections::runner;
-use crate::projections::storage::read_models_beside;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{EventStore, ExpectedRevision, NewRecord};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use clap::Parser;
+use pipeline_ledger::contract::line::line_for;
+use pipeline_ledger::demo::{DemoConfig, generate_customers};
+use pipeline_ledger::ledger::Ledger;
+use pipeline_ledger::ledger::codec::{stream_name, to_new_record};
+use pipeline_ledger::projections::Policy;
+use pipeline_ledger::read_models::sqlite::read_models_beside;
+use pipeline_ledger::runner;
+use pipeline_ledger::store::sqlite::SqliteStore;
+use pipeline_ledger::store::{EventStore, ExpectedRevision, NewRecord};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -157,7 +154,7 @@ fn peak_rss(pid: u32) -> Option<u64> {
 
 /// A new single event for a new customer (`n` makes it unique), ready for the store.
 fn lead_record(n: u64, at: DateTime<Utc>) -> (String, NewRecord) {
-    use crate::domain::*;
+    use pipeline_ledger::domain::*;
     let customer = CustomerId::new(format!("bench-{n}")).expect("valid id");
     let payload = EventPayload::LeadSourced(LeadSourced {
         deal_id: DealId::new(format!("bench-{n}-d1")).expect("valid id"),
@@ -187,18 +184,55 @@ fn lead_record(n: u64, at: DateTime<Utc>) -> (String, NewRecord) {
     (stream_name(&customer), to_new_record(&proposed, 1, data))
 }
 
-/// Runs a projection query as the command line does, returning its output size.
-async fn query(store: &dyn EventStore, path: &Path, args: &[&str]) -> Result<usize, BenchError> {
-    let mut argv = vec!["pipeline-ledger"];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).map_err(step("query arguments"))?;
-    let crate::cli::Command::Projection(cmd) = cli.command else {
-        return Err(BenchError::Step(format!("{args:?} is not a query")));
-    };
+/// A query the benchmark times.
+enum Query<'a> {
+    Funnel,
+    Customer(&'a str),
+    Reps,
+}
+
+/// Answers one query as `pipeline-ledger <query>` does, from the policy file to the printed
+/// table: a fresh read-model connection, the query layer, the rendering. Returns the bytes
+/// printed.
+async fn query(
+    store: &Arc<SqliteStore>,
+    path: &Path,
+    query: Query<'_>,
+) -> Result<usize, BenchError> {
+    use crate::cli::render::{Format, write_customer, write_funnel, write_reps};
+    use pipeline_ledger::query::{CustomerRequest, FunnelRequest, Queries, RepsRequest};
+    let policy = Policy::load(None).map_err(step("policy"))?;
+    let store: Arc<dyn EventStore> = store.clone();
+    let queries = Queries::new(
+        store,
+        crate::cli::projection_commands::open_read_models(path),
+        policy,
+    );
     let mut out = Vec::new();
-    projection_commands::run(cmd, store, path, &mut out)
-        .await
-        .map_err(step("query"))?;
+    match query {
+        Query::Funnel => {
+            let r = queries
+                .funnel(FunnelRequest::default())
+                .await
+                .map_err(step("funnel"))?;
+            write_funnel(&mut out, Format::Table, &r)?;
+        }
+        Query::Customer(id) => {
+            let request = CustomerRequest {
+                customer_id: id.to_string(),
+                at: Default::default(),
+            };
+            let r = queries.customer(request).await.map_err(step("customer"))?;
+            write_customer(&mut out, Format::Table, &r)?;
+        }
+        Query::Reps => {
+            let r = queries
+                .reps(RepsRequest::default())
+                .await
+                .map_err(step("reps"))?;
+            write_reps(&mut out, Format::Table, &r)?;
+        }
+    }
     Ok(out.len())
 }
 
@@ -240,8 +274,8 @@ async fn measure(
     // Bulk import, durable when it returns.
     let store_path = config.dir.join(format!("store-{size}.db"));
     let read_models = read_models_beside(&store_path);
-    crate::store::sqlite::remove_files(&store_path);
-    crate::store::sqlite::remove_files(&read_models);
+    pipeline_ledger::store::sqlite::remove_files(&store_path);
+    pipeline_ledger::store::sqlite::remove_files(&read_models);
     let store = Arc::new(SqliteStore::open(&store_path).map_err(step("open store"))?);
     let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
     let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);
@@ -263,15 +297,19 @@ async fn measure(
     let t = Instant::now();
     let mut decoded = 0u64;
     let mut sample_customers: Vec<String> = Vec::new();
-    crate::ledger::read_decoded(&*store, crate::ledger::READ_PAGE_EVENTS, |page| {
-        for event in page {
-            if sample_customers.len() < QUERY_CUSTOMERS_MAX && decoded.is_multiple_of(97) {
-                sample_customers.push(event.customer_id.to_string());
+    pipeline_ledger::ledger::read_decoded(
+        &*store,
+        pipeline_ledger::ledger::READ_PAGE_EVENTS,
+        |page| {
+            for event in page {
+                if sample_customers.len() < QUERY_CUSTOMERS_MAX && decoded.is_multiple_of(97) {
+                    sample_customers.push(event.customer_id.to_string());
+                }
+                decoded += 1;
             }
-            decoded += 1;
-        }
-        std::ops::ControlFlow::Continue(())
-    })
+            std::ops::ControlFlow::Continue(())
+        },
+    )
     .await
     .map_err(step("read all"))?;
     s.read_eps = decoded as f64 / t.elapsed().as_secs_f64();
@@ -305,6 +343,7 @@ async fn measure(
         }
         None => {
             let policy = Policy::load(None).map_err(step("policy"))?;
+            let read_models = crate::cli::projection_commands::open_read_models(&read_models);
             runner::rebuild(&*store, &read_models, &policy, &mut |_| {})
                 .await
                 .map_err(step("rebuild"))?;
@@ -324,14 +363,14 @@ async fn measure(
     let mut reps = Vec::new();
     for i in 0..config.query_samples {
         let t = Instant::now();
-        query(&*store, &read_models, &["funnel"]).await?;
+        query(&store, &read_models, Query::Funnel).await?;
         funnel.push(t.elapsed().as_secs_f64() * 1e3);
         let id = &sample_customers[i % sample_customers.len()];
         let t = Instant::now();
-        query(&*store, &read_models, &["customer", id]).await?;
+        query(&store, &read_models, Query::Customer(id)).await?;
         customer.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        query(&*store, &read_models, &["reps"]).await?;
+        query(&store, &read_models, Query::Reps).await?;
         reps.push(t.elapsed().as_secs_f64() * 1e3);
     }
     s.funnel_p99_ms = percentile(&sorted(funnel), 0.99);
@@ -383,8 +422,8 @@ async fn measure(
     writeln!(log, "[{size}] measured projection lag")?;
     drop(ledger);
     drop(store);
-    crate::store::sqlite::remove_files(&store_path);
-    crate::store::sqlite::remove_files(&read_models);
+    pipeline_ledger::store::sqlite::remove_files(&store_path);
+    pipeline_ledger::store::sqlite::remove_files(&read_models);
     Ok(s)
 }
 
@@ -398,13 +437,15 @@ async fn measure_lag(
 ) -> Result<f64, BenchError> {
     let policy = Policy::load(None).map_err(step("policy"))?;
     // Catch the read models up first, so that only the steady load is measured.
-    runner::project(&**store, read_models, &policy, false, &mut |_| {}, async {})
-        .await
-        .map_err(step("project"))?;
+    let read_models = crate::cli::projection_commands::open_read_models(read_models);
+    runner::project(&**store, &read_models, &policy, false, &mut |_| {}, async {
+    })
+    .await
+    .map_err(step("project"))?;
     let commits: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let runner_store = store.clone();
-    let runner_path = read_models.to_path_buf();
+    let runner_read_models = read_models.clone();
     let runner_commits = commits.clone();
     let follower = tokio::spawn(async move {
         let mut progress = move |p: &runner::Progress| {
@@ -417,7 +458,7 @@ async fn measure_lag(
         };
         runner::project(
             &*runner_store,
-            &runner_path,
+            &runner_read_models,
             &policy,
             true,
             &mut progress,

@@ -4,16 +4,17 @@
 pub mod output;
 pub mod projection_commands;
 pub mod record;
+pub mod render;
 
-use crate::demo::{DemoConfig, generate};
-use crate::ledger::Ledger;
-use crate::ledger::import::{ImportError, Progress};
-use crate::projections::storage::read_models_beside;
-use crate::store::{Backend, EventStore};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline_ledger::demo::{DemoConfig, generate};
+use pipeline_ledger::ledger::Ledger;
+use pipeline_ledger::ledger::import::{ImportError, Progress};
+use pipeline_ledger::read_models::sqlite::read_models_beside;
+use pipeline_ledger::store::{Backend, EventStore};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,7 +68,7 @@ pub enum Command {
     },
     /// A customer's timeline.
     History {
-        customer: crate::domain::CustomerId,
+        customer: pipeline_ledger::domain::CustomerId,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -168,7 +169,7 @@ pub fn read_models_path(chosen: Option<PathBuf>, store: &Path) -> PathBuf {
 
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
 fn open(location: &Path) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
-    let store = crate::store::open_url(&location.to_string_lossy())?;
+    let store = pipeline_ledger::store::open_url(&location.to_string_lossy())?;
     let ledger = Ledger::new(store.clone());
     Ok((store, ledger))
 }
@@ -278,7 +279,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projection(cmd) => {
             let (store, _) = open(&store_path)?;
             let read_models = read_models_path(cli.read_models, &store_path);
-            projection_commands::run(cmd, &*store, &read_models, &mut out).await?;
+            let read_models = projection_commands::open_read_models(&read_models);
+            projection_commands::run(cmd, store, read_models, &mut out).await?;
         }
         Command::Bench {
             sizes,
@@ -357,7 +359,7 @@ async fn run_demo(
                 path.display()
             );
         }
-        crate::store::sqlite::remove_files(path);
+        pipeline_ledger::store::sqlite::remove_files(path);
     }
     let (_, ledger) = open(path)?;
     writeln!(
@@ -370,7 +372,7 @@ async fn run_demo(
         .iter()
         .enumerate()
         .map(|(i, e)| Ok((i as u64 + 1, ledger.validate(e)?)))
-        .collect::<Result<Vec<_>, crate::contract::line::LineError>>()?;
+        .collect::<Result<Vec<_>, pipeline_ledger::contract::line::LineError>>()?;
     let bar = progress_bar();
     let report = ledger
         .record_batch(lines, &|p| show_progress(&bar, p))
@@ -385,9 +387,47 @@ async fn run_demo(
     output::counts_table(&counts, out)?;
     writeln!(out)?;
     // The read models of a fresh ledger start fresh too.
-    crate::store::sqlite::remove_files(read_models);
-    let policy = crate::projections::Policy::load(None)?;
-    crate::projections::report::demo_report(&**ledger.store(), read_models, &policy, out).await?;
+    pipeline_ledger::store::sqlite::remove_files(read_models);
+    let policy = pipeline_ledger::projections::Policy::load(None)?;
+    demo_report(ledger.store().clone(), read_models, policy, out).await?;
+    Ok(())
+}
+
+/// The demo's report: brings the read models up to date, then prints the funnel by lead
+/// source, the rep report per quarter and the pipeline with its stalled deals.
+async fn demo_report(
+    store: Arc<dyn EventStore>,
+    read_models: &Path,
+    policy: pipeline_ledger::projections::Policy,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use pipeline_ledger::query::{FunnelRequest, PipelineRequest, Queries, RepsRequest};
+    use render::{Format, write_funnel, write_pipeline, write_reps};
+    let read_models = projection_commands::open_read_models(read_models);
+    let ready = std::future::ready(());
+    pipeline_ledger::runner::project(&*store, &read_models, &policy, false, &mut |_| {}, ready)
+        .await?;
+    let queries = Queries::new(store, read_models, policy);
+    // The demo's funnel is computed from the read models now, over the same model as the
+    // other two reports.
+    let funnel = queries
+        .funnel(FunnelRequest {
+            params: pipeline_ledger::projections::conversion::FunnelParams {
+                by: Some(pipeline_ledger::projections::conversion::GroupBy::Source),
+                ..Default::default()
+            },
+            fresh: true,
+            ..Default::default()
+        })
+        .await?;
+    writeln!(out, "== Funnel by lead source ==")?;
+    write_funnel(out, Format::Table, &funnel)?;
+    writeln!(out, "== Reps per quarter ==")?;
+    let reps = queries.reps(RepsRequest::default()).await?;
+    write_reps(out, Format::Table, &reps)?;
+    writeln!(out, "== Pipeline and stalled deals ==")?;
+    let pipeline = queries.pipeline(PipelineRequest::default()).await?;
+    write_pipeline(out, Format::Table, &pipeline)?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Rendering for people (aligned tables) and for programs (JSON).
 
-use crate::domain::{Correction, EventPayload, LedgerEvent};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use pipeline_ledger::domain::{Correction, EventPayload, LedgerEvent};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;

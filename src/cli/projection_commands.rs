@@ -1,23 +1,25 @@
 //! The projection commands: `project`, `rebuild`, `funnel`, `reps`, `customer`, `pipeline`.
-//! Written against the library's public API (`pipeline_ledger::projections`).
+//! Parsing and printing only: the runner brings the read models up to date, and the query layer
+//! answers every report (choosing a kept report, the live read models or a replay).
 
+use super::render::{Format, write_customer, write_funnel, write_pipeline, write_reps};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use pipeline_ledger::projections::activity::{RepsParams, reps};
-use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy, funnel};
-use pipeline_ledger::projections::lifecycle::customer_report;
+use pipeline_ledger::projections::activity::RepsParams;
+use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
+use pipeline_ledger::projections::meta::ReportAt;
 use pipeline_ledger::projections::policy::Policy;
-use pipeline_ledger::projections::render::{
-    Format, write_customer, write_funnel, write_pipeline, write_reps,
-};
-use pipeline_ledger::projections::report::{
-    ReportAt, ReportError, live_customer, live_funnel, live_reps, load, materialized_funnel,
-};
-use pipeline_ledger::projections::runner::{self, Progress};
-use pipeline_ledger::projections::stalled::pipeline;
 use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
+use pipeline_ledger::query::{
+    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest,
+};
+use pipeline_ledger::read_models::ReadModels;
+use pipeline_ledger::read_models::sqlite::SqliteReadModels;
+use pipeline_ledger::runner::{self, Progress};
+use pipeline_ledger::store::EventStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Options shared by every report.
 #[derive(Debug, Clone, clap::Args)]
@@ -200,14 +202,22 @@ fn progress_reporter() -> impl FnMut(&Progress) + Send {
     }
 }
 
-/// Runs a projection command over `store`, with the read models in the SQLite file
-/// `store_path` (the store's own file on the embedded backend).
+/// The read models in the SQLite file at `path` (opened when first used).
+pub fn open_read_models(path: &Path) -> Arc<dyn ReadModels> {
+    Arc::new(SqliteReadModels::open(path))
+}
+
+/// Runs a projection command over `store`, with the read models `read_models`.
 pub async fn run(
     cmd: ProjectionCommand,
-    store_dyn: &dyn pipeline_ledger::store::EventStore,
-    store_path: &Path,
+    store: Arc<dyn EventStore>,
+    read_models: Arc<dyn ReadModels>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let queries = |policy: &Option<PathBuf>| -> anyhow::Result<Queries> {
+        let policy = Policy::load(policy.as_deref())?;
+        Ok(Queries::new(store.clone(), read_models.clone(), policy))
+    };
     match cmd {
         ProjectionCommand::Project { follow, policy } => {
             let policy = Policy::load(policy.as_deref())?;
@@ -215,7 +225,7 @@ pub async fn run(
                 let _ = tokio::signal::ctrl_c().await;
             };
             let mut progress = progress_reporter();
-            let done = runner::project(store_dyn, store_path, &policy, follow, &mut progress, stop)
+            let done = runner::project(&*store, &read_models, &policy, follow, &mut progress, stop)
                 .await?;
             writeln!(
                 out,
@@ -227,7 +237,7 @@ pub async fn run(
         ProjectionCommand::Rebuild { policy } => {
             let policy = Policy::load(policy.as_deref())?;
             let mut progress = progress_reporter();
-            let done = runner::rebuild(store_dyn, store_path, &policy, &mut progress).await?;
+            let done = runner::rebuild(&*store, &read_models, &policy, &mut progress).await?;
             writeln!(
                 out,
                 "read models rebuilt to position {} ({} events)",
@@ -243,7 +253,6 @@ pub async fn run(
             fresh,
             report,
         } => {
-            let policy = Policy::load(report.policy.as_deref())?;
             let params = FunnelParams {
                 from,
                 to,
@@ -257,21 +266,12 @@ pub async fn run(
                     CohortArg::Quarter => Period::Quarter,
                 },
             };
-            let at = report.at();
-            let kept = match fresh {
-                true => None,
-                false => materialized_funnel(store_dyn, store_path, &policy, &at, params).await?,
+            let request = FunnelRequest {
+                params,
+                at: report.at(),
+                fresh,
             };
-            let r = match kept {
-                Some(r) => r,
-                None => match live_funnel(store_dyn, store_path, &policy, &at, params).await? {
-                    Some(r) => r,
-                    None => {
-                        let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
-                        funnel(&model, &policy, meta, params)
-                    }
-                },
-            };
+            let r = queries(&report.policy)?.funnel(request).await?;
             write_funnel(out, report.format(), &r)?;
         }
         ProjectionCommand::Reps {
@@ -279,7 +279,6 @@ pub async fn run(
             rep,
             report,
         } => {
-            let policy = Policy::load(report.policy.as_deref())?;
             let params = RepsParams {
                 period: match period {
                     PeriodArg::Day => Period::Day,
@@ -289,37 +288,28 @@ pub async fn run(
                 },
                 rep,
             };
-            let at = report.at();
-            let r = match live_reps(store_dyn, store_path, &at, params.clone()).await? {
-                Some(r) => r,
-                None => {
-                    let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
-                    reps(&model, meta, params)
-                }
+            let request = RepsRequest {
+                params,
+                at: report.at(),
             };
+            let r = queries(&report.policy)?.reps(request).await?;
             write_reps(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
-            let policy = Policy::load(report.policy.as_deref())?;
-            let at = report.at();
-            let live = live_customer(store_dyn, store_path, &at, &id)
+            let request = CustomerRequest {
+                customer_id: id.clone(),
+                at: report.at(),
+            };
+            let r = queries(&report.policy)?
+                .customer(request)
                 .await
                 .with_context(|| format!("looking up customer {id}"))?;
-            let r = match live {
-                Some(r) => r,
-                None => {
-                    let (model, meta) = load(store_dyn, store_path, &policy, &at).await?;
-                    customer_report(&model, meta, &id)
-                        .ok_or(ReportError::UnknownCustomer(id.clone()))
-                        .with_context(|| format!("looking up customer {id}"))?
-                }
-            };
             write_customer(out, report.format(), &r)?;
         }
         ProjectionCommand::Pipeline { report } => {
-            let policy = Policy::load(report.policy.as_deref())?;
-            let (model, meta) = load(store_dyn, store_path, &policy, &report.at()).await?;
-            write_pipeline(out, report.format(), &pipeline(&model, &policy, meta))?;
+            let request = PipelineRequest { at: report.at() };
+            let r = queries(&report.policy)?.pipeline(request).await?;
+            write_pipeline(out, report.format(), &r)?;
         }
     }
     Ok(())

@@ -2,10 +2,10 @@
 //! The flags build a typed event, which then goes through the same schema validation and domain
 //! rules as an imported line.
 
-use crate::domain::*;
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use pipeline_ledger::domain::*;
 use uuid::Uuid;
 
 /// Fields every recorded event has.

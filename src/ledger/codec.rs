@@ -13,6 +13,12 @@ pub fn stream_name(customer: &CustomerId) -> String {
     format!("{STREAM_PREFIX}{customer}")
 }
 
+/// The customer id a stream name carries, if it is one of the ledger's customer streams (a
+/// shared store may hold other applications' streams).
+pub fn customer_of_stream(stream: &str) -> Option<&str> {
+    stream.strip_prefix(STREAM_PREFIX)
+}
+
 /// Why a stored record could not be read back as a typed event.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

@@ -56,6 +56,27 @@ pub enum HistoryError {
     Decode(#[from] DecodeError),
 }
 
+/// A customer's history in stream order, decoded to current schema versions; an error for a
+/// customer with no events.
+pub async fn customer_history(
+    store: &dyn EventStore,
+    customer: &CustomerId,
+) -> Result<Vec<LedgerEvent>, HistoryError> {
+    let stream = stream_name(customer);
+    let mut streams = store
+        .read_streams(std::slice::from_ref(&stream))
+        .await
+        .map_err(HistoryError::Read)?;
+    let records = streams.remove(&stream).unwrap_or_default();
+    if records.is_empty() {
+        return Err(HistoryError::UnknownCustomer(customer.clone()));
+    }
+    records
+        .iter()
+        .map(|r| decode(r).map_err(HistoryError::from))
+        .collect()
+}
+
 /// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -105,17 +126,7 @@ impl Ledger {
 
     /// A customer's history, decoded to current schema versions.
     pub async fn history(&self, customer: &CustomerId) -> Result<Vec<LedgerEvent>, HistoryError> {
-        let records = self
-            .read_customer(customer)
-            .await
-            .map_err(HistoryError::Read)?;
-        if records.is_empty() {
-            return Err(HistoryError::UnknownCustomer(customer.clone()));
-        }
-        records
-            .iter()
-            .map(|r| decode(r).map_err(HistoryError::from))
-            .collect()
+        customer_history(&*self.store, customer).await
     }
 
     /// Validates a typed event against the published schema, as if it came from outside.

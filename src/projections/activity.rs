@@ -4,8 +4,8 @@
 //! won and lost, overdue follow-ups, value) to the owner at that moment, never today's owner.
 
 use super::conversion::Ratio;
+use super::meta::ReportMeta;
 use super::model::{ActivityRow, FollowUpRow, ReadModel};
-use super::report::ReportMeta;
 use super::time::{Period, SECONDS_PER_DAY, Spread, day_end};
 use super::timeline::Walk;
 use crate::domain::EventType;

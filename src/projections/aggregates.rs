@@ -23,8 +23,8 @@
 
 use super::activity::{RepPeriod, RepsParams, RepsReport, row};
 use super::conversion::Ratio;
+use super::meta::ReportMeta;
 use super::model::{ActivityRow, CustomerRows};
-use super::report::ReportMeta;
 use super::time::{Period, SECONDS_PER_DAY, Spread};
 use crate::domain::EventType;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -33,6 +33,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// Version of the aggregates' layout; stored aggregates of another version are recomputed from
 /// the rows when the read models are opened.
 pub const VERSION: i64 = 2;
+/// The view, and metric, of the counter that records the layout version ([`VERSION`]).
+pub const VERSION_VIEW: &str = "_meta";
+/// See [`VERSION_VIEW`].
+pub const VERSION_METRIC: &str = "version";
 /// The rep report periods, each kept as its own view.
 pub const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Quarter];
 /// The view of the follow-ups not met yet, per due date.
@@ -235,124 +239,5 @@ pub fn reps_report(meta: ReportMeta, params: RepsParams, input: RepsInputs) -> R
         meta,
         params,
         rows: table.into_values().collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::activity::{RepsParams, reps};
-    use super::super::conversion::{FunnelParams, GroupBy, funnel};
-    use super::super::lifecycle::customer_report;
-    use super::super::report::{
-        ReportAt, live_customer, live_funnel, live_reps, load, materialized_funnel,
-    };
-    use super::super::time::Period;
-    use super::super::{Policy, runner};
-    use super::PERIODS;
-    use crate::demo::{DemoConfig, generate};
-    use crate::ledger::Ledger;
-    use crate::store::sqlite::SqliteStore;
-    use std::sync::Arc;
-
-    /// The live reports (aggregates, per-customer rows) equal the reports over the whole model,
-    /// after incremental runs that re-derive customers (corrections included) and after a
-    /// rebuild.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn live_reports_equal_full_model_reports() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("live.db");
-        let store = Arc::new(SqliteStore::open(&path).unwrap());
-        let ledger = Ledger::new(store.clone());
-        let policy = Policy::default();
-        let config = DemoConfig {
-            customers: 60,
-            seed: 11,
-            reps: 4,
-            until: chrono::Utc::now(),
-            span_days: 400,
-        };
-        let events = generate(&config);
-        let chunks = [0, events.len() / 3, events.len() / 2, events.len()];
-        let check = |label: &'static str| {
-            let (store, path, policy) = (store.clone(), path.clone(), policy.clone());
-            async move {
-                let at = ReportAt::default();
-                let (model, meta) = load(&*store, &path, &policy, &at).await.unwrap();
-                for period in PERIODS {
-                    for rep in [None, Some("rep-02".to_string())] {
-                        let params = RepsParams { period, rep };
-                        let live = live_reps(&*store, &path, &at, params.clone())
-                            .await
-                            .unwrap()
-                            .unwrap();
-                        assert_eq!(live, reps(&model, meta.clone(), params), "{label}");
-                    }
-                }
-                for by in [None, Some(GroupBy::Source), Some(GroupBy::Cohort)] {
-                    let params = FunnelParams {
-                        by,
-                        cohort: Period::Quarter,
-                        from: model.deals.get(3).map(|d| d.opened_at),
-                        ..FunnelParams::default()
-                    };
-                    let live = live_funnel(&*store, &path, &policy, &at, params)
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    assert_eq!(
-                        live,
-                        funnel(&model, &policy, meta.clone(), params),
-                        "{label}"
-                    );
-                }
-                // The funnels the runner keeps computed are those of the model it reached.
-                for by in super::super::report::MATERIALIZED_FUNNELS {
-                    let params = FunnelParams {
-                        by,
-                        ..FunnelParams::default()
-                    };
-                    let kept = materialized_funnel(&*store, &path, &policy, &at, params)
-                        .await
-                        .unwrap()
-                        .expect("the runner keeps this funnel");
-                    assert_eq!(
-                        kept,
-                        funnel(&model, &policy, meta.clone(), params),
-                        "{label}"
-                    );
-                }
-                for c in &model.customers {
-                    let live = live_customer(&*store, &path, &at, &c.customer_id)
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    let full = customer_report(&model, meta.clone(), &c.customer_id).unwrap();
-                    assert_eq!(live, full, "{label}");
-                }
-            }
-        };
-        for w in chunks.windows(2) {
-            let lines: Vec<_> = events[w[0]..w[1]]
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (i as u64 + 1, ledger.validate(p).unwrap()))
-                .collect();
-            ledger.record_batch(lines, &|_| {}).await.unwrap();
-            runner::project(
-                &*store,
-                &path,
-                &policy,
-                false,
-                &mut |_| {},
-                std::future::ready(()),
-            )
-            .await
-            .unwrap();
-            check("incremental").await;
-        }
-        runner::rebuild(&*store, &path, &policy, &mut |_| {})
-            .await
-            .unwrap();
-        check("rebuilt").await;
     }
 }

@@ -2,9 +2,9 @@
 //! `rm_stage_stays`); and the `funnel` query, computed from the stays (the transitions), never
 //! from where deals sit today alone. Definitions: `projections/README.md`.
 
+use super::meta::ReportMeta;
 use super::model::{DealRow, DealStatus, EntryKind, ExitKind, ReadModel, StageStayRow};
 use super::policy::Policy;
-use super::report::ReportMeta;
 use super::time::{Period, Spread, days_between, round6};
 use super::timeline::Walk;
 use crate::domain::Stage;

@@ -2,12 +2,12 @@
 //! interaction, next follow-up due and contract value per currency (`rm_customers`,
 //! `rm_customer_values`); and the `customer ID` query.
 
+use super::meta::ReportMeta;
 use super::model::{
     CustomerRow, CustomerValueRow, DealRow, DealStatus, FollowUpRow, LifecycleState, ReadModel,
     StageStayRow,
 };
 use super::policy::Policy;
-use super::report::ReportMeta;
 use super::time::{days_between, round6};
 use super::timeline::Walk;
 use chrono::{DateTime, Utc};

@@ -1,14 +1,17 @@
-//! Projections: read models folded from the ledger's events.
+//! Projections: read models folded from the ledger's events. Pure: events in, rows and reports
+//! out; no I/O but reading the policy file. The runner (`crate::runner`) feeds them from the
+//! store and writes their rows through the read-model port (`crate::read_models`); the query
+//! layer (`crate::query`) answers reports from those rows or from a replay.
 //!
+//! - [`timeline`]: one customer's effective history walked once; every view derives from it.
 //! - [`lifecycle`]: per customer, lifecycle state, owner, current deal and stage, contract value.
 //! - [`conversion`]: per deal, its stage stays; the funnel (cohort and period views).
 //! - [`activity`]: per event, who performed it and who owned the customer; the rep report.
+//! - [`aggregates`]: the rep report's counters, kept incrementally, and the report over them.
 //! - [`stalled`]: stalled deals, overdue follow-ups and the pipeline report.
+//! - [`fold`]: the fold over the log ([`Projector`]) and [`replay`].
+//! - [`model`]: the rows; [`meta`]: what every report says about itself; [`policy`], [`time`].
 //!
-//! Each projection derives its rows from a customer's effective history ([`timeline`]) with no
-//! I/O; [`fold::Projector`] is the fold over the log. [`runner`] feeds it from the store's
-//! subscription and [`storage`] keeps the rows in `rm_` tables with checkpoints. [`report`]
-//! chooses between the live tables and a replay (`--at-position`, `--as-of`, `--known-at`).
 //! Definitions and table schemas: `projections/README.md`.
 
 pub mod activity;
@@ -16,17 +19,14 @@ pub mod aggregates;
 pub mod conversion;
 pub mod fold;
 pub mod lifecycle;
+pub mod meta;
 pub mod model;
 pub mod policy;
-pub mod render;
-pub mod report;
-pub mod runner;
 pub mod stalled;
-pub mod storage;
 pub mod time;
 pub mod timeline;
 
 pub use fold::{Projector, replay};
+pub use meta::{ReportAt, ReportMeta};
 pub use model::ReadModel;
 pub use policy::Policy;
-pub use report::{ReportAt, ReportMeta};

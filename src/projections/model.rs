@@ -305,6 +305,36 @@ impl ReadModel {
             .sort_by(|a, b| (&a.customer_id, &a.event_id).cmp(&(&b.customer_id, &b.event_id)));
     }
 
+    /// Splits the rows by customer (the inverse of [`extend`](Self::extend)).
+    pub fn split_by_customer(self) -> std::collections::BTreeMap<String, CustomerRows> {
+        let mut out: std::collections::BTreeMap<String, CustomerRows> = Default::default();
+        for c in self.customers {
+            let id = c.customer_id.clone();
+            out.entry(id).or_default().customer = Some(c);
+        }
+        for v in self.values {
+            let id = v.customer_id.clone();
+            out.entry(id).or_default().values.push(v);
+        }
+        for d in self.deals {
+            let id = d.customer_id.clone();
+            out.entry(id).or_default().deals.push(d);
+        }
+        for s in self.stays {
+            let id = s.customer_id.clone();
+            out.entry(id).or_default().stays.push(s);
+        }
+        for a in self.activities {
+            let id = a.customer_id.clone();
+            out.entry(id).or_default().activities.push(a);
+        }
+        for f in self.followups {
+            let id = f.customer_id.clone();
+            out.entry(id).or_default().followups.push(f);
+        }
+        out
+    }
+
     /// Adds one customer's rows.
     pub fn extend(&mut self, rows: CustomerRows) {
         self.customers.extend(rows.customer);

@@ -5,9 +5,9 @@
 
 use super::activity::is_overdue;
 use super::lifecycle::state_at;
+use super::meta::ReportMeta;
 use super::model::{DealStatus, ReadModel};
 use super::policy::Policy;
-use super::report::ReportMeta;
 use super::time::{days_between, round6};
 use crate::domain::Stage;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -6,7 +6,6 @@
 //! The store knows nothing of the domain: an event is a type name, a schema version, JSON data
 //! and metadata. Decoding into typed events happens in `crate::ledger`.
 
-pub mod checkpointer;
 pub mod kurrent;
 pub mod sqlite;
 

@@ -1,13 +1,13 @@
 //! Rendering of reports: aligned text tables for people, CSV and JSON for jobs. Every rendering
 //! states the log position the report was computed at (CSV: a `position` column on every row).
 
-use super::activity::RepsReport;
-use super::conversion::{FunnelGroup, FunnelReport, Ratio};
-use super::lifecycle::CustomerReport;
-use super::report::ReportMeta;
-use super::stalled::{PipelineReport, StalledDeal};
-use super::time::Spread;
-use crate::domain::Money;
+use pipeline_ledger::domain::Money;
+use pipeline_ledger::projections::activity::RepsReport;
+use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
+use pipeline_ledger::projections::lifecycle::CustomerReport;
+use pipeline_ledger::projections::meta::ReportMeta;
+use pipeline_ledger::projections::stalled::{PipelineReport, StalledDeal};
+use pipeline_ledger::projections::time::Spread;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -143,7 +143,7 @@ fn spread(s: &Spread) -> String {
 }
 
 fn money_minor(amount: i64, currency: &str) -> String {
-    match crate::domain::Currency::new(currency) {
+    match pipeline_ledger::domain::Currency::new(currency) {
         Ok(c) => Money {
             amount_minor: amount,
             currency: c,

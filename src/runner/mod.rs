@@ -1,17 +1,24 @@
 //! The projection runner: feeds the fold from the store's subscription to all events, in
-//! batches, and writes each batch's rows with the checkpoint it reaches in one transaction.
-//! Reports progress and lag (head position minus checkpoint) through a callback.
+//! batches, and writes each batch's rows with the checkpoint it reaches in one atomic step
+//! through the read-model port. Rebuilds into the staging tables and swaps them in. Keeps the
+//! most asked funnels computed ([`kept`]). Reports progress and lag (head position minus
+//! checkpoint) through a callback.
 
-use super::fold::Projector;
-use super::policy::Policy;
-use super::report::{MaterializeError, materialize_funnels};
-use super::storage::{Checkpoint, LIVE, ReadModelDb, STAGING, StorageError};
-use crate::domain::{CustomerId, LedgerEvent};
-use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode, stream_name};
-use crate::store::{Direction, EventStore, ReadError, Record, SubscriptionMessage};
+pub mod kept;
+
+use crate::domain::CustomerId;
+use crate::ledger::codec::{DecodeError, customer_of_stream, decode, stream_name};
+use crate::projections::Policy;
+use crate::projections::aggregates::Deltas;
+use crate::projections::fold::{Projector, derive};
+use crate::projections::meta::lag;
+use crate::projections::model::CustomerRows;
+use crate::read_models::{Checkpoint, ReadModelError, ReadModels, Tables};
+use crate::store::{EventStore, ReadError, Record, SubscriptionMessage};
+use kept::{KeepError, refresh_kept_funnels};
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most events applied and committed in one transaction.
@@ -32,8 +39,6 @@ pub const REBUILD_PAGE_EVENTS: usize = 16_384;
 pub const REBUILD_WRITES_QUEUED_MAX: usize = 2;
 /// Customers whose rows a rebuild writes per transaction.
 pub const REBUILD_CUSTOMERS_PER_WRITE: usize = 4_096;
-/// Events read per page when loading one customer's history.
-pub const HISTORY_PAGE_EVENTS: usize = 4_096;
 /// How many times the runner starts over after another writer moved the checkpoint under it.
 pub const CHECKPOINT_CONFLICTS_MAX: usize = 10;
 
@@ -47,15 +52,15 @@ pub enum RunError {
     )]
     Decode(#[from] DecodeError),
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    ReadModels(#[from] ReadModelError),
     #[error(
         "another process keeps moving the read models' checkpoint ({CHECKPOINT_CONFLICTS_MAX} conflicts); run one projection runner at a time"
     )]
     Contended,
     #[error("the rebuild's writer thread failed: {0}")]
     Writer(String),
-    #[error("refreshing the materialized funnels failed: {0}")]
-    Materialize(#[from] MaterializeError),
+    #[error("refreshing the kept funnels failed: {0}")]
+    Keep(#[from] KeepError),
 }
 
 /// Where a run stands.
@@ -73,53 +78,71 @@ pub struct Progress {
     pub caught_up: bool,
 }
 
-/// Lag between a head and a checkpoint, in positions.
-pub fn lag(head: Option<u64>, position: Option<u64>) -> u64 {
-    head.unwrap_or(0).saturating_sub(position.unwrap_or(0))
-}
-
 /// Brings the live read models up to date with the log. With `follow`, keeps them up to date
 /// until `stop` completes; without, returns once caught up.
 pub async fn project(
     store: &dyn EventStore,
-    db_path: &Path,
+    read_models: &Arc<dyn ReadModels>,
     policy: &Policy,
     follow: bool,
     progress: &mut (dyn FnMut(&Progress) + Send),
     stop: impl Future<Output = ()> + Send,
 ) -> Result<Progress, RunError> {
-    let mut db = ReadModelDb::open(db_path)?;
     let done = if follow {
-        let refresher = refresh_funnels_periodically(db_path, policy);
-        let done = run(store, &mut db, LIVE, policy, follow, progress, stop).await;
+        let refresher = refresh_funnels_periodically(read_models, policy);
+        let done = run(
+            store,
+            &**read_models,
+            Tables::Live,
+            policy,
+            follow,
+            progress,
+            stop,
+        )
+        .await;
         refresher.abort();
         done?
     } else {
-        run(store, &mut db, LIVE, policy, follow, progress, stop).await?
+        run(
+            store,
+            &**read_models,
+            Tables::Live,
+            policy,
+            follow,
+            progress,
+            stop,
+        )
+        .await?
     };
-    refresh_funnels(db_path, policy).await?;
+    refresh_funnels(read_models, policy).await?;
     Ok(done)
 }
 
-/// Brings the materialized funnels to the read models' checkpoint, off the async threads.
-async fn refresh_funnels(db_path: &Path, policy: &Policy) -> Result<(), RunError> {
-    let (path, policy) = (db_path.to_path_buf(), policy.clone());
-    tokio::task::spawn_blocking(move || materialize_funnels(&path, &policy))
+/// Brings the kept funnels to the read models' checkpoint, off the async threads.
+async fn refresh_funnels(
+    read_models: &Arc<dyn ReadModels>,
+    policy: &Policy,
+) -> Result<(), RunError> {
+    let (read_models, policy) = (read_models.clone(), policy.clone());
+    tokio::task::spawn_blocking(move || refresh_kept_funnels(&*read_models, &policy))
         .await
-        .map_err(|e| RunError::Materialize(MaterializeError::Panicked(e.to_string())))??;
+        .map_err(|e| RunError::Keep(KeepError::Panicked(e.to_string())))??;
     Ok(())
 }
 
-/// Refreshes the materialized funnels every [`FUNNEL_REFRESH_INTERVAL`] while a follower runs.
+/// Refreshes the kept funnels every [`FUNNEL_REFRESH_INTERVAL`] while a follower runs.
 /// A failed refresh is tried again at the next tick: the fold goes on regardless.
-fn refresh_funnels_periodically(db_path: &Path, policy: &Policy) -> tokio::task::JoinHandle<()> {
-    let (path, policy) = (db_path.to_path_buf(), policy.clone());
+fn refresh_funnels_periodically(
+    read_models: &Arc<dyn ReadModels>,
+    policy: &Policy,
+) -> tokio::task::JoinHandle<()> {
+    let (read_models, policy) = (read_models.clone(), policy.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(FUNNEL_REFRESH_INTERVAL);
         tick.tick().await; // the first tick is immediate; the catch-up has not happened yet
         loop {
             tick.tick().await;
-            let _ = refresh_funnels(&path, &policy).await;
+            let _ = refresh_funnels(&read_models, &policy).await;
         }
     })
 }
@@ -128,21 +151,19 @@ fn refresh_funnels_periodically(db_path: &Path, policy: &Policy) -> tokio::task:
 /// atomically: readers see the old read models until the new ones are complete.
 pub async fn rebuild(
     store: &dyn EventStore,
-    db_path: &Path,
+    read_models: &Arc<dyn ReadModels>,
     policy: &Policy,
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<Progress, RunError> {
-    let mut db = ReadModelDb::open(db_path)?;
     // A rebuild interrupted earlier left its staging tables; start those over.
-    db.drop_tables(STAGING)?;
-    db.create_tables(STAGING)?;
-    let done = match rebuild_by_customer(store, &mut db, policy, progress).await? {
+    read_models.start_staging()?;
+    let done = match rebuild_by_customer(store, read_models, policy, progress).await? {
         Some(done) => done,
         None => {
             run(
                 store,
-                &mut db,
-                STAGING,
+                &**read_models,
+                Tables::Staging,
                 policy,
                 false,
                 progress,
@@ -151,8 +172,8 @@ pub async fn rebuild(
             .await?
         }
     };
-    db.swap_in_staging()?;
-    refresh_funnels(db_path, policy).await?;
+    read_models.swap_in_staging()?;
+    refresh_funnels(read_models, policy).await?;
     Ok(done)
 }
 
@@ -163,7 +184,7 @@ pub async fn rebuild(
 /// `None` when the store cannot read in stream order (the caller folds in log order).
 async fn rebuild_by_customer(
     store: &dyn EventStore,
-    db: &mut ReadModelDb,
+    read_models: &Arc<dyn ReadModels>,
     policy: &Policy,
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<Option<Progress>, RunError> {
@@ -173,10 +194,10 @@ async fn rebuild_by_customer(
     // Writing the rows is most of a rebuild's work: it runs on a thread (and core) of its own
     // while this task reads and derives the next customers.
     let (to_writer, chunks) = tokio::sync::mpsc::channel(REBUILD_WRITES_QUEUED_MAX);
-    let path = db.path().to_path_buf();
+    let target = read_models.clone();
     let writer = std::thread::Builder::new()
         .name("rebuild-writer".into())
-        .spawn(move || write_rebuilt_customers(&path, chunks))
+        .spawn(move || write_rebuilt_customers(&*target, chunks))
         .map_err(|e| RunError::Writer(e.to_string()))?;
     let derived = derive_in_stream_order(store, upto, policy, progress, &to_writer).await;
     drop(to_writer);
@@ -190,7 +211,7 @@ async fn rebuild_by_customer(
 
 /// A chunk of derived customers for the rebuild's writer, with the checkpoint it reaches
 /// (unset until the last chunk: a rebuild is only ever resumed by starting over).
-type RebuiltChunk = (Vec<(CustomerId, super::model::CustomerRows)>, Checkpoint);
+type RebuiltChunk = (Vec<(CustomerId, CustomerRows)>, Checkpoint);
 
 /// Reads the log in stream order up to `upto` and sends each customer's derived rows to the
 /// writer, a chunk at a time. `None` when the store cannot read in stream order.
@@ -263,21 +284,20 @@ async fn derive_in_stream_order(
 /// The rebuild's writer: writes each chunk into the staging tables, gathering the counters'
 /// changes, and writes the counters once the chunks stop.
 fn write_rebuilt_customers(
-    path: &Path,
+    read_models: &dyn ReadModels,
     mut chunks: tokio::sync::mpsc::Receiver<RebuiltChunk>,
 ) -> Result<(), RunError> {
-    let mut db = ReadModelDb::open(path)?;
-    let mut counters = super::aggregates::Deltas::default();
+    let mut counters = Deltas::default();
     let mut reached_end = false;
     while let Some((changes, reached)) = chunks.blocking_recv() {
-        if !db.write_new_customers(STAGING, None, &changes, reached, &mut counters)? {
+        if !read_models.write_new_customers(None, &changes, reached, &mut counters)? {
             return Err(RunError::Contended);
         }
         reached_end = reached.position.is_some();
     }
     // Without the last chunk the reader failed: its error is the one reported.
     if reached_end {
-        db.write_counters(STAGING, &counters)?;
+        read_models.write_counters(&counters)?;
     }
     Ok(())
 }
@@ -286,20 +306,20 @@ fn write_rebuilt_customers(
 fn derive_customer(
     policy: &Policy,
     records: &[Record],
-    changes: &mut Vec<(CustomerId, super::model::CustomerRows)>,
+    changes: &mut Vec<(CustomerId, CustomerRows)>,
     log_time: &mut Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), RunError> {
     let Some(first) = records.first() else {
         return Ok(());
     };
-    if !first.stream.starts_with(STREAM_PREFIX) {
+    if customer_of_stream(&first.stream).is_none() {
         return Ok(()); // another application's stream in a shared store
     }
     let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     let latest = events.iter().map(|e| e.occurred_at).max();
     *log_time = (*log_time).max(latest);
     let customer = events[0].customer_id.clone();
-    let rows = super::fold::derive(policy, &customer, &events);
+    let rows = derive(policy, &customer, &events);
     changes.push((customer, rows));
     Ok(())
 }
@@ -311,8 +331,8 @@ struct Batch {
 
 async fn run(
     store: &dyn EventStore,
-    db: &mut ReadModelDb,
-    prefix: &str,
+    read_models: &dyn ReadModels,
+    tables: Tables,
     policy: &Policy,
     follow: bool,
     progress: &mut (dyn FnMut(&Progress) + Send),
@@ -322,7 +342,7 @@ async fn run(
     let mut report = Progress::default();
     let mut conflicts = 0;
     'restart: loop {
-        let cp = db.checkpoint(prefix)?;
+        let cp = read_models.checkpoint(tables)?;
         let mut fold = Projector::resume(policy.clone(), cp.position, cp.log_time);
         let mut expected = cp.position;
         let mut sub = store.subscribe_all(cp.position).await?;
@@ -373,7 +393,7 @@ async fn run(
                     position: fold.position(),
                     log_time: fold.log_time(),
                 };
-                if !db.write_batch(prefix, expected, &changes, reached)? {
+                if !read_models.write_batch(tables, expected, &changes, reached)? {
                     conflicts += 1;
                     if conflicts >= CHECKPOINT_CONFLICTS_MAX {
                         return Err(RunError::Contended);
@@ -406,7 +426,7 @@ async fn apply_batch(
     let before = fold.position();
     let mut events = Vec::with_capacity(records.len());
     for record in &records {
-        if !record.stream.starts_with(STREAM_PREFIX) {
+        if customer_of_stream(&record.stream).is_none() {
             // Another application's stream in a shared store: not ours, but it moves the log.
             events.push(None);
             continue;
@@ -445,38 +465,4 @@ async fn apply_batch(
         }
     }
     Ok(())
-}
-
-/// A customer's events up to and including position `upto` (none when `upto` is `None`).
-pub async fn load_history(
-    store: &dyn EventStore,
-    customer: &CustomerId,
-    upto: Option<u64>,
-) -> Result<Vec<LedgerEvent>, RunError> {
-    let Some(upto) = upto else {
-        return Ok(Vec::new());
-    };
-    let stream = stream_name(customer);
-    let mut out = Vec::new();
-    let mut from = None;
-    loop {
-        let page = match store
-            .read_stream(&stream, Direction::Forwards, from, HISTORY_PAGE_EVENTS)
-            .await
-        {
-            Ok(page) => page,
-            Err(ReadError::StreamNotFound(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let full = page.len() == HISTORY_PAGE_EVENTS;
-        for record in &page {
-            if record.position <= upto {
-                out.push(decode(record)?);
-            }
-        }
-        match page.last() {
-            Some(last) if full && last.position <= upto => from = Some(last.revision + 1),
-            _ => return Ok(out),
-        }
-    }
 }

@@ -1,0 +1,275 @@
+//! The query layer: one function per report, for every front end (the command line, the
+//! benchmark, the HTTP server to come). Each takes a typed request and returns the typed
+//! report with its [`ReportMeta`]; the layer, not the caller, decides where the numbers come
+//! from, in this order:
+//!
+//! 1. a report the runner keeps computed (`rm_reports`: the funnels over all deals), unless the
+//!    request asks for a fresh one, a window, another clock or a past state;
+//! 2. the live read models (only the rows the report needs);
+//! 3. a replay of the log, for `at_position`, `as_of` and `known_at`, or when the read models
+//!    were never projected.
+//!
+//! Blocking work (the read models, folding a replay) runs off the async threads, so a server's
+//! runtime keeps answering while a report is computed.
+
+use crate::domain::{CustomerId, LedgerEvent};
+use crate::ledger::{HistoryError, ReadDecodedError, customer_history, read_decoded};
+use crate::projections::Policy;
+use crate::projections::activity::{RepsParams, RepsReport, reps};
+use crate::projections::aggregates::reps_report;
+use crate::projections::conversion::{FunnelParams, FunnelReport, funnel};
+use crate::projections::fold::replay;
+use crate::projections::lifecycle::{CustomerReport, customer_report};
+use crate::projections::meta::{ReportAt, ReportMeta, lag};
+use crate::projections::model::ReadModel;
+use crate::projections::stalled::{PipelineReport, pipeline};
+use crate::read_models::{ReadModelError, ReadModels};
+use crate::runner::kept::{fold_live_funnel, kept_funnel_name, policy_key};
+use crate::store::{EventStore, ReadError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Events read per page when replaying the log.
+pub const REPLAY_PAGE_EVENTS: usize = 4_096;
+
+/// Why a report could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("reading the event log failed: {0}")]
+    Store(#[from] ReadError),
+    #[error(transparent)]
+    ReadModels(#[from] ReadModelError),
+    #[error(
+        "position {asked} is beyond the log's head ({head:?}); give a position at or before it"
+    )]
+    BeyondHead { asked: u64, head: Option<u64> },
+    #[error("customer {0} is not in the read model at this position")]
+    UnknownCustomer(String),
+    #[error(transparent)]
+    Replay(#[from] ReadDecodedError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(
+        "a kept report in the read models cannot be read ({0}); run `pipeline-ledger rebuild`, or ask with --fresh"
+    )]
+    Kept(serde_json::Error),
+    #[error("the query stopped unexpectedly: {0}")]
+    Panicked(String),
+}
+
+/// The funnel: conversion, transitions, win rate, lost reasons, time in stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunnelRequest {
+    pub params: FunnelParams,
+    pub at: ReportAt,
+    /// Compute it now from the read models rather than read the one the runner keeps.
+    pub fresh: bool,
+}
+
+/// Rep activity and results per period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepsRequest {
+    pub params: RepsParams,
+    pub at: ReportAt,
+}
+
+/// One customer's lifecycle state, stage history and time in stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerRequest {
+    pub customer_id: String,
+    pub at: ReportAt,
+}
+
+/// Counts per state and stage, stalled deals and overdue follow-ups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRequest {
+    pub at: ReportAt,
+}
+
+/// The reports over one ledger: its event store, its read models and the policy they were
+/// derived under. Cheap to clone; share one between tasks.
+#[derive(Clone)]
+pub struct Queries {
+    store: Arc<dyn EventStore>,
+    read_models: Arc<dyn ReadModels>,
+    policy: Arc<crate::projections::Policy>,
+}
+
+impl Queries {
+    /// The reports over `store`'s events, read from `read_models` where they can be.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        read_models: Arc<dyn ReadModels>,
+        policy: Policy,
+    ) -> Self {
+        Queries {
+            store,
+            read_models,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The policy the reports are computed under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The funnel.
+    pub async fn funnel(&self, req: FunnelRequest) -> Result<FunnelReport, QueryError> {
+        let FunnelRequest { params, at, fresh } = req;
+        if !fresh && let Some(kept) = self.kept_funnel(&at, params).await? {
+            return Ok(kept);
+        }
+        if !at.is_replay() {
+            let head = self.store.head_position().await?;
+            let policy = self.policy.clone();
+            let folded = self
+                .blocking(move |rm| {
+                    let meta = |cp: &crate::read_models::Checkpoint| {
+                        ReportMeta::live(cp.position, head, cp.log_time, &at)
+                    };
+                    fold_live_funnel(rm, &policy, params, true, meta)
+                })
+                .await?;
+            if let Some((_, report)) = folded {
+                return Ok(report);
+            }
+        }
+        let (model, meta) = self.model(&at).await?;
+        Ok(funnel(&model, &self.policy, meta, params))
+    }
+
+    /// The funnel the runner keeps, if `params` are among those kept, the clock is the read
+    /// models' own and the policy is the one it was computed under. Its position may be behind
+    /// the read models' checkpoint; the report states its position and lag like any other.
+    async fn kept_funnel(
+        &self,
+        at: &ReportAt,
+        params: FunnelParams,
+    ) -> Result<Option<FunnelReport>, QueryError> {
+        let Some(name) = kept_funnel_name(&params) else {
+            return Ok(None);
+        };
+        if at.is_replay() || at.now.is_some() {
+            return Ok(None);
+        }
+        let policy = policy_key(&self.policy).map_err(QueryError::Kept)?;
+        let Some((_, body)) = self
+            .blocking(move |rm| rm.read_report(name, &policy))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut report: FunnelReport = serde_json::from_str(&body).map_err(QueryError::Kept)?;
+        let head = self.store.head_position().await?;
+        report.meta.head_position = head;
+        report.meta.lag = lag(head, report.meta.position);
+        Ok(Some(report))
+    }
+
+    /// The rep report: from the live counters and spreads, or a replay.
+    pub async fn reps(&self, req: RepsRequest) -> Result<RepsReport, QueryError> {
+        let RepsRequest { params, at } = req;
+        if !at.is_replay() {
+            let head = self.store.head_position().await?;
+            let (period, rep) = (params.period, params.rep.clone());
+            let inputs = self
+                .blocking(move |rm| {
+                    rm.reps_inputs_live(period, rep.as_deref(), &|cp| at.now.or(cp.log_time))
+                })
+                .await?;
+            if let Some((cp, inputs)) = inputs {
+                let meta = ReportMeta::live(cp.position, head, cp.log_time, &at);
+                return Ok(reps_report(meta, params, inputs));
+            }
+        }
+        let (model, meta) = self.model(&at).await?;
+        Ok(reps(&model, meta, params))
+    }
+
+    /// One customer: from its live rows (read by key), or a replay.
+    pub async fn customer(&self, req: CustomerRequest) -> Result<CustomerReport, QueryError> {
+        let CustomerRequest { customer_id, at } = req;
+        let unknown = || QueryError::UnknownCustomer(customer_id.clone());
+        if !at.is_replay() {
+            let head = self.store.head_position().await?;
+            let id = customer_id.clone();
+            let live = self.blocking(move |rm| rm.load_customer_live(&id)).await?;
+            if let Some(model) = live {
+                let meta = ReportMeta::live(model.position, head, model.log_time, &at);
+                return customer_report(&model, meta, &customer_id).ok_or_else(unknown);
+            }
+        }
+        let (model, meta) = self.model(&at).await?;
+        customer_report(&model, meta, &customer_id).ok_or_else(unknown)
+    }
+
+    /// The pipeline: states, stages, stalled deals, overdue follow-ups.
+    pub async fn pipeline(&self, req: PipelineRequest) -> Result<PipelineReport, QueryError> {
+        let (model, meta) = self.model(&req.at).await?;
+        Ok(pipeline(&model, &self.policy, meta))
+    }
+
+    /// A customer's events in stream order, decoded to current schema versions.
+    pub async fn history(&self, customer: &CustomerId) -> Result<Vec<LedgerEvent>, QueryError> {
+        Ok(customer_history(&*self.store, customer).await?)
+    }
+
+    /// The whole read model a report is computed from, and the report's metadata: the live
+    /// read models, or a replay of the log when `at` filters it or they were never projected.
+    pub async fn model(&self, at: &ReportAt) -> Result<(ReadModel, ReportMeta), QueryError> {
+        let head = self.store.head_position().await?;
+        if let Some(p) = at.at_position
+            && head.is_none_or(|h| p > h)
+        {
+            return Err(QueryError::BeyondHead { asked: p, head });
+        }
+        if !at.is_replay()
+            && let Some(model) = self.blocking(|rm| rm.load_live()).await?
+        {
+            let meta = ReportMeta::live(model.position, head, model.log_time, at);
+            return Ok((model, meta));
+        }
+        let events = read_events(&*self.store, at).await?;
+        let policy = self.policy.clone();
+        let model = tokio::task::spawn_blocking(move || replay(&policy, &events))
+            .await
+            .map_err(|e| QueryError::Panicked(e.to_string()))?;
+        let meta = ReportMeta::replayed(at.at_position.or(head), head, model.log_time, at);
+        Ok((model, meta))
+    }
+
+    /// Runs `read` on the read models on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn ReadModels) -> Result<T, ReadModelError> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let read_models = self.read_models.clone();
+        let out = tokio::task::spawn_blocking(move || read(&*read_models))
+            .await
+            .map_err(|e| QueryError::Panicked(e.to_string()))??;
+        Ok(out)
+    }
+}
+
+/// Reads the events of the log that pass `at`'s filters, in log order.
+pub async fn read_events(
+    store: &dyn EventStore,
+    at: &ReportAt,
+) -> Result<Vec<LedgerEvent>, QueryError> {
+    use std::ops::ControlFlow;
+    let mut out = Vec::new();
+    read_decoded(store, REPLAY_PAGE_EVENTS, |page| {
+        for event in page {
+            if at.at_position.is_some_and(|p| event.position > p) {
+                return ControlFlow::Break(());
+            }
+            if at.includes(&event) {
+                out.push(event);
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(out)
+}

@@ -1,0 +1,404 @@
+//! The read models in SQLite: `rm_` tables in a file of their own (by default beside the event
+//! store's, [`read_models_beside`]). Each batch of changes and the checkpoint it reaches are
+//! written in one transaction; a rebuild writes `rm_new_` tables and swaps them in with renames
+//! inside one transaction.
+//!
+//! - [`columns`]: every table's columns, named once (DDL, inserts, selects, decoding).
+//! - [`write`] and [`read`]: the statements, inside a transaction the caller holds.
+//! - [`checkpointer`]: the thread that folds the WAL into the file off the commit path.
+
+pub mod checkpointer;
+pub mod columns;
+pub mod read;
+pub mod write;
+
+use super::{Checkpoint, KeptReport, ReadModelError, ReadModels, Tables};
+use crate::domain::CustomerId;
+use crate::projections::aggregates::{self, Deltas, RepsInputs};
+use crate::projections::model::{CustomerRows, DealRow, ReadModel, StageStayRow};
+use crate::projections::time::Period;
+use checkpointer::Checkpointer;
+use chrono::{DateTime, Utc};
+use columns::{LoadError, TABLES};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Prefix of the live read-model tables.
+pub const LIVE: &str = "rm_";
+/// Prefix of the tables a rebuild writes before swapping them in.
+pub const STAGING: &str = "rm_new_";
+/// Prepared statements kept per connection: every table has its own delete, insert and select
+/// statements, for live and staging prefixes, more than rusqlite's default cache of 16 (which
+/// made each batch re-parse them).
+const STATEMENT_CACHE_CAPACITY: usize = 256;
+/// Reading connections kept open for reuse.
+const IDLE_READERS_MAX: usize = 8;
+
+/// The prefix of a set of tables.
+pub fn prefix(tables: Tables) -> &'static str {
+    match tables {
+        Tables::Live => LIVE,
+        Tables::Staging => STAGING,
+    }
+}
+
+/// The read models' own file beside a SQLite event store (`ledger.db` → `ledger.read-models.db`).
+///
+/// They are kept apart from the log because SQLite lets one connection write a file at a time:
+/// sharing it, every batch of read-model rows waited for the appends' group commits and every
+/// append for the batch, and the projection lag under a steady write load was seconds instead
+/// of milliseconds. The read models can always be rebuilt from the log.
+pub fn read_models_beside(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map_or_else(|| "pipeline-ledger".into(), |s| s.to_string_lossy());
+    store.with_file_name(format!("{stem}.read-models.db"))
+}
+
+/// The writing connection, with the checkpointing thread it starts on its first commit.
+struct Writer {
+    conn: Connection,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The read models in a SQLite file: one writing connection, and reading connections reused
+/// from a small pool (SQLite's WAL lets them read while the writer writes; each read runs in
+/// one read transaction, so it sees whole batches only).
+pub struct SqliteReadModels {
+    path: PathBuf,
+    /// Set once the file and its live tables were made ready (on first use: a command that
+    /// only replays the log never touches the read models' file).
+    ready: std::sync::OnceLock<()>,
+    writer: Mutex<Option<Writer>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReadModels")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteReadModels {
+    /// The read models in the SQLite file at `path`. The file is opened on first use, when it
+    /// and the live tables are created if missing, and counters of an older layout recounted.
+    pub fn open(path: &Path) -> Self {
+        SqliteReadModels {
+            path: path.to_path_buf(),
+            ready: std::sync::OnceLock::new(),
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Opens the file and makes its live tables ready, once.
+    fn ready(&self) -> Result<(), ReadModelError> {
+        if self.ready.get().is_some() {
+            return Ok(());
+        }
+        let rm = self;
+        let mut conn = rm.connect()?;
+        let sql = |e| rm.sqlite(e);
+        conn.execute_batch(&columns::schema(LIVE)).map_err(sql)?;
+        conn.execute_batch(&indexes(LIVE)).map_err(sql)?;
+        if read::aggregates_version(&conn, LIVE).map_err(sql)? != Some(aggregates::VERSION) {
+            // Tables written by an older version: recount, once, under the write lock.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            if read::aggregates_version(&tx, LIVE).map_err(sql)? != Some(aggregates::VERSION) {
+                write::recount_aggregates(&tx, LIVE).map_err(|e| rm.load(e))?;
+            }
+            tx.commit().map_err(sql)?;
+        }
+        rm.give_back(conn);
+        let _ = self.ready.set(());
+        Ok(())
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> ReadModelError {
+        ReadModelError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn load(&self, e: LoadError) -> ReadModelError {
+        match e {
+            LoadError::Sqlite(source) => self.sqlite(source),
+            LoadError::Corrupt(e) => e,
+        }
+    }
+
+    /// A new connection to the file, set up for the read models.
+    fn connect(&self) -> Result<Connection, ReadModelError> {
+        let sql = |e| self.sqlite(e);
+        let mut conn = Connection::open(&self.path).map_err(sql)?;
+        crate::store::sqlite::wait_when_busy(&mut conn).map_err(sql)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        // Read models are derived data: a commit lost to a power cut is redone from the
+        // checkpoint that was lost with it, so they need not wait for the WAL's fsync.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        // Readers of the event log are never blocked by the read models' writes in WAL mode.
+        let _: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.readers.lock()
+            && idle.len() < IDLE_READERS_MAX
+        {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `read` in one read transaction of a pooled connection.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Transaction<'_>) -> Result<T, LoadError>,
+    ) -> Result<T, ReadModelError> {
+        self.ready()?;
+        let idle = self
+            .readers
+            .lock()
+            .map_err(|_| ReadModelError::Poisoned { what: "readers" })?
+            .pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        let out = read(&tx).map_err(|e| self.load(e))?;
+        tx.finish().map_err(|e| self.sqlite(e))?;
+        self.give_back(conn);
+        Ok(out)
+    }
+
+    /// Runs `read` in one read transaction of the live tables with the checkpoint they
+    /// reflect; `None` (and `read` not run) if they were never projected.
+    fn read_live<T>(
+        &self,
+        read: impl FnOnce(&Transaction<'_>, &Checkpoint) -> Result<T, LoadError>,
+    ) -> Result<Option<(Checkpoint, T)>, ReadModelError> {
+        self.read(|tx| {
+            let cp = read::read_checkpoint(tx, LIVE)?;
+            if cp.position.is_none() {
+                return Ok(None);
+            }
+            Ok(Some((cp, read(tx, &cp)?)))
+        })
+    }
+
+    fn writer(&self) -> Result<MutexGuard<'_, Option<Writer>>, ReadModelError> {
+        self.ready()?;
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| ReadModelError::Poisoned { what: "writer" })?;
+        if guard.is_none() {
+            *guard = Some(Writer {
+                conn: self.connect()?,
+                checkpointer: None,
+            });
+        }
+        Ok(guard)
+    }
+
+    /// Runs `write` in one write transaction (`BEGIN IMMEDIATE`: it waits for the file's write
+    /// lock now, not at its first write); commits if it returns `Ok(true)`, and hands the WAL
+    /// to the checkpointing thread.
+    fn write(
+        &self,
+        write: impl FnOnce(&Transaction<'_>) -> Result<bool, LoadError>,
+    ) -> Result<bool, ReadModelError> {
+        let mut guard = self.writer()?;
+        let w = guard.as_mut().expect("the writer was just opened");
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sqlite(e))?;
+        if !write(&tx).map_err(|e| self.load(e))? {
+            return Ok(false);
+        }
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        // The checkpoint of what the commit wrote runs on a thread of its own, so that the next
+        // batch's commit does not run it (and hold the write lock meanwhile).
+        if w.checkpointer.is_none() {
+            let started = Checkpointer::start(&w.conn, &self.path).map_err(|e| self.sqlite(e))?;
+            w.checkpointer = Some(started);
+        }
+        if let Some(checkpointer) = &w.checkpointer {
+            checkpointer.nudge();
+        }
+        Ok(true)
+    }
+}
+
+/// The secondary indexes the queries need (every customer table is already keyed by customer).
+fn indexes(p: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {p}activity_contracts \
+         ON {p}activity (event_type, applied, owner_rep, occurred_at, close_seconds);"
+    )
+}
+
+impl ReadModels for SqliteReadModels {
+    fn checkpoint(&self, tables: Tables) -> Result<Checkpoint, ReadModelError> {
+        self.read(|tx| read::read_checkpoint(tx, prefix(tables)))
+    }
+
+    fn write_batch(
+        &self,
+        tables: Tables,
+        expected: Option<u64>,
+        changes: &[(CustomerId, CustomerRows)],
+        reached: Checkpoint,
+    ) -> Result<bool, ReadModelError> {
+        let p = prefix(tables);
+        self.write(|tx| {
+            if !write::checkpoint_is(tx, p, expected)? {
+                return Ok(false);
+            }
+            write::write_rows(tx, p, changes, reached, tables == Tables::Live, None)?;
+            Ok(true)
+        })
+    }
+
+    fn write_new_customers(
+        &self,
+        expected: Option<u64>,
+        changes: &[(CustomerId, CustomerRows)],
+        reached: Checkpoint,
+        pending: &mut Deltas,
+    ) -> Result<bool, ReadModelError> {
+        self.write(|tx| {
+            if !write::checkpoint_is(tx, STAGING, expected)? {
+                return Ok(false);
+            }
+            write::write_rows(tx, STAGING, changes, reached, false, Some(pending))?;
+            Ok(true)
+        })
+    }
+
+    fn write_counters(&self, deltas: &Deltas) -> Result<(), ReadModelError> {
+        self.write(|tx| {
+            write::write_deltas(tx, STAGING, deltas)?;
+            Ok(true)
+        })
+        .map(drop)
+    }
+
+    fn start_staging(&self) -> Result<(), ReadModelError> {
+        let drop_all: String = TABLES
+            .iter()
+            .map(|t| format!("DROP TABLE IF EXISTS {STAGING}{};", t.name))
+            .collect();
+        self.write(|tx| {
+            tx.execute_batch(&drop_all)?;
+            tx.execute_batch(&columns::schema(STAGING))?;
+            Ok(true)
+        })
+        .map(drop)
+    }
+
+    fn swap_in_staging(&self) -> Result<(), ReadModelError> {
+        self.write(|tx| {
+            // The staging counters were kept up to date during the rebuild; the spreads are
+            // computed now, once. Then their layout is marked.
+            write::rewrite_all_close_spreads(tx, STAGING)?;
+            write::mark_aggregates_version(tx, STAGING)?;
+            for t in TABLES {
+                let t = t.name;
+                tx.execute_batch(&format!(
+                    "DROP TABLE IF EXISTS {LIVE}{t}; ALTER TABLE {STAGING}{t} RENAME TO {LIVE}{t};"
+                ))?;
+            }
+            tx.execute_batch(&indexes(LIVE))?;
+            Ok(true)
+        })?;
+        // A rebuild writes the whole read model through the WAL: fold it into the file now and
+        // cut the WAL back, rather than leave a WAL the size of the read models. Best effort: a
+        // busy reader only delays it to the automatic checkpoints.
+        if let Ok(guard) = self.writer()
+            && let Some(w) = guard.as_ref()
+        {
+            let _ = w
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        Ok(())
+    }
+
+    fn load_live(&self) -> Result<Option<ReadModel>, ReadModelError> {
+        let loaded = self.read_live(|tx, _| read::load_model(tx, LIVE, None))?;
+        Ok(loaded.map(|(_, model)| model))
+    }
+
+    fn load_customer_live(&self, customer_id: &str) -> Result<Option<ReadModel>, ReadModelError> {
+        let loaded = self.read_live(|tx, _| read::load_model(tx, LIVE, Some(customer_id)))?;
+        Ok(loaded.map(|(_, model)| model))
+    }
+
+    fn reps_inputs_live(
+        &self,
+        period: Period,
+        rep: Option<&str>,
+        clock: &dyn Fn(&Checkpoint) -> Option<DateTime<Utc>>,
+    ) -> Result<Option<(Checkpoint, RepsInputs)>, ReadModelError> {
+        self.read_live(|tx, cp| read::read_reps_inputs(tx, LIVE, period, rep, clock(cp)))
+    }
+
+    fn fold_live_deals(
+        &self,
+        each: &mut dyn FnMut(&Checkpoint, DealRow, Vec<StageStayRow>),
+    ) -> Result<Option<Checkpoint>, ReadModelError> {
+        let folded = self.read_live(|tx, cp| {
+            read::each_deal_with_stays(tx, LIVE, |deal, stays| each(cp, deal, stays))
+        })?;
+        Ok(folded.map(|(cp, ())| cp))
+    }
+
+    fn write_reports(&self, policy: &str, reports: &[KeptReport]) -> Result<(), ReadModelError> {
+        self.write(|tx| {
+            write::write_reports(tx, LIVE, policy, reports)?;
+            Ok(true)
+        })
+        .map(drop)
+    }
+
+    fn read_report(
+        &self,
+        name: &str,
+        policy: &str,
+    ) -> Result<Option<(u64, String)>, ReadModelError> {
+        self.read(|tx| read::read_report(tx, LIVE, name, policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_models_live_beside_the_store() {
+        assert_eq!(
+            read_models_beside(Path::new("/data/ledger.db")),
+            Path::new("/data/ledger.read-models.db")
+        );
+        assert_eq!(
+            read_models_beside(Path::new("ledger")),
+            Path::new("ledger.read-models.db")
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! Writing the read models' rows, counters, spreads, checkpoints and kept reports inside a
+//! transaction the caller holds.
+
+use super::columns::{
+    AggregateRow, CUSTOMER_TABLES, CheckpointRow, CloseSpreadRow, LoadError, ReportRow, TableRow,
+};
+use super::read::{load_model, read_checkpoint};
+use crate::domain::EventType;
+use crate::projections::aggregates::{self, Deltas};
+use crate::projections::model::CustomerRows;
+use crate::read_models::{Checkpoint, KeptReport, PROJECTIONS};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use std::collections::{BTreeMap, HashMap};
+
+/// Writes changed customers' rows, their counters (unless `pending` gathers them) and
+/// spreads (with `keep_spreads`), and the checkpoint they reach. `customers_are_new`: their
+/// old rows are not looked for.
+pub fn write_rows(
+    tx: &Connection,
+    p: &str,
+    changes: &[(crate::domain::CustomerId, CustomerRows)],
+    reached: Checkpoint,
+    keep_spreads: bool,
+    pending: Option<&mut Deltas>,
+) -> Result<(), LoadError> {
+    let customers_are_new = pending.is_some();
+    let mut own_deltas = Deltas::default();
+    let deltas = pending.unwrap_or(&mut own_deltas);
+    let mut close_groups = HashMap::new();
+    for (customer, rows) in changes {
+        if !customers_are_new {
+            let old = load_model(tx, p, Some(customer.as_str()))?;
+            for old in old.split_by_customer().values() {
+                deltas.contribute(old, -1);
+                if keep_spreads {
+                    aggregates::close_groups(old, &mut close_groups);
+                }
+            }
+        }
+        deltas.contribute(rows, 1);
+        if keep_spreads {
+            aggregates::close_groups(rows, &mut close_groups);
+        }
+        write_customer(tx, p, customer.as_str(), rows, !customers_are_new)?;
+    }
+    if !customers_are_new {
+        write_deltas(tx, p, deltas)?;
+    }
+    write_close_spreads(tx, p, &close_groups)?;
+    write_checkpoint(tx, p, reached)?;
+    Ok(())
+}
+
+/// Stores `reached` as every projection's checkpoint.
+pub fn write_checkpoint(tx: &Connection, p: &str, reached: Checkpoint) -> rusqlite::Result<()> {
+    let now = Utc::now();
+    let mut put = tx.prepare_cached(&format!(
+        "{} ON CONFLICT (projection) DO UPDATE SET position = excluded.position, \
+         log_time = excluded.log_time, updated_at = excluded.updated_at",
+        CheckpointRow::TABLE.insert_sql(p)
+    ))?;
+    for name in PROJECTIONS {
+        let row = CheckpointRow {
+            projection: name.to_string(),
+            position: reached.position,
+            log_time: reached.log_time,
+            updated_at: now,
+        };
+        row.execute_in(&mut put)?;
+    }
+    Ok(())
+}
+
+/// Whether the stored checkpoint is still `expected` (no other writer moved it).
+pub fn checkpoint_is(tx: &Connection, p: &str, expected: Option<u64>) -> Result<bool, LoadError> {
+    Ok(read_checkpoint(tx, p)?.position == expected)
+}
+
+/// Writes one customer's rows; `replace` deletes its earlier rows first (not needed for a
+/// customer that has none, as in a rebuild: six lookups per customer saved).
+fn write_customer(
+    tx: &Connection,
+    p: &str,
+    customer: &str,
+    rows: &CustomerRows,
+    replace: bool,
+) -> rusqlite::Result<()> {
+    if replace {
+        for t in CUSTOMER_TABLES {
+            tx.prepare_cached(&format!("DELETE FROM {p}{} WHERE customer_id = ?1", t.name))?
+                .execute([customer])?;
+        }
+    }
+    if let Some(c) = &rows.customer {
+        c.insert(tx, p)?;
+    }
+    for v in &rows.values {
+        v.insert(tx, p)?;
+    }
+    for d in &rows.deals {
+        d.insert(tx, p)?;
+    }
+    for s in &rows.stays {
+        s.insert(tx, p)?;
+    }
+    for a in &rows.activities {
+        a.insert(tx, p)?;
+    }
+    for f in &rows.followups {
+        f.insert(tx, p)?;
+    }
+    Ok(())
+}
+
+/// Adds summed counter changes to the aggregates; a counter back to 0 is deleted.
+pub fn write_deltas(tx: &Connection, p: &str, deltas: &Deltas) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(&format!(
+        "{} ON CONFLICT (view, grp, key, metric) DO UPDATE SET value = value + excluded.value \
+         RETURNING value",
+        AggregateRow::TABLE.insert_sql(p)
+    ))?;
+    let mut delete = tx.prepare_cached(&format!(
+        "DELETE FROM {p}aggregates WHERE view = ?1 AND grp = ?2 AND key = ?3 AND metric = ?4"
+    ))?;
+    for ((view, grp, key, metric), v) in &deltas.counts {
+        if *v == 0 {
+            continue;
+        }
+        let now: i64 = upsert.query_row(params![view, grp, key, metric, v], |r| r.get(0))?;
+        if now == 0 {
+            delete.execute(params![view, grp, key, metric])?;
+        }
+    }
+    Ok(())
+}
+
+/// The contracts that count for the days-to-close spreads, selected by the index
+/// `activity_contracts`; `rest` narrows them further.
+fn contracts_sql(p: &str, columns: &str, rest: &str) -> String {
+    format!(
+        "SELECT {columns} FROM {p}activity \
+         WHERE event_type = '{}' AND applied = 1 AND close_seconds IS NOT NULL{rest}",
+        EventType::ContractSigned.as_str()
+    )
+}
+
+/// Recomputes the days-to-close spreads of `groups` from their contracts (read through the
+/// contracts index, one period of one rep each); a group left without contracts is deleted.
+fn write_close_spreads(
+    tx: &Connection,
+    p: &str,
+    groups: &HashMap<aggregates::CloseGroup, DateTime<Utc>>,
+) -> rusqlite::Result<()> {
+    let mut closes = tx.prepare_cached(&contracts_sql(
+        p,
+        "close_seconds",
+        " AND owner_rep = ?1 AND occurred_at >= ?2 AND occurred_at < ?3",
+    ))?;
+    for ((period, rep, label), inside) in groups {
+        let (start, end) = period.bounds(*inside);
+        let seconds = closes
+            .query_map(
+                params![rep, start.timestamp_micros(), end.timestamp_micros()],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        put_close_spread(tx, p, (period.as_str(), rep, label), seconds)?;
+    }
+    Ok(())
+}
+
+/// Stores one group's spread (or deletes the group when it has no contracts).
+fn put_close_spread(
+    tx: &Connection,
+    p: &str,
+    (period, rep, label): (&str, &str, &str),
+    close_seconds: Vec<i64>,
+) -> rusqlite::Result<()> {
+    let spread = aggregates::close_spread(close_seconds);
+    match (spread.median, spread.p90) {
+        (Some(median_days), Some(p90_days)) => {
+            let row = CloseSpreadRow {
+                period: period.to_string(),
+                rep: rep.to_string(),
+                label: label.to_string(),
+                contracts: spread.count,
+                median_days,
+                p90_days,
+            };
+            tx.prepare_cached(&format!(
+                "DELETE FROM {p}close_spreads WHERE period = ?1 AND rep = ?2 AND label = ?3"
+            ))?
+            .execute(params![period, rep, label])?;
+            row.insert(tx, p)
+        }
+        _ => {
+            tx.prepare_cached(&format!(
+                "DELETE FROM {p}close_spreads WHERE period = ?1 AND rep = ?2 AND label = ?3"
+            ))?
+            .execute(params![period, rep, label])?;
+            Ok(())
+        }
+    }
+}
+
+/// Recomputes every days-to-close spread under prefix `p` from all its contracts, in one pass.
+pub fn rewrite_all_close_spreads(tx: &Connection, p: &str) -> Result<(), LoadError> {
+    tx.execute(&format!("DELETE FROM {p}close_spreads"), [])?;
+    let mut stmt = tx.prepare(&contracts_sql(
+        p,
+        "owner_rep, occurred_at, close_seconds",
+        "",
+    ))?;
+    let mut groups: BTreeMap<(&'static str, String, String), Vec<i64>> = BTreeMap::new();
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        use super::columns::SqlColumn;
+        let rep = String::from_sql(row.get_ref(0)?, "activity", "owner_rep")?;
+        let at = DateTime::<Utc>::from_sql(row.get_ref(1)?, "activity", "occurred_at")?;
+        let seconds = i64::from_sql(row.get_ref(2)?, "activity", "close_seconds")?;
+        for period in aggregates::PERIODS {
+            groups
+                .entry((period.as_str(), rep.clone(), period.label(at)))
+                .or_default()
+                .push(seconds);
+        }
+    }
+    for ((period, rep, label), seconds) in groups {
+        put_close_spread(tx, p, (period, &rep, &label), seconds)?;
+    }
+    Ok(())
+}
+
+/// Recomputes the counters under `p` from the stored rows (tables of an older layout).
+pub fn recount_aggregates(tx: &Connection, p: &str) -> Result<(), LoadError> {
+    tx.execute(&format!("DELETE FROM {p}aggregates"), [])?;
+    let model = load_model(tx, p, None)?;
+    let mut deltas = Deltas::default();
+    for rows in model.split_by_customer().values() {
+        deltas.contribute(rows, 1);
+    }
+    write_deltas(tx, p, &deltas)?;
+    rewrite_all_close_spreads(tx, p)?;
+    mark_aggregates_version(tx, p)?;
+    Ok(())
+}
+
+/// Marks the counters under `p` as of this version's layout.
+pub fn mark_aggregates_version(tx: &Connection, p: &str) -> rusqlite::Result<()> {
+    let row = AggregateRow {
+        view: aggregates::VERSION_VIEW.to_string(),
+        grp: String::new(),
+        key: String::new(),
+        metric: aggregates::VERSION_METRIC.to_string(),
+        value: aggregates::VERSION,
+    };
+    let sql = format!(
+        "{} ON CONFLICT DO NOTHING",
+        AggregateRow::TABLE.insert_sql(p)
+    );
+    row.execute_in(&mut tx.prepare(&sql)?)?;
+    Ok(())
+}
+
+/// Stores kept reports, keeping a stored one of a later position instead.
+pub fn write_reports(
+    tx: &Connection,
+    p: &str,
+    policy: &str,
+    reports: &[KeptReport],
+) -> rusqlite::Result<()> {
+    let mut put = tx.prepare_cached(&format!(
+        "{} ON CONFLICT (name) DO UPDATE SET \
+         position = excluded.position, policy = excluded.policy, \
+         computed_at = excluded.computed_at, body = excluded.body \
+         WHERE excluded.position >= {p}reports.position",
+        ReportRow::TABLE.insert_sql(p)
+    ))?;
+    let computed_at = Utc::now();
+    for r in reports {
+        let row = ReportRow {
+            name: r.name.clone(),
+            position: r.position,
+            policy: policy.to_string(),
+            computed_at,
+            body: r.body.clone(),
+        };
+        row.execute_in(&mut put)?;
+    }
+    Ok(())
+}
