@@ -11,6 +11,7 @@ use super::codec::{STREAM_PREFIX, decode, stream_name, to_new_record};
 use super::{Ledger, RecordError};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
+use crate::limits::BAD_LINES_REPORTED_MAX;
 use crate::store::{
     AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
 };
@@ -31,8 +32,6 @@ pub const IMPORT_CHUNK_LINES: usize = 8_192;
 const CHUNK_BYTES_RESERVED: usize = IMPORT_CHUNK_LINES * 640;
 /// Chunks handed to the store and not yet written.
 const BULK_CHUNKS_IN_FLIGHT: usize = 4;
-/// Most bad lines kept for the report; the rest are counted.
-pub const BAD_LINES_REPORTED_MAX: usize = 1000;
 
 /// A refused line of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,14 +10,10 @@ pub mod checkpointer;
 pub mod kurrent;
 pub mod sqlite;
 
+use crate::limits::{APPEND_EVENTS_MAX, PAYLOAD_BYTES_MAX};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-
-/// Largest event data accepted, in bytes of JSON.
-pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
-/// Most events in one append (one stream), to bound transaction size and memory.
-pub const APPEND_EVENTS_MAX: usize = 10_000;
 
 /// Events read per page when a whole stream is read.
 pub const READ_STREAM_PAGE_EVENTS: usize = 4096;
