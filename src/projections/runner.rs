@@ -7,7 +7,7 @@ use super::policy::Policy;
 use super::report::{MaterializeError, materialize_funnels};
 use super::storage::{Checkpoint, LIVE, ReadModelDb, STAGING, StorageError};
 use crate::domain::{CustomerId, LedgerEvent};
-use crate::ledger::codec::{DecodeError, STREAM_PREFIX, decode, stream_name};
+use crate::ledger::codec::{DecodeError, customer_of_stream, decode, stream_name};
 use crate::store::{Direction, EventStore, ReadError, Record, SubscriptionMessage};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -292,7 +292,7 @@ fn derive_customer(
     let Some(first) = records.first() else {
         return Ok(());
     };
-    if !first.stream.starts_with(STREAM_PREFIX) {
+    if customer_of_stream(&first.stream).is_none() {
         return Ok(()); // another application's stream in a shared store
     }
     let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
@@ -406,7 +406,7 @@ async fn apply_batch(
     let before = fold.position();
     let mut events = Vec::with_capacity(records.len());
     for record in &records {
-        if !record.stream.starts_with(STREAM_PREFIX) {
+        if customer_of_stream(&record.stream).is_none() {
             // Another application's stream in a shared store: not ours, but it moves the log.
             events.push(None);
             continue;
