@@ -8,6 +8,7 @@ pub mod contract;
 pub mod demo;
 pub mod domain;
 pub mod ledger;
+pub mod limits;
 pub mod projections;
 pub mod query;
 pub mod read_models;

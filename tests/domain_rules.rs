@@ -6,9 +6,9 @@
 //! `Ledger` on a real store to show that a refused command writes nothing.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use pipeline_ledger::domain::rules::CLOCK_SKEW_TOLERANCE_SECONDS;
 use pipeline_ledger::domain::*;
 use pipeline_ledger::ledger::{Ledger, RecordError};
+use pipeline_ledger::limits::CLOCK_SKEW_TOLERANCE_SECONDS;
 use pipeline_ledger::store::EventStore;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use std::sync::Arc;

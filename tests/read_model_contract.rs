@@ -7,6 +7,7 @@
 mod projections_support;
 
 use pipeline_ledger::domain::{CustomerId, LedgerEvent};
+use pipeline_ledger::projections::Policy;
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::aggregates::{Deltas, PERIODS, reps_report};
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy, funnel};
@@ -14,13 +15,12 @@ use pipeline_ledger::projections::fold::{Projector, derive, replay};
 use pipeline_ledger::projections::meta::{ReportAt, ReportMeta};
 use pipeline_ledger::projections::model::{ReadModel, StageStayRow};
 use pipeline_ledger::projections::time::Period;
-use pipeline_ledger::projections::Policy;
 use pipeline_ledger::read_models::memory::MemoryReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
 use pipeline_ledger::read_models::{Checkpoint, KeptReport, ReadModels, Tables};
 use pipeline_ledger::runner::kept::fold_live_funnel;
-use proptest::prelude::*;
 use projections_support::generate;
+use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 /// One implementation under test, with whatever it needs kept alive (a temporary directory).
@@ -80,7 +80,10 @@ fn rebuild(rm: &dyn ReadModels, events: &[LedgerEvent], chunk_customers: usize) 
     rm.start_staging().unwrap();
     let mut by_customer: BTreeMap<CustomerId, Vec<LedgerEvent>> = BTreeMap::new();
     for e in events {
-        by_customer.entry(e.customer_id.clone()).or_default().push(e.clone());
+        by_customer
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(e.clone());
     }
     let policy = Policy::default();
     let derived: Vec<_> = by_customer
@@ -99,7 +102,10 @@ fn rebuild(rm: &dyn ReadModels, events: &[LedgerEvent], chunk_customers: usize) 
         } else {
             Checkpoint::default()
         };
-        assert!(rm.write_new_customers(None, chunk, reached, &mut pending).unwrap());
+        assert!(
+            rm.write_new_customers(None, chunk, reached, &mut pending)
+                .unwrap()
+        );
     }
     rm.write_counters(&pending).unwrap();
     rm.swap_in_staging().unwrap();
@@ -129,10 +135,19 @@ fn assert_live_reports_equal_model_reports(rm: &dyn ReadModels, label: &str) {
                 .unwrap();
             assert_eq!(at, cp, "{label}");
             let live = reps_report(meta.clone(), params.clone(), inputs);
-            assert_eq!(live, reps(&model, meta.clone(), params), "{label} {period:?} {rep:?}");
+            assert_eq!(
+                live,
+                reps(&model, meta.clone(), params),
+                "{label} {period:?} {rep:?}"
+            );
         }
     }
-    for by in [None, Some(GroupBy::Source), Some(GroupBy::Rep), Some(GroupBy::Cohort)] {
+    for by in [
+        None,
+        Some(GroupBy::Source),
+        Some(GroupBy::Rep),
+        Some(GroupBy::Cohort),
+    ] {
         let params = FunnelParams {
             by,
             cohort: Period::Quarter,
@@ -141,7 +156,11 @@ fn assert_live_reports_equal_model_reports(rm: &dyn ReadModels, label: &str) {
         let (_, live) = fold_live_funnel(rm, &policy, params, true, live_meta)
             .unwrap()
             .unwrap();
-        assert_eq!(live, funnel(&model, &policy, meta.clone(), params), "{label} {by:?}");
+        assert_eq!(
+            live,
+            funnel(&model, &policy, meta.clone(), params),
+            "{label} {by:?}"
+        );
     }
 }
 
@@ -149,9 +168,17 @@ fn fresh_read_models_hold_nothing(rm: &dyn ReadModels) {
     assert_eq!(rm.checkpoint(Tables::Live).unwrap(), Checkpoint::default());
     assert!(rm.load_live().unwrap().is_none());
     assert!(rm.load_customer_live("c0").unwrap().is_none());
-    assert!(rm.reps_inputs_live(Period::Month, None, &|_| None).unwrap().is_none());
+    assert!(
+        rm.reps_inputs_live(Period::Month, None, &|_| None)
+            .unwrap()
+            .is_none()
+    );
     let mut called = false;
-    assert!(rm.fold_live_deals(&mut |_, _, _| called = true).unwrap().is_none());
+    assert!(
+        rm.fold_live_deals(&mut |_, _, _| called = true)
+            .unwrap()
+            .is_none()
+    );
     assert!(!called);
     assert!(rm.read_report("funnel", "{}").unwrap().is_none());
 }
@@ -185,7 +212,10 @@ fn a_stale_writer_is_refused_and_changes_nothing(rm: &dyn ReadModels) {
     ahead.take_changes();
     assert!(!write_batch(rm, &mut ahead, &second[1..]));
     assert_eq!(rm.load_live().unwrap(), before);
-    assert_eq!(rm.checkpoint(Tables::Live).unwrap().position, fold.position());
+    assert_eq!(
+        rm.checkpoint(Tables::Live).unwrap().position,
+        fold.position()
+    );
 }
 
 fn one_customer_is_read_by_key(rm: &dyn ReadModels) {
@@ -245,8 +275,24 @@ fn a_rebuild_is_invisible_until_swapped_in(rm: &dyn ReadModels) {
     let policy = Policy::default();
     let mut pending = Deltas::default();
     let c0 = &events[0].customer_id;
-    let rows = derive(&policy, c0, &events.iter().filter(|e| &e.customer_id == c0).cloned().collect::<Vec<_>>());
-    assert!(rm.write_new_customers(None, &[(c0.clone(), rows)], Checkpoint::default(), &mut pending).unwrap());
+    let rows = derive(
+        &policy,
+        c0,
+        &events
+            .iter()
+            .filter(|e| &e.customer_id == c0)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        rm.write_new_customers(
+            None,
+            &[(c0.clone(), rows)],
+            Checkpoint::default(),
+            &mut pending
+        )
+        .unwrap()
+    );
     assert_eq!(rm.load_live().unwrap(), before, "staging rows are not live");
     // A rebuild started over (an earlier one was interrupted) replaces the whole model at once.
     rebuild(rm, &events, 3);
@@ -261,12 +307,17 @@ fn a_rebuild_equals_the_incremental_read_models(rm: &dyn ReadModels) {
     let incremental = rm.load_live().unwrap();
     let mut inputs = Vec::new();
     for period in PERIODS {
-        inputs.push(rm.reps_inputs_live(period, None, &|cp| cp.log_time).unwrap());
+        inputs.push(
+            rm.reps_inputs_live(period, None, &|cp| cp.log_time)
+                .unwrap(),
+        );
     }
     rebuild(rm, &events, 2);
     assert_eq!(rm.load_live().unwrap(), incremental);
     for (period, before) in PERIODS.into_iter().zip(inputs) {
-        let after = rm.reps_inputs_live(period, None, &|cp| cp.log_time).unwrap();
+        let after = rm
+            .reps_inputs_live(period, None, &|cp| cp.log_time)
+            .unwrap();
         assert_eq!(sorted_inputs(after), sorted_inputs(before), "{period:?}");
     }
 }
@@ -277,20 +328,49 @@ fn kept_reports_keep_the_latest_position_per_policy(rm: &dyn ReadModels) {
         position,
         body: body.into(),
     };
-    rm.write_reports("p1", &[report("funnel", 5, "five"), report("funnel:rep", 5, "r5")])
+    rm.write_reports(
+        "p1",
+        &[report("funnel", 5, "five"), report("funnel:rep", 5, "r5")],
+    )
+    .unwrap();
+    assert_eq!(
+        rm.read_report("funnel", "p1").unwrap(),
+        Some((5, "five".into()))
+    );
+    assert_eq!(
+        rm.read_report("funnel", "p2").unwrap(),
+        None,
+        "another policy"
+    );
+    rm.write_reports("p1", &[report("funnel", 3, "three")])
         .unwrap();
-    assert_eq!(rm.read_report("funnel", "p1").unwrap(), Some((5, "five".into())));
-    assert_eq!(rm.read_report("funnel", "p2").unwrap(), None, "another policy");
-    rm.write_reports("p1", &[report("funnel", 3, "three")]).unwrap();
-    assert_eq!(rm.read_report("funnel", "p1").unwrap(), Some((5, "five".into())), "older kept out");
-    rm.write_reports("p2", &[report("funnel", 9, "nine")]).unwrap();
-    assert_eq!(rm.read_report("funnel", "p2").unwrap(), Some((9, "nine".into())));
-    assert_eq!(rm.read_report("funnel", "p1").unwrap(), None, "replaced under p2");
-    assert_eq!(rm.read_report("funnel:rep", "p1").unwrap(), Some((5, "r5".into())));
+    assert_eq!(
+        rm.read_report("funnel", "p1").unwrap(),
+        Some((5, "five".into())),
+        "older kept out"
+    );
+    rm.write_reports("p2", &[report("funnel", 9, "nine")])
+        .unwrap();
+    assert_eq!(
+        rm.read_report("funnel", "p2").unwrap(),
+        Some((9, "nine".into()))
+    );
+    assert_eq!(
+        rm.read_report("funnel", "p1").unwrap(),
+        None,
+        "replaced under p2"
+    );
+    assert_eq!(
+        rm.read_report("funnel:rep", "p1").unwrap(),
+        Some((5, "r5".into()))
+    );
 }
 
 /// The rep inputs in a canonical order (an implementation may return rows in any order).
-type Inputs = Option<(Checkpoint, pipeline_ledger::projections::aggregates::RepsInputs)>;
+type Inputs = Option<(
+    Checkpoint,
+    pipeline_ledger::projections::aggregates::RepsInputs,
+)>;
 fn sorted_inputs(inputs: Inputs) -> Option<(Checkpoint, String)> {
     inputs.map(|(cp, mut i)| {
         i.counters.sort();

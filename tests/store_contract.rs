@@ -24,7 +24,7 @@ use pipeline_ledger::store::kurrent::KurrentStore;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use pipeline_ledger::store::{
     AppendError, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord, ReadError,
-    Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
+    Record, StorageError, StreamAppend, StreamFilter, Subscription, SubscriptionMessage,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +60,8 @@ impl Fixture {
 
     async fn double() -> Fixture {
         let double = Double::start().await;
-        let store = KurrentStore::connect(&double.url()).expect("connect to the double");
+        let store =
+            KurrentStore::connect(&double.url(), ledger_streams()).expect("connect to the double");
         Fixture {
             store: Arc::new(store),
             kind: Kind::Kurrent,
@@ -71,7 +72,8 @@ impl Fixture {
 
     fn real() -> Option<Fixture> {
         let url = std::env::var("KURRENTDB_URL").ok()?;
-        let store = KurrentStore::connect(&url).expect("connect to KURRENTDB_URL");
+        let store =
+            KurrentStore::connect(&url, ledger_streams()).expect("connect to KURRENTDB_URL");
         Some(Fixture {
             store: Arc::new(store),
             kind: Kind::Kurrent,
@@ -79,6 +81,11 @@ impl Fixture {
             _dir: None,
         })
     }
+}
+
+/// The streams every store of the suite reads: the ledger's customer streams.
+fn ledger_streams() -> StreamFilter {
+    StreamFilter::prefix("customer-")
 }
 
 /// A fresh customer stream.
@@ -644,13 +651,37 @@ async fn unreachable_server_fails_writes_clearly() {
     assert_eq!(read.len(), 2);
 }
 
+/// On a shared server, the store reads only the streams its filter names: another application's
+/// stream is neither read nor counted in the head position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_reads_only_the_streams_of_its_filter() {
+    let f = Fixture::double().await;
+    let s = stream();
+    f.store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let other = format!("other-{}", Uuid::new_v4().simple());
+    f.store
+        .append(&other, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let all = f.store.read_all(None, 100).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|r| r.stream == s));
+    assert_eq!(
+        f.store.head_position().await.unwrap(),
+        Some(all[1].position)
+    );
+}
+
 /// A store opened while the server is down works once the server is up (the client's own
 /// connection gives up for good after a failed first discovery; the store replaces it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_opened_while_server_down_recovers() {
     let mut double = Double::start().await;
     double.pull_plug().await;
-    let store = KurrentStore::connect(&double.url()).unwrap();
+    let store = KurrentStore::connect(&double.url(), ledger_streams()).unwrap();
     let s = stream();
     assert!(matches!(
         store

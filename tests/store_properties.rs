@@ -13,10 +13,11 @@
 //!   duplicate, while writers run.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use pipeline_ledger::limits::PAYLOAD_BYTES_MAX;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use pipeline_ledger::store::{
     AppendError, AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord,
-    PAYLOAD_BYTES_MAX, ReadError, Record, StreamAppend, SubscriptionMessage,
+    ReadError, Record, StreamAppend, SubscriptionMessage,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

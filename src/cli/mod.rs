@@ -169,7 +169,10 @@ pub fn read_models_path(chosen: Option<PathBuf>, store: &Path) -> PathBuf {
 
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
 fn open(location: &Path) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
-    let store = pipeline_ledger::store::open_url(&location.to_string_lossy())?;
+    let store = pipeline_ledger::store::open_url(
+        &location.to_string_lossy(),
+        pipeline_ledger::ledger::codec::stream_filter(),
+    )?;
     let ledger = Ledger::new(store.clone());
     Ok((store, ledger))
 }

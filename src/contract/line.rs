@@ -3,7 +3,7 @@
 
 use crate::domain::upcast::{self, UpcastError};
 use crate::domain::{ActorId, CustomerId, EventPayload, EventType, ProposedEvent};
-use crate::store::PAYLOAD_BYTES_MAX;
+use crate::limits::{LINE_BYTES_MAX, LINE_ERRORS_MAX, PAYLOAD_BYTES_MAX};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,11 +11,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod fast;
-
-/// Longest line accepted, in bytes: the data limit plus room for the envelope.
-pub const LINE_BYTES_MAX: usize = PAYLOAD_BYTES_MAX + 4096;
-/// Most schema violations reported for one line.
-const LINE_ERRORS_MAX: usize = 5;
 
 /// One event in the NDJSON interchange format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

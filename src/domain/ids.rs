@@ -4,12 +4,10 @@
 //! where they enter, and are plain strings afterwards. The character set is deliberately narrow:
 //! an identifier becomes part of a stream name (`customer-<id>`) in every backend.
 
+use crate::limits::IDENT_BYTES_MAX;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// Longest identifier accepted, in bytes.
-pub const IDENT_BYTES_MAX: usize = 64;
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +110,12 @@ ident_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_pattern_spells_the_length_limit() {
+        let rest = format!("{{0,{}}}$", IDENT_BYTES_MAX - 1);
+        assert!(IDENT_PATTERN.ends_with(&rest), "{IDENT_PATTERN} vs {rest}");
+    }
 
     #[test]
     fn accepts_typical_keys_and_rejects_the_rest() {

@@ -8,12 +8,10 @@
 
 use super::events::{Correction, EventPayload, EventType, LedgerEvent, ProposedEvent, Stage};
 use super::ids::{CustomerId, DealId, RepId};
+use crate::limits::CLOCK_SKEW_TOLERANCE_SECONDS;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
-
-/// How far in the future `occurred_at` may be, to tolerate clocks that run a little fast.
-pub const CLOCK_SKEW_TOLERANCE_SECONDS: i64 = 300;
 
 /// Why an event may not be recorded. Nothing is written when a decision fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,7 @@
 use crate::contract::InterchangeLine;
 use crate::domain::upcast::{self, UpcastError};
 use crate::domain::{ActorId, CustomerId, EventPayload, EventType, LedgerEvent, ProposedEvent};
-use crate::store::{NewRecord, Record};
+use crate::store::{NewRecord, Record, StreamFilter};
 
 /// Prefix of every customer stream; also the filter of the ledger's streams in a shared store.
 pub const STREAM_PREFIX: &str = "customer-";
@@ -13,10 +13,15 @@ pub fn stream_name(customer: &CustomerId) -> String {
     format!("{STREAM_PREFIX}{customer}")
 }
 
-/// The customer id a stream name carries, if it is one of the ledger's customer streams (a
-/// shared store may hold other applications' streams).
+/// The customer a stream belongs to, as its name spells it (not yet validated as an identifier);
+/// `None` when it is not a customer stream (another application's, in a shared store).
 pub fn customer_of_stream(stream: &str) -> Option<&str> {
     stream.strip_prefix(STREAM_PREFIX)
+}
+
+/// The ledger's streams, for a store shared with others: every customer stream.
+pub fn stream_filter() -> StreamFilter {
+    StreamFilter::prefix(STREAM_PREFIX)
 }
 
 /// Why a stored record could not be read back as a typed event.
@@ -55,9 +60,7 @@ pub fn to_new_record(proposed: &ProposedEvent, schema_version: u32, data: String
 /// Decodes a stored record into a typed event at the current schema version.
 pub fn decode(record: &Record) -> Result<LedgerEvent, DecodeError> {
     let position = record.position;
-    let customer_id = record
-        .stream
-        .strip_prefix(STREAM_PREFIX)
+    let customer_id = customer_of_stream(&record.stream)
         .and_then(|id| CustomerId::new(id).ok())
         .ok_or_else(|| DecodeError::NotACustomerStream {
             position,

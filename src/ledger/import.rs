@@ -7,10 +7,11 @@
 //! line passed; a single bad line anywhere abandons it, and every bad line is still reported.
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
-use super::codec::{STREAM_PREFIX, decode, stream_name, to_new_record};
+use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
 use super::{Ledger, RecordError};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
+use crate::limits::BAD_LINES_REPORTED_MAX;
 use crate::store::{
     AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
 };
@@ -31,8 +32,6 @@ pub const IMPORT_CHUNK_LINES: usize = 8_192;
 const CHUNK_BYTES_RESERVED: usize = IMPORT_CHUNK_LINES * 640;
 /// Chunks handed to the store and not yet written.
 const BULK_CHUNKS_IN_FLIGHT: usize = 4;
-/// Most bad lines kept for the report; the rest are counted.
-pub const BAD_LINES_REPORTED_MAX: usize = 1000;
 
 /// A refused line of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +228,7 @@ impl<'l> Session<'l> {
             history.record(event_id, payload);
             // The stream name is built once per run, not once per event.
             match appends.last_mut() {
-                Some(run) if run.stream.strip_prefix(STREAM_PREFIX) == Some(customer.as_str()) => {
+                Some(run) if customer_of_stream(&run.stream) == Some(customer.as_str()) => {
                     run.events.push(record)
                 }
                 _ => appends.push(StreamAppend {

@@ -272,7 +272,7 @@ pub async fn read_decoded(
 fn decode_page(page: &[Record]) -> Result<Vec<LedgerEvent>, DecodeError> {
     use rayon::prelude::*;
     page.par_iter()
-        .filter(|r| r.stream.starts_with(codec::STREAM_PREFIX))
+        .filter(|r| codec::customer_of_stream(&r.stream).is_some())
         .map(decode)
         .collect()
 }

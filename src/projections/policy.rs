@@ -2,6 +2,7 @@
 //! per stage and the dormant threshold. Shipped defaults are embedded; a file overrides them.
 
 use crate::domain::Stage;
+use crate::limits::THRESHOLD_DAYS_MAX;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,6 @@ pub const DEFAULT_POLICY_JSON: &str = include_str!("../../projections/policy.jso
 pub const POLICY_ENV: &str = "PIPELINE_LEDGER_POLICY";
 /// Where the policy is looked for when neither a path nor the environment names one.
 pub const POLICY_DEFAULT_PATH: &str = "projections/policy.json";
-/// Largest threshold accepted, in days (about 100 years): larger values are typos.
-pub const THRESHOLD_DAYS_MAX: u32 = 36_500;
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,9 @@
 //!   event of an append as its own committed record, so commit positions are unique and strictly
 //!   increasing in `$all` order, but they are byte offsets in the server's log: **positions are
 //!   not dense** (they jump by hundreds), unlike the embedded store's 1, 2, 3 …;
-//! - `read_all` and `subscribe_all` read `$all` filtered to the ledger's streams (prefix
-//!   `customer-`), so that other streams of a shared server (system streams, other applications)
-//!   are never seen.
+//! - `read_all` and `subscribe_all` read `$all` filtered to the caller's streams (a
+//!   [`StreamFilter`] given when connecting; the ledger's is the prefix `customer-`), so that other
+//!   streams of a shared server (system streams, other applications) are never seen.
 //!
 //! Differences from the embedded store (the contract suite states them too):
 //! - `append_many` over several streams is **not atomic across streams**: the client has no
@@ -32,9 +32,9 @@
 
 use super::{
     AppendError, AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord,
-    ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage, check_append,
+    ReadError, Record, StorageError, StreamAppend, StreamFilter, Subscription, SubscriptionMessage,
+    check_append,
 };
-use crate::ledger::codec::STREAM_PREFIX;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kurrentdb::{
@@ -114,6 +114,8 @@ struct Inner {
     client: RwLock<Client>,
     /// Connection string without credentials, for messages.
     display: String,
+    /// The streams of `$all` this store reads and subscribes to.
+    filter: StreamFilter,
 }
 
 impl std::fmt::Debug for KurrentStore {
@@ -153,9 +155,10 @@ fn redact(s: &str) -> String {
 
 impl KurrentStore {
     /// Connects to KurrentDB with a connection string (`kurrentdb://host:2113?tls=false`, any
-    /// form the client accepts). Connecting is lazy: an unreachable server shows on the first
-    /// operation, as a [`StorageError::Unavailable`]. Must be called inside a tokio runtime.
-    pub fn connect(connection_string: &str) -> Result<Self, OpenError> {
+    /// form the client accepts); `read_all` and `subscribe_all` see the streams `filter` names
+    /// only. Connecting is lazy: an unreachable server shows on the first operation, as a
+    /// [`StorageError::Unavailable`]. Must be called inside a tokio runtime.
+    pub fn connect(connection_string: &str, filter: StreamFilter) -> Result<Self, OpenError> {
         let settings: ClientSettings =
             connection_string
                 .parse()
@@ -171,8 +174,14 @@ impl KurrentStore {
                 settings,
                 client: RwLock::new(client),
                 display: redact(connection_string),
+                filter,
             }),
         })
+    }
+
+    /// The server-side filter of `$all` to the caller's streams.
+    fn subscription_filter(&self) -> SubscriptionFilter {
+        SubscriptionFilter::on_stream_name().add_prefix(self.inner.filter.as_prefix())
     }
 
     fn client(&self) -> Client {
@@ -344,7 +353,7 @@ impl KurrentStore {
         let options = ReadAllOptions::default()
             .forwards()
             .position(start)
-            .filter(ledger_filter())
+            .filter(self.subscription_filter())
             .max_count(max_count.saturating_add(1))
             .deadline(READ_DEADLINE);
         let mut stream = self
@@ -415,12 +424,12 @@ impl KurrentStore {
         Ok(records)
     }
 
-    /// The position of the ledger's last event in `$all`.
+    /// The position of the last event of the caller's streams in `$all`.
     async fn head(&self) -> Result<Option<u64>, ReadError> {
         let options = ReadAllOptions::default()
             .position(StreamPosition::End)
             .backwards()
-            .filter(ledger_filter())
+            .filter(self.subscription_filter())
             .max_count(1)
             .deadline(READ_DEADLINE);
         let mut read = self
@@ -490,7 +499,7 @@ impl EventStore for KurrentStore {
     }
 }
 
-/// A catch-up subscription to `$all`, filtered to the ledger's streams.
+/// A catch-up subscription to `$all`, filtered to the caller's streams.
 ///
 /// It says it has caught up when the server says so (KurrentDB 23.10 and later), or when it has
 /// delivered the ledger's head as read at (re)subscription time (older servers send no
@@ -563,7 +572,7 @@ impl Subscription for KurrentSubscription {
                 };
                 let options = SubscribeToAllOptions::default()
                     .position(start)
-                    .filter(ledger_filter());
+                    .filter(self.store.subscription_filter());
                 self.live = Some(self.store.client().subscribe_to_all(&options).await);
             }
             if !self.caught_up
@@ -641,10 +650,6 @@ impl<'a> From<&'a EventMetadata> for Metadata<'a> {
             append_id: m.append_id,
         }
     }
-}
-
-fn ledger_filter() -> SubscriptionFilter {
-    SubscriptionFilter::on_stream_name().add_prefix(STREAM_PREFIX)
 }
 
 fn stream_state(expected: ExpectedRevision) -> StreamState {

@@ -4,25 +4,46 @@
 //! interchangeable.
 //!
 //! The store knows nothing of the domain: an event is a type name, a schema version, JSON data
-//! and metadata. Decoding into typed events happens in `crate::ledger`.
+//! and metadata. Decoding into typed events happens in the ledger (`ledger::codec`), which also
+//! tells the store which streams are its own (a [`StreamFilter`]) where the store is shared.
 
 pub mod kurrent;
 pub mod sqlite;
 
+use crate::limits::{APPEND_EVENTS_MAX, PAYLOAD_BYTES_MAX};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Largest event data accepted, in bytes of JSON.
-pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
-/// Most events in one append (one stream), to bound transaction size and memory.
-pub const APPEND_EVENTS_MAX: usize = 10_000;
-
 /// Events read per page when a whole stream is read.
 pub const READ_STREAM_PAGE_EVENTS: usize = 4096;
 
-/// A stream name (`customer-<id>`).
+/// A stream name (the ledger's are `customer-<id>`).
 pub type StreamName = String;
+
+/// Which streams of a store are its caller's: those whose name starts with a prefix. A store
+/// shared with other applications (KurrentDB) reads and subscribes to these streams only, and
+/// never sees the others (system streams, other applications'). The caller names them: the store
+/// knows nothing of what its streams mean. The embedded store holds only what its callers append,
+/// and reads all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFilter {
+    prefix: String,
+}
+
+impl StreamFilter {
+    /// The streams whose name starts with `prefix`.
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix every stream of the filter starts with.
+    pub fn as_prefix(&self) -> &str {
+        &self.prefix
+    }
+}
 
 /// The revision a writer expects the stream to be at; the append fails otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,11 +436,15 @@ impl Backend {
     }
 }
 
-/// Opens the store a location names (see [`Backend::of`]). Opening KurrentDB needs a running
-/// tokio runtime and does not contact the server yet.
-pub fn open_url(location: &str) -> Result<std::sync::Arc<dyn EventStore>, OpenError> {
+/// Opens the store a location names (see [`Backend::of`]), which reads the streams `filter`
+/// names where it is shared with others. Opening KurrentDB needs a running tokio runtime and does
+/// not contact the server yet.
+pub fn open_url(
+    location: &str,
+    filter: StreamFilter,
+) -> Result<std::sync::Arc<dyn EventStore>, OpenError> {
     Ok(match Backend::of(location) {
-        Backend::Kurrent => std::sync::Arc::new(kurrent::KurrentStore::connect(location)?),
+        Backend::Kurrent => std::sync::Arc::new(kurrent::KurrentStore::connect(location, filter)?),
         Backend::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(location)?),
     })
 }

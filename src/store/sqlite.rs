@@ -16,6 +16,7 @@ use super::{
     NewRecord, ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
     check_append,
 };
+use crate::limits::{GROUP_COMMIT_APPENDS_MAX, WRITE_QUEUE_DEPTH_MAX};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -26,10 +27,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-/// Appends waiting for the writer; a full queue makes appenders wait (back-pressure).
-pub const WRITE_QUEUE_DEPTH_MAX: usize = 4096;
-/// Most appends committed in one transaction.
-pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
 /// Events read per page by subscriptions.
 pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
 /// How often a live subscription looks for events written by other processes.

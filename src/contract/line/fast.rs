@@ -20,7 +20,7 @@
 
 use super::{ValidLine, truncate_to_micros};
 use crate::domain::{ActorId, CustomerId, EventPayload, EventType, ProposedEvent};
-use crate::store::PAYLOAD_BYTES_MAX;
+use crate::limits::PAYLOAD_BYTES_MAX;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -1,0 +1,64 @@
+//! Every named limit of the ledger, with its unit (last in the name) and why it has its value.
+//!
+//! The limits here are the ones users meet (in an error message, a report or a policy file) or
+//! that more than one layer needs: the contract refuses a line the store would refuse, the
+//! domain and the schemas agree on an identifier's length. Limits that only tune one module
+//! (page sizes, deadlines, retries, caches) stay in that module.
+//!
+//! This module imports nothing from the crate, so that every layer may depend on it.
+
+// ---- Events and interchange lines ----
+
+/// Largest event data accepted, in bytes of JSON. A recorded interaction is a few hundred bytes
+/// (imported lines are about 500 on average); 64 KiB leaves room for long notes and lists while
+/// bounding what one event costs every read page, import chunk and projection.
+pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+
+/// Most events in one append to one stream. A customer's history is tens of events; the limit
+/// bounds the size of a transaction and the memory an append holds, and only a runaway producer
+/// meets it.
+pub const APPEND_EVENTS_MAX: usize = 10_000;
+
+/// Longest interchange line accepted, in bytes: the data limit plus 4 KiB for the envelope (ids,
+/// times, type and actor take a few hundred bytes), so that a line is refused for its size only
+/// when its data would be.
+pub const LINE_BYTES_MAX: usize = PAYLOAD_BYTES_MAX + 4096;
+
+/// Most schema violations reported for one line: the first few say what to fix, and a line of
+/// another format altogether would otherwise fill the report with one error per field.
+pub const LINE_ERRORS_MAX: usize = 5;
+
+/// Most bad lines kept for an import's report; the rest are counted. Bounds the report's memory
+/// when a whole file is of the wrong format and every line is bad.
+pub const BAD_LINES_REPORTED_MAX: usize = 1000;
+
+// ---- Identifiers and time ----
+
+/// Longest identifier (customer, rep, deal, actor) accepted, in bytes. Identifiers are CRM keys
+/// and employee numbers, and become part of a stream name (`customer-<id>`) in every backend:
+/// 64 is ample for such keys and keeps stream names short. The pattern published in the schemas
+/// (`domain::ids::IDENT_PATTERN`, `{0,63}` after the first character) spells the same limit.
+pub const IDENT_BYTES_MAX: usize = 64;
+
+/// How far in the future an event's `occurred_at` may be, in seconds. Five minutes tolerates
+/// clocks that run a little fast (the usual tolerance of clock-synchronised protocols, such as
+/// Kerberos') while still refusing an interaction dated tomorrow by mistake.
+pub const CLOCK_SKEW_TOLERANCE_SECONDS: i64 = 300;
+
+// ---- The embedded store's writer ----
+
+/// Appends waiting for the SQLite writer thread; a full queue makes appenders wait
+/// (back-pressure). Four full group commits: under load the writer always finds a full group
+/// waiting, and the queue's memory stays bounded however many writers there are.
+pub const WRITE_QUEUE_DEPTH_MAX: usize = 4096;
+
+/// Most appends committed in one SQLite transaction (one fsync). Many concurrent writers (64 in
+/// the benchmark) share each fsync, which is what makes group commit pay; the bound keeps one
+/// commit, and so the latency of the appends waiting in it, short.
+pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
+
+// ---- Policy ----
+
+/// Largest threshold of the pipeline policy (the stalled and dormant thresholds), in days: about
+/// 100 years, so larger values are typos.
+pub const THRESHOLD_DAYS_MAX: u32 = 36_500;
