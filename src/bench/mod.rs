@@ -184,6 +184,11 @@ fn lead_record(n: u64, at: DateTime<Utc>) -> (String, NewRecord) {
     (stream_name(&customer), to_new_record(&proposed, 1, data))
 }
 
+/// The read models in the SQLite file at `path` (opened when first used).
+fn open_read_models(path: &Path) -> Arc<dyn pipeline_ledger::read_models::ReadModels> {
+    Arc::new(pipeline_ledger::read_models::sqlite::SqliteReadModels::open(path))
+}
+
 /// A query the benchmark times.
 enum Query<'a> {
     Funnel,
@@ -199,15 +204,11 @@ async fn query(
     path: &Path,
     query: Query<'_>,
 ) -> Result<usize, BenchError> {
-    use crate::cli::render::{Format, write_customer, write_funnel, write_reps};
+    use crate::present::reports::{Format, write_customer, write_funnel, write_reps};
     use pipeline_ledger::query::{CustomerRequest, FunnelRequest, Queries, RepsRequest};
     let policy = Policy::load(None).map_err(step("policy"))?;
     let store: Arc<dyn EventStore> = store.clone();
-    let queries = Queries::new(
-        store,
-        crate::cli::projection_commands::open_read_models(path),
-        policy,
-    );
+    let queries = Queries::new(store, open_read_models(path), policy);
     let mut out = Vec::new();
     match query {
         Query::Funnel => {
@@ -343,7 +344,7 @@ async fn measure(
         }
         None => {
             let policy = Policy::load(None).map_err(step("policy"))?;
-            let read_models = crate::cli::projection_commands::open_read_models(&read_models);
+            let read_models = open_read_models(&read_models);
             runner::rebuild(&*store, &read_models, &policy, &mut |_| {})
                 .await
                 .map_err(step("rebuild"))?;
@@ -437,7 +438,7 @@ async fn measure_lag(
 ) -> Result<f64, BenchError> {
     let policy = Policy::load(None).map_err(step("policy"))?;
     // Catch the read models up first, so that only the steady load is measured.
-    let read_models = crate::cli::projection_commands::open_read_models(read_models);
+    let read_models = open_read_models(read_models);
     runner::project(&**store, &read_models, &policy, false, &mut |_| {}, async {
     })
     .await
@@ -671,7 +672,8 @@ pub fn print_table(figures: &[Figure], sizes: &[u64], out: &mut dyn Write) -> st
             size_name(sizes[0])
         ));
     }
-    let mut t = crate::cli::output::table(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut t =
+        crate::present::history::table(&header.iter().map(String::as_str).collect::<Vec<_>>());
     for f in figures {
         let mut row = vec![f.name.to_string(), f.unit.to_string()];
         for &size in sizes {

@@ -1,11 +1,10 @@
 //! The command-line front end: parses arguments, opens the store, calls the library, prints.
 //! Errors are typed below this module; here, at the edge, they become messages and exit codes.
 
-pub mod output;
 pub mod projection_commands;
 pub mod record;
-pub mod render;
 
+use crate::present::history;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -274,9 +273,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (_, ledger) = open(&store_path)?;
             let events = ledger.history(&customer).await?;
             if json {
-                output::history_json(&events, &mut out)?;
+                history::history_json(&events, &mut out)?;
             } else {
-                output::history_table(&events, &mut out)?;
+                history::history_table(&events, &mut out)?;
             }
         }
         Command::Projection(cmd) => {
@@ -387,7 +386,7 @@ async fn run_demo(
         report.written
     )?;
     let counts = ledger.count_by_type().await?;
-    output::counts_table(&counts, out)?;
+    history::counts_table(&counts, out)?;
     writeln!(out)?;
     // The read models of a fresh ledger start fresh too.
     pipeline_ledger::store::sqlite::remove_files(read_models);
@@ -404,8 +403,8 @@ async fn demo_report(
     policy: pipeline_ledger::projections::Policy,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    use crate::present::reports::{Format, write_funnel, write_pipeline, write_reps};
     use pipeline_ledger::query::{FunnelRequest, PipelineRequest, Queries, RepsRequest};
-    use render::{Format, write_funnel, write_pipeline, write_reps};
     let read_models = projection_commands::open_read_models(read_models);
     let ready = std::future::ready(());
     pipeline_ledger::runner::project(&*store, &read_models, &policy, false, &mut |_| {}, ready)

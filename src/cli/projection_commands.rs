@@ -2,7 +2,7 @@
 //! Parsing and printing only: the runner brings the read models up to date, and the query layer
 //! answers every report (choosing a kept report, the live read models or a replay).
 
-use super::render::{Format, write_customer, write_funnel, write_pipeline, write_reps};
+use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
