@@ -65,7 +65,7 @@ pub const RECONNECT_ATTEMPTS_MAX: u32 = 30;
 
 /// Why a KurrentDB store could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub enum KurrentOpenError {
     #[error(
         "invalid KurrentDB connection string: {0} (expected e.g. kurrentdb://localhost:2113?tls=false)"
     )]
@@ -158,17 +158,17 @@ impl KurrentStore {
     /// form the client accepts); `read_all` and `subscribe_all` see the streams `filter` names
     /// only. Connecting is lazy: an unreachable server shows on the first operation, as a
     /// [`StorageError::Unavailable`]. Must be called inside a tokio runtime.
-    pub fn connect(connection_string: &str, filter: StreamFilter) -> Result<Self, OpenError> {
+    pub fn connect(connection_string: &str, filter: StreamFilter) -> Result<Self, KurrentOpenError> {
         let settings: ClientSettings =
             connection_string
                 .parse()
                 .map_err(|e: kurrentdb::ClientSettingsParseError| {
-                    OpenError::BadConnectionString(e.to_string())
+                    KurrentOpenError::BadConnectionString(e.to_string())
                 })?;
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(OpenError::NoRuntime);
+            return Err(KurrentOpenError::NoRuntime);
         }
-        let client = Client::new(settings.clone()).map_err(|e| OpenError::Client(e.to_string()))?;
+        let client = Client::new(settings.clone()).map_err(|e| KurrentOpenError::Client(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,

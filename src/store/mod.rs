@@ -412,9 +412,9 @@ pub trait EventStore: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
-    Sqlite(#[from] sqlite::OpenError),
+    Sqlite(#[from] sqlite::SqliteOpenError),
     #[error(transparent)]
-    Kurrent(#[from] kurrent::OpenError),
+    Kurrent(#[from] kurrent::KurrentOpenError),
 }
 
 /// Which backend a store location names.

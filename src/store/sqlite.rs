@@ -52,7 +52,7 @@ const FORMAT_VERSION: i32 = 1;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub enum SqliteOpenError {
     #[error("cannot open store {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -98,9 +98,9 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens the store at `path`, creating it if missing.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, SqliteOpenError> {
         let path = path.as_ref().to_path_buf();
-        let sqlite = |source| OpenError::Sqlite {
+        let sqlite = |source| SqliteOpenError::Sqlite {
             path: path.clone(),
             source,
         };
@@ -119,7 +119,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer_loop(conn, rx, writer_shared))
-            .map_err(OpenError::Thread)?;
+            .map_err(SqliteOpenError::Thread)?;
         Ok(Self { shared, writer: tx })
     }
 
@@ -204,8 +204,8 @@ fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
-    let sqlite = |source| OpenError::Sqlite {
+fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError> {
+    let sqlite = |source| SqliteOpenError::Sqlite {
         path: path.to_path_buf(),
         source,
     };
@@ -261,12 +261,12 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
         return Ok(());
     }
     if app_id != APPLICATION_ID {
-        return Err(OpenError::NotALedger {
+        return Err(SqliteOpenError::NotALedger {
             path: path.to_path_buf(),
         });
     }
     if version != FORMAT_VERSION {
-        return Err(OpenError::UnsupportedFormat {
+        return Err(SqliteOpenError::UnsupportedFormat {
             path: path.to_path_buf(),
             found: version,
         });

@@ -579,6 +579,38 @@ mod tests {
         }
     }
 
+    /// `projections/README.md` documents every table's columns in order (a cell may name
+    /// several columns, comma-separated).
+    #[test]
+    fn the_documented_columns_are_the_declared_ones() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("projections/README.md"),
+        )
+        .unwrap();
+        for t in TABLES {
+            let heading = format!("### `rm_{}`", t.name);
+            let section = readme
+                .split_once(&heading)
+                .unwrap_or_else(|| panic!("projections/README.md has no {heading}"))
+                .1;
+            let section = section.split("\n### ").next().unwrap();
+            let documented: Vec<String> = section
+                .lines()
+                .skip_while(|l| !l.starts_with("| column"))
+                .skip(2)
+                .take_while(|l| l.starts_with('|'))
+                .flat_map(|l| {
+                    let cell = l.split('|').nth(1).unwrap_or("");
+                    cell.split(',')
+                        .map(|c| c.trim().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let declared: Vec<String> = t.columns.iter().map(|c| c.name.to_string()).collect();
+            assert_eq!(documented, declared, "rm_{} in projections/README.md", t.name);
+        }
+    }
+
     #[test]
     fn a_value_this_version_cannot_read_names_its_column() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
