@@ -275,8 +275,7 @@ impl ReadModels for MemoryReadModels {
             }
             for ((p, r, label), spread) in &set.spreads {
                 if p == period.as_str() && rep.is_none_or(|rep| rep == r) {
-                    out.close_spreads
-                        .push((r.clone(), label.clone(), spread.clone()));
+                    out.close_spreads.push((r.clone(), label.clone(), *spread));
                 }
             }
             (set.checkpoint, out)

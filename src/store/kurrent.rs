@@ -158,7 +158,10 @@ impl KurrentStore {
     /// form the client accepts); `read_all` and `subscribe_all` see the streams `filter` names
     /// only. Connecting is lazy: an unreachable server shows on the first operation, as a
     /// [`StorageError::Unavailable`]. Must be called inside a tokio runtime.
-    pub fn connect(connection_string: &str, filter: StreamFilter) -> Result<Self, KurrentOpenError> {
+    pub fn connect(
+        connection_string: &str,
+        filter: StreamFilter,
+    ) -> Result<Self, KurrentOpenError> {
         let settings: ClientSettings =
             connection_string
                 .parse()
@@ -168,7 +171,8 @@ impl KurrentStore {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(KurrentOpenError::NoRuntime);
         }
-        let client = Client::new(settings.clone()).map_err(|e| KurrentOpenError::Client(e.to_string()))?;
+        let client =
+            Client::new(settings.clone()).map_err(|e| KurrentOpenError::Client(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,

@@ -607,7 +607,11 @@ mod tests {
                 })
                 .collect();
             let declared: Vec<String> = t.columns.iter().map(|c| c.name.to_string()).collect();
-            assert_eq!(documented, declared, "rm_{} in projections/README.md", t.name);
+            assert_eq!(
+                documented, declared,
+                "rm_{} in projections/README.md",
+                t.name
+            );
         }
     }
 
