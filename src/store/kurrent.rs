@@ -102,7 +102,13 @@ pub struct EventMetadata {
 }
 
 /// The KurrentDB event store. Cheap to clone; clones share the connection.
+/// The stream that holds the store's identity (see [`EventStore::identity`]).
+pub const IDENTITY_STREAM: &str = "pipeline-ledger-identity";
+/// The type of the one event of [`IDENTITY_STREAM`].
+pub const IDENTITY_EVENT_TYPE: &str = "StoreIdentified";
+
 #[derive(Clone)]
+
 pub struct KurrentStore {
     inner: Arc<Inner>,
 }
@@ -485,6 +491,47 @@ impl EventStore for KurrentStore {
         max_count: usize,
     ) -> Result<Vec<Record>, ReadError> {
         self.read_all_after(after, max_count).await
+    }
+
+    /// Kept as the first event of a stream of its own ([`IDENTITY_STREAM`], outside the
+    /// caller's filter, so readers of the ledger's streams never see it), written once by the
+    /// first store that finds none (the append expects no stream: one writer wins, the others
+    /// read the winner's).
+    async fn identity(&self) -> Result<Option<String>, ReadError> {
+        let read = || async {
+            let first = match self
+                .read_stream(IDENTITY_STREAM, Direction::Forwards, None, 1)
+                .await
+            {
+                Ok(records) => records.into_iter().next(),
+                Err(ReadError::StreamNotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            Ok(first.map(|r| r.event_id.to_string()))
+        };
+        if let Some(id) = read().await? {
+            return Ok(Some(id));
+        }
+        let given = NewRecord {
+            event_id: Uuid::now_v7(),
+            event_type: IDENTITY_EVENT_TYPE.to_string(),
+            schema_version: 1,
+            data: "{}".to_string(),
+            occurred_at: chrono::Utc::now(),
+            recorded_at: None,
+            recorded_by: "pipeline-ledger".to_string(),
+            correlation_id: None,
+            causation_id: None,
+        };
+        match self
+            .append(IDENTITY_STREAM, ExpectedRevision::NoStream, vec![given])
+            .await
+        {
+            Ok(_) | Err(AppendError::WrongExpectedRevision { .. }) => read().await,
+            Err(e) => Err(ReadError::Storage(StorageError::Other(format!(
+                "giving the store its identity failed: {e}"
+            )))),
+        }
     }
 
     async fn subscribe_all(&self, after: Option<u64>) -> Result<Box<dyn Subscription>, ReadError> {

@@ -338,6 +338,12 @@ pub trait EventStore: Send + Sync {
     /// The position of the last event, `None` for an empty log.
     async fn head_position(&self) -> Result<Option<u64>, ReadError>;
 
+    /// The store's identity: an id given to it once, when it was created, and kept by copies
+    /// and backups of it. Derived data (the read models) records it, so that it is never read
+    /// against another store. `None` when the store has none and cannot be given one now (a
+    /// store of an older version opened read-only).
+    async fn identity(&self) -> Result<Option<String>, ReadError>;
+
     /// Appends chunks as they arrive, as one atomic unit: everything is written when
     /// [`BulkMessage::Commit`] arrives, nothing if the sender goes away first or a chunk fails
     /// (the receiver is then dropped, so the sender's next send fails and it can stop early).

@@ -84,6 +84,8 @@ enum WriterMessage {
 
 struct Shared {
     path: PathBuf,
+    /// The store's identity ([`EventStore::identity`]), read or given at open.
+    identity: Option<String>,
     readers: Mutex<Vec<Connection>>,
     /// The position of the last committed event (0 when empty), for live subscriptions.
     head: watch::Sender<u64>,
@@ -107,10 +109,12 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         wait_when_busy(&mut conn).map_err(sqlite)?;
         init_schema(&mut conn, &path)?;
+        let identity = ensure_identity(&conn).map_err(sqlite)?;
         let head = max_position(&conn).map_err(sqlite)?;
         let (head_tx, _) = watch::channel(head);
         let shared = Arc::new(Shared {
             path: path.clone(),
+            identity,
             readers: Mutex::new(Vec::new()),
             head: head_tx,
         });
@@ -202,6 +206,39 @@ fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
         true,
     )?;
     Ok(())
+}
+
+/// The store's identity, given once (a version-7 UUID) to a store that has none: stores
+/// created before identities existed get theirs the first time they are opened for writing.
+/// `None` when the store has none and cannot be written.
+fn ensure_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let read = |conn: &Connection| {
+        conn.query_row("SELECT id FROM store_identity LIMIT 1", [], |r| r.get(0))
+            .optional()
+    };
+    if let Ok(Some(id)) = read(conn) {
+        return Ok(Some(id));
+    }
+    let given = conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS store_identity (id TEXT NOT NULL);
+         INSERT INTO store_identity (id) SELECT '{}' WHERE NOT EXISTS (SELECT 1 FROM store_identity);
+         COMMIT;",
+        Uuid::now_v7()
+    ));
+    match given {
+        Ok(()) => read(conn),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ReadOnly =>
+        {
+            let _ = conn.execute_batch("ROLLBACK");
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError> {
@@ -859,6 +896,10 @@ impl EventStore for SqliteStore {
             Ok((p > 0).then_some(p))
         })
         .await
+    }
+
+    async fn identity(&self) -> Result<Option<String>, ReadError> {
+        Ok(self.shared.identity.clone())
     }
 }
 
