@@ -80,9 +80,11 @@ fn payload_of(event_type: EventType, deals: &[String], a: u8, b: u8, c: u8) -> E
         EventType::FollowUpLogged => follow_up(&d, r, None),
         EventType::DealLost => lost(&d, r, stage, LostReason::Price),
         EventType::DealReopened => reopened(&d, r),
-        EventType::CustomerReassigned => {
-            reassign(r, REPS[b as usize % REPS.len()], REPS[a as usize % REPS.len()])
-        }
+        EventType::CustomerReassigned => reassign(
+            r,
+            REPS[b as usize % REPS.len()],
+            REPS[a as usize % REPS.len()],
+        ),
         EventType::EventCorrected => unreachable!("corrections are built from their target"),
     }
 }
@@ -252,14 +254,24 @@ fn check_customer(policy: &Policy, events: &[LedgerEvent]) -> Result<(), TestCas
             causation_id: None,
             payload: e.payload.clone(),
         };
-        prop_assert_eq!(history.decide(&proposed, e.recorded_at), Ok(()), "event {}", k);
+        prop_assert_eq!(
+            history.decide(&proposed, e.recorded_at),
+            Ok(()),
+            "event {}",
+            k
+        );
         history.record(e.event_id, e.payload.clone());
 
         // When the prefix is walked,
         let prefix = &events[..=k];
         let w = walk(policy, &customer, prefix);
         // then every effective event is applied,
-        prop_assert!(unapplied(&w).is_empty(), "after event {}: {:?}", k, unapplied(&w));
+        prop_assert!(
+            unapplied(&w).is_empty(),
+            "after event {}: {:?}",
+            k,
+            unapplied(&w)
+        );
         let effective = rules::effective_history(prefix.iter().map(|e| (e.event_id, &e.payload)));
         prop_assert_eq!(w.activities.len(), effective.len());
         // and the walk's deals are the rules' deals.
@@ -273,7 +285,10 @@ fn check_customer(policy: &Policy, events: &[LedgerEvent]) -> Result<(), TestCas
     }
     // A history rebuilt from the stream agrees with the one built event by event.
     let rebuilt = CustomerHistory::from_events(customer, events);
-    prop_assert_eq!(seen_by_rules(&rebuilt, &deals), seen_by_rules(&history, &deals));
+    prop_assert_eq!(
+        seen_by_rules(&rebuilt, &deals),
+        seen_by_rules(&history, &deals)
+    );
     Ok(())
 }
 
@@ -281,7 +296,10 @@ fn check_log(events: &[LedgerEvent]) -> Result<(), TestCaseError> {
     let policy = Policy::default();
     let mut streams: BTreeMap<CustomerId, Vec<LedgerEvent>> = BTreeMap::new();
     for e in events {
-        streams.entry(e.customer_id.clone()).or_default().push(e.clone());
+        streams
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(e.clone());
     }
     for stream in streams.values() {
         check_customer(&policy, stream)?;
@@ -352,14 +370,27 @@ fn a_filtered_loss_is_applied_at_the_stage_the_deal_is_in() {
     let mut log = LogBuilder::default();
     log.push(CUSTOMER, day(0), lead("d0", "r1", LeadSource::Web));
     let late = log.push_at(CUSTOMER, day(5), day(6), step(Stage::Demo, "d0", "r1"));
-    log.push_at(CUSTOMER, day(3), day(7), lost("d0", "r1", Stage::Demo, LostReason::Timing));
+    log.push_at(
+        CUSTOMER,
+        day(3),
+        day(7),
+        lost("d0", "r1", Stage::Demo, LostReason::Timing),
+    );
     let as_of = |t: DateTime<Utc>| -> Vec<LedgerEvent> {
-        log.events.iter().filter(|e| e.occurred_at <= t).cloned().collect()
+        log.events
+            .iter()
+            .filter(|e| e.occurred_at <= t)
+            .cloned()
+            .collect()
     };
     // when replayed as of day 4 (the demo had not happened yet),
     let events = as_of(day(4));
     assert!(events.iter().all(|e| e.event_id != late));
-    let w = walk(&Policy::default(), &CustomerId::new(CUSTOMER).unwrap(), &events);
+    let w = walk(
+        &Policy::default(),
+        &CustomerId::new(CUSTOMER).unwrap(),
+        &events,
+    );
     // then the loss applies, at the lead stage.
     assert!(unapplied(&w).is_empty());
     assert_eq!(w.deals[0].status, DealStatus::Lost);
@@ -370,7 +401,11 @@ fn a_filtered_loss_is_applied_at_the_stage_the_deal_is_in() {
     let mut log = LogBuilder::default();
     log.push(CUSTOMER, day(0), lead("d0", "r1", LeadSource::Web));
     log.push(CUSTOMER, day(1), follow_up("d0", "r1", None));
-    let w = walk(&Policy::default(), &CustomerId::new(CUSTOMER).unwrap(), &log.events);
+    let w = walk(
+        &Policy::default(),
+        &CustomerId::new(CUSTOMER).unwrap(),
+        &log.events,
+    );
     assert_eq!(unapplied(&w).len(), 1);
     assert_eq!(w.deals[0].status, DealStatus::Open);
 }
