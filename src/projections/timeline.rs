@@ -93,7 +93,7 @@ impl DealWalk {
     }
 
     /// A stage interaction at `t` moved the deal from `from` to `to`: a new stay unless it stays
-    /// in its stage, an advance or a move back in the policy's stage order; `Won` wins it.
+    /// in its stage, an advance or a move back in the policy's stage order.
     fn enter(&mut self, policy: &Policy, from: Stage, to: Stage, t: DateTime<Utc>) {
         if from != to {
             let (exit, entry) = if policy.rank(to) > policy.rank(from) {
@@ -113,9 +113,6 @@ impl DealWalk {
                 lost_reason: None,
             });
         }
-        if to == Stage::Won {
-            self.status = DealStatus::Won;
-        }
     }
 
     /// The deal was lost at `t`, in the stage it is in.
@@ -124,14 +121,12 @@ impl DealWalk {
         if let Some(stay) = self.stays.last_mut() {
             stay.lost_reason = Some(reason);
         }
-        self.status = DealStatus::Lost;
         self.lost_at = Some(t);
         self.lost_reason = Some(reason);
     }
 
     /// The lost deal was reopened at `t`, in the stage `at` it was lost in.
     fn reopen(&mut self, at: Stage, t: DateTime<Utc>) {
-        self.status = DealStatus::Open;
         self.lost_at = None;
         self.lost_reason = None;
         self.reopen_count += 1;
@@ -226,6 +221,28 @@ struct Credit {
 }
 
 impl Walk {
+    /// A customer before its first event.
+    fn empty(customer_id: &CustomerId, last_position: u64) -> Walk {
+        Walk {
+            customer_id: customer_id.clone(),
+            company: None,
+            owner: None,
+            owner_changes: Vec::new(),
+            first_seen: None,
+            last_interaction: None,
+            last_position,
+            effective_count: 0,
+            deals: Vec::new(),
+            activities: Vec::new(),
+            obligations: Vec::new(),
+            values: BTreeMap::new(),
+            latest_win_at: None,
+            followup_since_win: false,
+            reengaged_since_win: false,
+            reengagements: 0,
+        }
+    }
+
     /// Deal `i` was won at `t` by a contract of `value`, signed while `owner` owned the
     /// customer: the customer's contract totals and win count. Returns the activity's credit.
     fn win(&mut self, i: usize, value: Money, t: DateTime<Utc>, owner: &Option<RepId>) -> Credit {
@@ -284,24 +301,8 @@ impl Walk {
 pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -> Walk {
     let by_id: HashMap<uuid::Uuid, &LedgerEvent> = events.iter().map(|e| (e.event_id, e)).collect();
     let effective = effective_history(events.iter().map(|e| (e.event_id, &e.payload)));
-    let mut w = Walk {
-        customer_id: customer_id.clone(),
-        company: None,
-        owner: None,
-        owner_changes: Vec::new(),
-        first_seen: None,
-        last_interaction: None,
-        last_position: events.iter().map(|e| e.position).max().unwrap_or(0),
-        effective_count: 0,
-        deals: Vec::new(),
-        activities: Vec::new(),
-        obligations: Vec::new(),
-        values: BTreeMap::new(),
-        latest_win_at: None,
-        followup_since_win: false,
-        reengaged_since_win: false,
-        reengagements: 0,
-    };
+    let last_position = events.iter().map(|e| e.position).max().unwrap_or(0);
+    let mut w = Walk::empty(customer_id, last_position);
     let dormant = policy.dormant_after();
     for (id, payload) in effective {
         let Some(env) = by_id.get(&id) else { continue };
@@ -428,7 +429,9 @@ fn step_deal(
         }
         (None, transition) => unreachable!("{transition:?} of a deal not walked"),
     };
-    // The walk's deal and the machine's state are one: checked where the walk writes it.
+    // The status is the machine's; the stage is the last stay's, which the bookkeeping above
+    // must have put where the machine says.
+    w.deals[i].status = step.state.status;
     assert_eq!(w.deals[i].state(), step.state, "deal {deal_id}");
     Some(credit)
 }
