@@ -6,12 +6,16 @@
 //! with its replacement data, and a correction is refused if the history it would leave could not
 //! have been recorded.
 
-use super::events::{Correction, EventPayload, EventType, LedgerEvent, ProposedEvent, Stage};
+use super::deal::{self, DealEvent, DealRefusal};
+use super::events::{Correction, EventPayload, EventType, LedgerEvent, ProposedEvent};
 use super::ids::{CustomerId, DealId, RepId};
 use crate::limits::CLOCK_SKEW_TOLERANCE_SECONDS;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
+
+// The deal types were defined here before the state machine had a module of its own.
+pub use super::deal::{DealState, DealStatus};
 
 /// Why an event may not be recorded. Nothing is written when a decision fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,22 +83,6 @@ pub enum RuleViolation {
     CorrectionBreaksHistory { event_id: Uuid, reason: String },
 }
 
-/// Where a deal stands, as far as the rules need to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DealStatus {
-    Open,
-    Won,
-    Lost,
-}
-
-/// One deal's state for decisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DealState {
-    /// The furthest-along stage the latest interaction put the deal in.
-    pub stage: Stage,
-    pub status: DealStatus,
-}
-
 /// What the rules need of one event: its type and the few fields they read. A history keeps
 /// these instead of whole payloads (company names, contacts, visit notes), which a bulk import
 /// would otherwise hold for every event of every customer it touches.
@@ -106,24 +94,15 @@ struct Fact {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FactKind {
+    /// LeadSourced: opens the deal; its rep owns a new customer.
     Lead {
         deal: DealId,
         rep: RepId,
     },
-    /// FirstVisitMade, DemoGiven, NegotiationHeld and ContractSigned: the deal enters `stage`.
-    Stage {
+    /// Every other event on a deal, as the deal state machine reads it.
+    Deal {
         deal: DealId,
-        stage: Stage,
-    },
-    FollowUp {
-        deal: DealId,
-    },
-    Lost {
-        deal: DealId,
-        stage: Stage,
-    },
-    Reopened {
-        deal: DealId,
+        event: DealEvent,
     },
     Reassigned {
         from: RepId,
@@ -152,19 +131,12 @@ impl Fact {
             EventPayload::FirstVisitMade(_)
             | EventPayload::DemoGiven(_)
             | EventPayload::NegotiationHeld(_)
-            | EventPayload::ContractSigned(_) => FactKind::Stage {
-                deal: payload.deal_id().expect("stage events name a deal").clone(),
-                stage: payload.stage_entered().expect("stage events enter a stage"),
-            },
-            EventPayload::FollowUpLogged(e) => FactKind::FollowUp {
-                deal: e.deal_id.clone(),
-            },
-            EventPayload::DealLost(e) => FactKind::Lost {
-                deal: e.deal_id.clone(),
-                stage: e.stage,
-            },
-            EventPayload::DealReopened(e) => FactKind::Reopened {
-                deal: e.deal_id.clone(),
+            | EventPayload::ContractSigned(_)
+            | EventPayload::FollowUpLogged(_)
+            | EventPayload::DealLost(_)
+            | EventPayload::DealReopened(_) => FactKind::Deal {
+                deal: payload.deal_id().expect("deal events name a deal").clone(),
+                event: DealEvent::of(payload).expect("deal events are deal events"),
             },
             EventPayload::CustomerReassigned(e) => FactKind::Reassigned {
                 from: e.from_rep_id.clone(),
@@ -210,64 +182,12 @@ impl Derived {
                 event_type,
             });
         }
-        let deal_of = |deal: &DealId| {
-            self.deals
-                .get(deal)
-                .copied()
-                .ok_or_else(|| RuleViolation::UnknownDeal {
-                    customer: customer.clone(),
-                    deal: deal.clone(),
-                })
-        };
-        let open = |deal: &DealId| -> Result<DealState, RuleViolation> {
-            let state = deal_of(deal)?;
-            match state.status {
-                DealStatus::Open => Ok(state),
-                DealStatus::Lost => Err(RuleViolation::DealIsLost {
-                    deal: deal.clone(),
-                    event_type,
-                }),
-                DealStatus::Won => Err(RuleViolation::DealIsWon {
-                    deal: deal.clone(),
-                    event_type,
-                }),
-            }
-        };
         match &fact.kind {
-            FactKind::Lead { deal, .. } => {
-                if self.deals.contains_key(deal) {
-                    return Err(RuleViolation::DealExists {
-                        customer: customer.clone(),
-                        deal: deal.clone(),
-                    });
-                }
-            }
-            FactKind::Stage { deal, .. } => {
-                open(deal)?;
-            }
-            FactKind::FollowUp { deal } => {
-                let state = deal_of(deal)?;
-                if state.status != DealStatus::Won {
-                    return Err(RuleViolation::FollowUpBeforeWin {
-                        deal: deal.clone(),
-                        stage: state.stage.as_str(),
-                    });
-                }
-            }
-            FactKind::Lost { deal, stage } => {
-                let state = open(deal)?;
-                if state.stage != *stage {
-                    return Err(RuleViolation::LostStageMismatch {
-                        deal: deal.clone(),
-                        claimed: stage.as_str(),
-                        actual: state.stage.as_str(),
-                    });
-                }
-            }
-            FactKind::Reopened { deal } => {
-                if deal_of(deal)?.status != DealStatus::Lost {
-                    return Err(RuleViolation::DealNotLost { deal: deal.clone() });
-                }
+            FactKind::Lead { deal, .. } => self
+                .step(customer, deal, DealEvent::Open, event_type)
+                .map(drop),
+            FactKind::Deal { deal, event } => {
+                self.step(customer, deal, *event, event_type).map(drop)
             }
             FactKind::Reassigned { from, to } => {
                 // `known` implies an owner: the first LeadSourced sets it.
@@ -285,47 +205,70 @@ impl Derived {
                         rep: to.clone(),
                     });
                 }
+                Ok(())
             }
             // Corrections are checked against the whole history in `CustomerHistory::decide`.
-            FactKind::Corrected { .. } => {}
+            FactKind::Corrected { .. } => Ok(()),
         }
-        Ok(())
     }
 
-    /// Folds one effective (non-correction) event.
+    /// The deal state machine's step for an event on `deal`, its refusal told as the rules tell
+    /// it.
+    fn step(
+        &self,
+        customer: &CustomerId,
+        deal: &DealId,
+        event: DealEvent,
+        event_type: EventType,
+    ) -> Result<deal::DealStep, RuleViolation> {
+        deal::transition(self.deals.get(deal).copied(), event).map_err(|refusal| {
+            let deal = deal.clone();
+            match refusal {
+                DealRefusal::Exists => RuleViolation::DealExists {
+                    customer: customer.clone(),
+                    deal,
+                },
+                DealRefusal::Unknown => RuleViolation::UnknownDeal {
+                    customer: customer.clone(),
+                    deal,
+                },
+                DealRefusal::IsLost => RuleViolation::DealIsLost { deal, event_type },
+                DealRefusal::IsWon => RuleViolation::DealIsWon { deal, event_type },
+                DealRefusal::NotWon { stage } => RuleViolation::FollowUpBeforeWin {
+                    deal,
+                    stage: stage.as_str(),
+                },
+                DealRefusal::LostStageMismatch { claimed, actual } => {
+                    RuleViolation::LostStageMismatch {
+                        deal,
+                        claimed: claimed.as_str(),
+                        actual: actual.as_str(),
+                    }
+                }
+                DealRefusal::NotLost => RuleViolation::DealNotLost { deal },
+            }
+        })
+    }
+
+    /// Folds one effective (non-correction) event. The history was decided event by event, so
+    /// the machine accepts it; an event it refuses here (never expected) changes no deal, as in
+    /// the projections' walk.
     fn apply(&mut self, fact: &Fact) {
-        match &fact.kind {
+        let (deal, event) = match &fact.kind {
             FactKind::Lead { deal, rep } => {
                 self.known = true;
                 self.owner.get_or_insert_with(|| rep.clone());
-                self.deals.insert(
-                    deal.clone(),
-                    DealState {
-                        stage: Stage::Lead,
-                        status: DealStatus::Open,
-                    },
-                );
+                (deal, DealEvent::Open)
             }
-            FactKind::Stage { deal, stage } => {
-                if let Some(state) = self.deals.get_mut(deal) {
-                    state.stage = *stage;
-                    if *stage == Stage::Won {
-                        state.status = DealStatus::Won;
-                    }
-                }
+            FactKind::Deal { deal, event } => (deal, *event),
+            FactKind::Reassigned { to, .. } => {
+                self.owner = Some(to.clone());
+                return;
             }
-            FactKind::Lost { deal, .. } => {
-                if let Some(state) = self.deals.get_mut(deal) {
-                    state.status = DealStatus::Lost;
-                }
-            }
-            FactKind::Reopened { deal } => {
-                if let Some(state) = self.deals.get_mut(deal) {
-                    state.status = DealStatus::Open;
-                }
-            }
-            FactKind::Reassigned { to, .. } => self.owner = Some(to.clone()),
-            FactKind::FollowUp { .. } | FactKind::Corrected { .. } => {}
+            FactKind::Corrected { .. } => return,
+        };
+        if let Ok(step) = deal::transition(self.deals.get(deal).copied(), event) {
+            self.deals.insert(deal.clone(), step.state);
         }
     }
 }

@@ -68,32 +68,8 @@ impl LifecycleState {
     }
 }
 
-/// Where a deal stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DealStatus {
-    Open,
-    Won,
-    Lost,
-}
-
-impl DealStatus {
-    /// The stored name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DealStatus::Open => "open",
-            DealStatus::Won => "won",
-            DealStatus::Lost => "lost",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [DealStatus::Open, DealStatus::Won, DealStatus::Lost]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+/// Where a deal stands: the domain's deal status (its stored names are `rm_deals.status`).
+pub use crate::domain::deal::DealStatus;
 
 /// How a deal came into a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

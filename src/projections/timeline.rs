@@ -2,15 +2,18 @@
 //! derives its rows from. Pure: events in, a [`Walk`] out.
 //!
 //! Events are walked in stream order (the order the rules decided them in); durations use
-//! `occurred_at`. Events that the rules would have refused (possible only in filtered replays,
+//! `occurred_at`. Deals move through the domain's deal state machine ([`crate::domain::deal`]),
+//! the same the rules decide with. Events that the machine refuses (possible only in filtered replays,
 //! where an event's predecessor may fall outside the filter) are kept as activity but change no
 //! deal (`applied = false`).
 
 use super::model::{ActivityRow, DealStatus, EntryKind, ExitKind};
 use super::policy::Policy;
+use crate::domain::deal::{self, DealEvent, DealState, DealTransition};
 use crate::domain::rules::effective_history;
 use crate::domain::{
-    CustomerId, DealId, EventPayload, LeadSource, LedgerEvent, LostReason, Money, RepId, Stage,
+    CustomerId, DealId, EventPayload, FollowUpLogged, LeadSource, LeadSourced, LedgerEvent,
+    LostReason, Money, RepId, Stage,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +53,93 @@ impl DealWalk {
     /// The stage the deal is in (or was lost in).
     pub fn stage(&self) -> Stage {
         self.stays.last().map_or(Stage::Lead, |s| s.stage)
+    }
+
+    /// The deal's state in the deal state machine.
+    pub fn state(&self) -> DealState {
+        DealState {
+            stage: self.stage(),
+            status: self.status,
+        }
+    }
+
+    /// A deal opened by its lead at `t`; `owner` owns the customer (the lead's rep when none
+    /// does yet).
+    fn opened(e: &LeadSourced, owner: Option<&RepId>, t: DateTime<Utc>) -> DealWalk {
+        DealWalk {
+            id: e.deal_id.clone(),
+            source: e.source,
+            opened_at: t,
+            owner_at_open: owner.unwrap_or(&e.rep_id).clone(),
+            status: DealStatus::Open,
+            stays: vec![Stay {
+                stage: Stage::Lead,
+                entered_at: t,
+                entry: EntryKind::Opened,
+                from: None,
+                exited_at: None,
+                exit: None,
+                to: None,
+                lost_reason: None,
+            }],
+            last_activity: t,
+            won_at: None,
+            won_value: None,
+            won_owner: None,
+            lost_at: None,
+            lost_reason: None,
+            reopen_count: 0,
+        }
+    }
+
+    /// A stage interaction at `t` moved the deal from `from` to `to`: a new stay unless it stays
+    /// in its stage, an advance or a move back in the policy's stage order.
+    fn enter(&mut self, policy: &Policy, from: Stage, to: Stage, t: DateTime<Utc>) {
+        if from != to {
+            let (exit, entry) = if policy.rank(to) > policy.rank(from) {
+                (ExitKind::Advanced, EntryKind::Advanced)
+            } else {
+                (ExitKind::MovedBack, EntryKind::MovedBack)
+            };
+            self.close_stay(t, exit, Some(to));
+            self.stays.push(Stay {
+                stage: to,
+                entered_at: t,
+                entry,
+                from: Some(from),
+                exited_at: None,
+                exit: None,
+                to: None,
+                lost_reason: None,
+            });
+        }
+    }
+
+    /// The deal was lost at `t`, in the stage it is in.
+    fn lose(&mut self, reason: LostReason, t: DateTime<Utc>) {
+        self.close_stay(t, ExitKind::Lost, None);
+        if let Some(stay) = self.stays.last_mut() {
+            stay.lost_reason = Some(reason);
+        }
+        self.lost_at = Some(t);
+        self.lost_reason = Some(reason);
+    }
+
+    /// The lost deal was reopened at `t`, in the stage `at` it was lost in.
+    fn reopen(&mut self, at: Stage, t: DateTime<Utc>) {
+        self.lost_at = None;
+        self.lost_reason = None;
+        self.reopen_count += 1;
+        self.stays.push(Stay {
+            stage: at,
+            entered_at: t,
+            entry: EntryKind::Reopened,
+            from: None,
+            exited_at: None,
+            exit: None,
+            to: None,
+            lost_reason: None,
+        });
     }
 
     fn close_stay(&mut self, at: DateTime<Utc>, exit: ExitKind, to: Option<Stage>) {
@@ -123,28 +213,96 @@ impl Walk {
     }
 }
 
+/// What an applied event adds to its activity row.
+#[derive(Debug, Default)]
+struct Credit {
+    value: Option<Money>,
+    close_seconds: Option<i64>,
+}
+
+impl Walk {
+    /// A customer before its first event.
+    fn empty(customer_id: &CustomerId, last_position: u64) -> Walk {
+        Walk {
+            customer_id: customer_id.clone(),
+            company: None,
+            owner: None,
+            owner_changes: Vec::new(),
+            first_seen: None,
+            last_interaction: None,
+            last_position,
+            effective_count: 0,
+            deals: Vec::new(),
+            activities: Vec::new(),
+            obligations: Vec::new(),
+            values: BTreeMap::new(),
+            latest_win_at: None,
+            followup_since_win: false,
+            reengaged_since_win: false,
+            reengagements: 0,
+        }
+    }
+
+    /// Deal `i` was won at `t` by a contract of `value`, signed while `owner` owned the
+    /// customer: the customer's contract totals and win count. Returns the activity's credit.
+    fn win(&mut self, i: usize, value: Money, t: DateTime<Utc>, owner: &Option<RepId>) -> Credit {
+        let deal = &mut self.deals[i];
+        deal.won_at = Some(t);
+        deal.won_value = Some(value);
+        deal.won_owner = owner.clone();
+        let close_seconds = Some((t - deal.opened_at).num_seconds().max(0));
+        let totals = self
+            .values
+            .entry(value.currency.as_str().to_string())
+            .or_default();
+        totals.contracts_minor = totals.contracts_minor.saturating_add(value.amount_minor);
+        totals.contract_count += 1;
+        self.latest_win_at = Some(t);
+        self.followup_since_win = false;
+        self.reengaged_since_win = false;
+        Credit {
+            value: Some(value),
+            close_seconds,
+        }
+    }
+
+    /// A follow-up of a won deal at `t`: it meets every due date still open, sets the next one
+    /// and may carry a repeat order, whose value it returns.
+    fn follow_up(&mut self, id: uuid::Uuid, f: &FollowUpLogged, t: DateTime<Utc>) -> Option<Money> {
+        self.followup_since_win = true;
+        for o in self
+            .obligations
+            .iter_mut()
+            .filter(|o| o.fulfilled_at.is_none())
+        {
+            o.fulfilled_at = Some(t);
+        }
+        if let Some(due) = f.next_due_on {
+            self.obligations.push(Obligation {
+                event_id: id.to_string(),
+                deal_id: f.deal_id.clone(),
+                due_on: due,
+                fulfilled_at: None,
+            });
+        }
+        let order = f.order_value?;
+        let totals = self
+            .values
+            .entry(order.currency.as_str().to_string())
+            .or_default();
+        totals.repeat_orders_minor = totals
+            .repeat_orders_minor
+            .saturating_add(order.amount_minor);
+        Some(order)
+    }
+}
+
 /// Walks a customer's events (stream order; corrections included, they are applied here).
 pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -> Walk {
     let by_id: HashMap<uuid::Uuid, &LedgerEvent> = events.iter().map(|e| (e.event_id, e)).collect();
     let effective = effective_history(events.iter().map(|e| (e.event_id, &e.payload)));
-    let mut w = Walk {
-        customer_id: customer_id.clone(),
-        company: None,
-        owner: None,
-        owner_changes: Vec::new(),
-        first_seen: None,
-        last_interaction: None,
-        last_position: events.iter().map(|e| e.position).max().unwrap_or(0),
-        effective_count: 0,
-        deals: Vec::new(),
-        activities: Vec::new(),
-        obligations: Vec::new(),
-        values: BTreeMap::new(),
-        latest_win_at: None,
-        followup_since_win: false,
-        reengaged_since_win: false,
-        reengagements: 0,
-    };
+    let last_position = events.iter().map(|e| e.position).max().unwrap_or(0);
+    let mut w = Walk::empty(customer_id, last_position);
     let dormant = policy.dormant_after();
     for (id, payload) in effective {
         let Some(env) = by_id.get(&id) else { continue };
@@ -152,8 +310,7 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
         let t = env.occurred_at;
         let owner_before = w.owner.clone();
         let mut applied = true;
-        let mut value: Option<Money> = None;
-        let mut close_seconds = None;
+        let mut credit = Credit::default();
         let (mut from_rep, mut to_rep) = (None, None);
 
         if payload.deal_id().is_some() {
@@ -177,172 +334,6 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
                     w.company = Some(e.company.clone());
                 }
                 w.first_seen = Some(w.first_seen.map_or(t, |f| f.min(t)));
-                if w.deals.iter().any(|d| d.id == e.deal_id) {
-                    applied = false;
-                } else {
-                    w.deals.push(DealWalk {
-                        id: e.deal_id.clone(),
-                        source: e.source,
-                        opened_at: t,
-                        owner_at_open: w.owner.clone().unwrap_or_else(|| e.rep_id.clone()),
-                        status: DealStatus::Open,
-                        stays: vec![Stay {
-                            stage: Stage::Lead,
-                            entered_at: t,
-                            entry: EntryKind::Opened,
-                            from: None,
-                            exited_at: None,
-                            exit: None,
-                            to: None,
-                            lost_reason: None,
-                        }],
-                        last_activity: t,
-                        won_at: None,
-                        won_value: None,
-                        won_owner: None,
-                        lost_at: None,
-                        lost_reason: None,
-                        reopen_count: 0,
-                    });
-                }
-            }
-            EventPayload::FirstVisitMade(_)
-            | EventPayload::DemoGiven(_)
-            | EventPayload::NegotiationHeld(_)
-            | EventPayload::ContractSigned(_) => {
-                let stage = payload.stage_entered().unwrap_or(Stage::Lead);
-                let deal_id = payload.deal_id().cloned();
-                let deal = deal_id
-                    .as_ref()
-                    .and_then(|id| w.deals.iter_mut().find(|d| &d.id == id));
-                match deal {
-                    Some(deal) if deal.status == DealStatus::Open => {
-                        deal.last_activity = deal.last_activity.max(t);
-                        let current = deal.stage();
-                        if current != stage {
-                            let forward = policy.rank(stage) > policy.rank(current);
-                            let (exit, entry) = if forward {
-                                (ExitKind::Advanced, EntryKind::Advanced)
-                            } else {
-                                (ExitKind::MovedBack, EntryKind::MovedBack)
-                            };
-                            deal.close_stay(t, exit, Some(stage));
-                            deal.stays.push(Stay {
-                                stage,
-                                entered_at: t,
-                                entry,
-                                from: Some(current),
-                                exited_at: None,
-                                exit: None,
-                                to: None,
-                                lost_reason: None,
-                            });
-                        }
-                        if let EventPayload::ContractSigned(c) = payload {
-                            deal.status = DealStatus::Won;
-                            deal.won_at = Some(t);
-                            deal.won_value = Some(c.value);
-                            deal.won_owner = owner_before.clone();
-                            value = Some(c.value);
-                            close_seconds = Some((t - deal.opened_at).num_seconds().max(0));
-                            let totals = w
-                                .values
-                                .entry(c.value.currency.as_str().to_string())
-                                .or_default();
-                            totals.contracts_minor =
-                                totals.contracts_minor.saturating_add(c.value.amount_minor);
-                            totals.contract_count += 1;
-                            w.latest_win_at = Some(t);
-                            w.followup_since_win = false;
-                            w.reengaged_since_win = false;
-                        }
-                    }
-                    _ => applied = false,
-                }
-            }
-            EventPayload::FollowUpLogged(f) => {
-                let won = w
-                    .deals
-                    .iter_mut()
-                    .find(|d| d.id == f.deal_id && d.status == DealStatus::Won);
-                match won {
-                    Some(deal) => {
-                        deal.last_activity = deal.last_activity.max(t);
-                        w.followup_since_win = true;
-                        for o in w
-                            .obligations
-                            .iter_mut()
-                            .filter(|o| o.fulfilled_at.is_none())
-                        {
-                            o.fulfilled_at = Some(t);
-                        }
-                        if let Some(due) = f.next_due_on {
-                            w.obligations.push(Obligation {
-                                event_id: id.to_string(),
-                                deal_id: f.deal_id.clone(),
-                                due_on: due,
-                                fulfilled_at: None,
-                            });
-                        }
-                        if let Some(order) = f.order_value {
-                            value = Some(order);
-                            let totals = w
-                                .values
-                                .entry(order.currency.as_str().to_string())
-                                .or_default();
-                            totals.repeat_orders_minor = totals
-                                .repeat_orders_minor
-                                .saturating_add(order.amount_minor);
-                        }
-                    }
-                    None => applied = false,
-                }
-            }
-            EventPayload::DealLost(l) => {
-                match w
-                    .deals
-                    .iter_mut()
-                    .find(|d| d.id == l.deal_id && d.status == DealStatus::Open)
-                {
-                    Some(deal) => {
-                        deal.last_activity = deal.last_activity.max(t);
-                        deal.close_stay(t, ExitKind::Lost, None);
-                        if let Some(stay) = deal.stays.last_mut() {
-                            stay.lost_reason = Some(l.reason);
-                        }
-                        deal.status = DealStatus::Lost;
-                        deal.lost_at = Some(t);
-                        deal.lost_reason = Some(l.reason);
-                    }
-                    None => applied = false,
-                }
-            }
-            EventPayload::DealReopened(r) => {
-                match w
-                    .deals
-                    .iter_mut()
-                    .find(|d| d.id == r.deal_id && d.status == DealStatus::Lost)
-                {
-                    Some(deal) => {
-                        let stage = deal.stage();
-                        deal.last_activity = deal.last_activity.max(t);
-                        deal.status = DealStatus::Open;
-                        deal.lost_at = None;
-                        deal.lost_reason = None;
-                        deal.reopen_count += 1;
-                        deal.stays.push(Stay {
-                            stage,
-                            entered_at: t,
-                            entry: EntryKind::Reopened,
-                            from: None,
-                            exited_at: None,
-                            exit: None,
-                            to: None,
-                            lost_reason: None,
-                        });
-                    }
-                    None => applied = false,
-                }
             }
             EventPayload::CustomerReassigned(r) => {
                 from_rep = Some(r.from_rep_id.to_string());
@@ -356,6 +347,13 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
             }
             // `effective_history` leaves corrections out.
             EventPayload::EventCorrected(_) => continue,
+            _ => {}
+        }
+        if let Some(event) = DealEvent::of(payload) {
+            match step_deal(&mut w, policy, (id, payload, t), event, &owner_before) {
+                Some(c) => credit = c,
+                None => applied = false,
+            }
         }
 
         w.activities.push(ActivityRow {
@@ -369,13 +367,71 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
             owner_rep: owner_before
                 .or_else(|| w.owner.clone())
                 .map_or_else(|| payload.rep_id().to_string(), |r| r.to_string()),
-            value_minor: value.map(|v| v.amount_minor),
-            currency: value.map(|v| v.currency.as_str().to_string()),
-            close_seconds,
+            value_minor: credit.value.map(|v| v.amount_minor),
+            currency: credit.value.map(|v| v.currency.as_str().to_string()),
+            close_seconds: credit.close_seconds,
             from_rep,
             to_rep,
             applied,
         });
     }
     w
+}
+
+/// Moves an event's deal through the deal state machine and records the step in the walk.
+/// `None` when the machine refuses the event, which only filtered replays produce (an event
+/// whose predecessor fell outside the filter): the event then changes no deal.
+fn step_deal(
+    w: &mut Walk,
+    policy: &Policy,
+    (id, payload, t): (uuid::Uuid, &EventPayload, DateTime<Utc>),
+    event: DealEvent,
+    owner_before: &Option<RepId>,
+) -> Option<Credit> {
+    let deal_id = payload.deal_id().expect("deal events name a deal");
+    let index = w.deals.iter().position(|d| &d.id == deal_id);
+    let state = index.map(|i| w.deals[i].state());
+    let event = match (event, state) {
+        // In a filtered replay the stage interaction that brought the deal to the stage a loss
+        // names can fall outside the filter; the walk then records the loss at the stage the deal
+        // is in, as it always has (the rules, seeing the whole history, insist on the match).
+        (DealEvent::Lose { .. }, Some(s)) => DealEvent::Lose { stage: s.stage },
+        (event, _) => event,
+    };
+    let step = deal::transition(state, event).ok()?;
+    let mut credit = Credit::default();
+    let i = match (index, step.transition) {
+        (None, DealTransition::Opened) => {
+            let EventPayload::LeadSourced(e) = payload else {
+                unreachable!("only a lead opens a deal")
+            };
+            w.deals.push(DealWalk::opened(e, w.owner.as_ref(), t));
+            w.deals.len() - 1
+        }
+        (Some(i), transition) => {
+            let deal = &mut w.deals[i];
+            deal.last_activity = deal.last_activity.max(t);
+            match (transition, payload) {
+                (DealTransition::Entered { from, to }, _) => {
+                    deal.enter(policy, from, to, t);
+                    if let EventPayload::ContractSigned(c) = payload {
+                        credit = w.win(i, c.value, t, owner_before);
+                    }
+                }
+                (DealTransition::FollowedUp, EventPayload::FollowUpLogged(f)) => {
+                    credit.value = w.follow_up(id, f, t);
+                }
+                (DealTransition::Lost { .. }, EventPayload::DealLost(l)) => deal.lose(l.reason, t),
+                (DealTransition::Reopened { at }, _) => deal.reopen(at, t),
+                (transition, _) => unreachable!("{transition:?} from {payload:?}"),
+            }
+            i
+        }
+        (None, transition) => unreachable!("{transition:?} of a deal not walked"),
+    };
+    // The status is the machine's; the stage is the last stay's, which the bookkeeping above
+    // must have put where the machine says.
+    w.deals[i].status = step.state.status;
+    assert_eq!(w.deals[i].state(), step.state, "deal {deal_id}");
+    Some(credit)
 }

@@ -228,9 +228,7 @@ fn ensure_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
     ));
     match given {
         Ok(()) => read(conn),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ReadOnly =>
-        {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ReadOnly => {
             let _ = conn.execute_batch("ROLLBACK");
             Ok(None)
         }
