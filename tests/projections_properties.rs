@@ -71,7 +71,7 @@ proptest! {
         let mut start = 0;
         for (i, end) in cuts(events.len(), &raw_cuts).into_iter().enumerate() {
             if restarts[i % restarts.len()] {
-                fold = Projector::resume(policy.clone(), fold.position(), fold.log_time());
+                fold = Projector::resume(policy.clone(), fold.position(), fold.event_id(), fold.log_time());
             }
             for e in &events[start..end] {
                 if !fold.is_loaded(&e.customer_id) {

@@ -17,7 +17,7 @@ use pipeline_ledger::projections::model::{ReadModel, StageStayRow};
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::read_models::memory::MemoryReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
-use pipeline_ledger::read_models::{Checkpoint, KeptReport, ReadModels, Tables};
+use pipeline_ledger::read_models::{Binding, Checkpoint, KeptReport, ReadModels, Tables};
 use pipeline_ledger::runner::kept::fold_live_funnel;
 use projections_support::generate;
 use proptest::prelude::*;
@@ -54,6 +54,7 @@ fn write_batch(rm: &dyn ReadModels, fold: &mut Projector, events: &[LedgerEvent]
     }
     let reached = Checkpoint {
         position: fold.position(),
+        event_id: fold.event_id(),
         log_time: fold.log_time(),
     };
     rm.write_batch(Tables::Live, expected, &fold.take_changes(), reached)
@@ -97,6 +98,7 @@ fn rebuild(rm: &dyn ReadModels, events: &[LedgerEvent], chunk_customers: usize) 
         let reached = if last {
             Checkpoint {
                 position: events.last().map(|e| e.position),
+                event_id: events.last().map(|e| e.event_id),
                 log_time: events.iter().map(|e| e.occurred_at).max(),
             }
         } else {
@@ -194,6 +196,7 @@ fn batches_and_their_checkpoint_are_read_back_whole(rm: &dyn ReadModels) {
         assert_eq!(live, replay(&policy, seen), "after batch {n}");
         let cp = rm.checkpoint(Tables::Live).unwrap();
         assert_eq!(cp.position, seen.last().map(|e| e.position));
+        assert_eq!(cp.event_id, seen.last().map(|e| e.event_id));
         assert_eq!(cp.log_time, seen.iter().map(|e| e.occurred_at).max());
         assert_live_reports_equal_model_reports(rm, &format!("after batch {n}"));
     }
@@ -366,6 +369,44 @@ fn kept_reports_keep_the_latest_position_per_policy(rm: &dyn ReadModels) {
     );
 }
 
+fn a_binding_is_kept_per_table_set_and_swapped_in_with_a_rebuild(rm: &dyn ReadModels) {
+    let bound = |store: &str| Binding {
+        store_id: Some(store.to_string()),
+        derivation: "projections 1, policy 0".to_string(),
+    };
+    assert_eq!(rm.binding(Tables::Live).unwrap(), None);
+    rm.bind(Tables::Live, &bound("a")).unwrap();
+    assert_eq!(rm.binding(Tables::Live).unwrap(), Some(bound("a")));
+    let events = generate(2, 3, 50);
+    write_in_batches(rm, &events, &[20]);
+    assert_eq!(
+        rm.binding(Tables::Live).unwrap(),
+        Some(bound("a")),
+        "batches keep it"
+    );
+    rm.start_staging().unwrap();
+    assert_eq!(
+        rm.binding(Tables::Staging).unwrap(),
+        None,
+        "staging starts unbound"
+    );
+    rm.bind(Tables::Staging, &bound("b")).unwrap();
+    assert_eq!(
+        rm.binding(Tables::Live).unwrap(),
+        Some(bound("a")),
+        "live unchanged"
+    );
+    rm.write_counters(&Deltas::default()).unwrap();
+    rm.swap_in_staging().unwrap();
+    assert_eq!(rm.binding(Tables::Live).unwrap(), Some(bound("b")));
+    let unbound = Binding {
+        store_id: None,
+        derivation: "d".into(),
+    };
+    rm.bind(Tables::Live, &unbound).unwrap();
+    assert_eq!(rm.binding(Tables::Live).unwrap(), Some(unbound));
+}
+
 /// The rep inputs in a canonical order (an implementation may return rows in any order).
 type Inputs = Option<(
     Checkpoint,
@@ -406,6 +447,7 @@ macro_rules! backends {
             a_rebuild_is_invisible_until_swapped_in,
             a_rebuild_equals_the_incremental_read_models,
             kept_reports_keep_the_latest_position_per_policy,
+            a_binding_is_kept_per_table_set_and_swapped_in_with_a_rebuild,
         );
     )+};
 }

@@ -23,8 +23,9 @@ use std::sync::Arc;
 pub const DEFAULT_STORE: &str = "./pipeline-ledger.db";
 /// The demo's own store, so that running the demo never touches a real ledger.
 pub const DEFAULT_DEMO_STORE: &str = "./pipeline-ledger-demo.db";
-/// Where the read models live when the events live in KurrentDB and `--read-models` is not given.
-pub const DEFAULT_READ_MODELS: &str = "./pipeline-ledger-read-models.db";
+/// Where the read models live when the events live in KurrentDB and `--read-models` is not
+/// given: this, a hash of the cluster's address, and `.db` ([`kurrent_read_models`]).
+pub const DEFAULT_READ_MODELS_STEM: &str = "./pipeline-ledger-read-models";
 
 /// An event-sourced sales-pipeline ledger.
 #[derive(Debug, Parser)]
@@ -35,8 +36,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "PIPELINE_LEDGER_STORE")]
     pub store: Option<PathBuf>,
     /// The SQLite file of the read models (projections and their checkpoints). Default: beside a
-    /// SQLite store (`ledger.db` → `ledger.read-models.db`); `./pipeline-ledger-read-models.db`
-    /// when the store is KurrentDB.
+    /// SQLite store (`ledger.db` → `ledger.read-models.db`); when the store is KurrentDB,
+    /// `./pipeline-ledger-read-models-<hash of the cluster's address>.db`.
     #[arg(long, global = true, env = "PIPELINE_LEDGER_READ_MODELS")]
     pub read_models: Option<PathBuf>,
     #[command(subcommand)]
@@ -154,16 +155,38 @@ pub fn main() -> ExitCode {
 }
 
 /// The read models' SQLite file for the store at `store`: `chosen` (the `--read-models`
-/// option), else [`DEFAULT_READ_MODELS`] when the events live in KurrentDB, else the file beside
-/// the SQLite store ([`read_models_beside`]).
+/// option), else, when the events live in KurrentDB, a file in the current directory named
+/// after the cluster ([`kurrent_read_models`]), else the file beside the SQLite store
+/// ([`read_models_beside`]).
 pub fn read_models_path(chosen: Option<PathBuf>, store: &Path) -> PathBuf {
     chosen.unwrap_or_else(|| {
-        if Backend::of(&store.to_string_lossy()) == Backend::Kurrent {
-            PathBuf::from(DEFAULT_READ_MODELS)
+        let location = store.to_string_lossy();
+        if Backend::of(&location) == Backend::Kurrent {
+            kurrent_read_models(&location)
         } else {
             read_models_beside(store)
         }
     })
+}
+
+/// The default read models of a KurrentDB store: `./pipeline-ledger-read-models-<hash>.db`, the
+/// hash (FNV-1a) of the connection string without its credentials, so that every cluster used
+/// from one directory has its own file (and changing a password does not orphan it).
+pub fn kurrent_read_models(connection: &str) -> PathBuf {
+    use std::hash::Hasher;
+    let without_credentials = match connection.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, hosts)) => format!("{scheme}://{hosts}"),
+            None => connection.to_string(),
+        },
+        None => connection.to_string(),
+    };
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(without_credentials.as_bytes());
+    PathBuf::from(format!(
+        "{DEFAULT_READ_MODELS_STEM}-{:016x}.db",
+        hasher.finish()
+    ))
 }
 
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
@@ -455,5 +478,23 @@ fn show_progress(bar: &ProgressBar, p: Progress) {
             bar.set_message(format!("committing {events} events"));
             bar.tick();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kurrent_read_models;
+
+    #[test]
+    fn every_cluster_has_its_own_read_models_and_credentials_do_not_count() {
+        let a = kurrent_read_models("kurrentdb://admin:changeit@db1:2113?tls=false");
+        let b = kurrent_read_models("kurrentdb://db2:2113?tls=false");
+        let a_again = kurrent_read_models("kurrentdb://ops:other@db1:2113?tls=false");
+        assert_ne!(a, b);
+        assert_eq!(a, a_again);
+        assert!(
+            a.to_string_lossy()
+                .starts_with("./pipeline-ledger-read-models-")
+        );
     }
 }

@@ -227,6 +227,9 @@ pub async fn run(
             let mut progress = progress_reporter();
             let done = runner::project(&*store, &read_models, &policy, follow, &mut progress, stop)
                 .await?;
+            if let Some(why) = done.rebuilt {
+                writeln!(out, "read models rebuilt from the log: {why}")?;
+            }
             writeln!(
                 out,
                 "read models at position {} (lag {})",

@@ -12,6 +12,7 @@ use super::{activity, conversion, lifecycle, timeline};
 use crate::domain::{CustomerId, LedgerEvent};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
 
 /// Derives every row of one customer from its events (stream order).
 pub fn derive(policy: &Policy, customer: &CustomerId, events: &[LedgerEvent]) -> CustomerRows {
@@ -36,6 +37,8 @@ pub struct Projector {
     histories: BTreeMap<CustomerId, Vec<LedgerEvent>>,
     dirty: BTreeSet<CustomerId>,
     position: Option<u64>,
+    /// The id of the event at `position` (the last one applied or skipped).
+    event_id: Option<Uuid>,
     log_time: Option<DateTime<Utc>>,
     cached_events: usize,
 }
@@ -43,17 +46,23 @@ pub struct Projector {
 impl Projector {
     /// An empty fold (nothing applied).
     pub fn new(policy: Policy) -> Self {
-        Self::resume(policy, None, None)
+        Self::resume(policy, None, None, None)
     }
 
     /// A fold resuming after `position`, with no customer loaded: the caller seeds the
     /// customers it is about to apply events to.
-    pub fn resume(policy: Policy, position: Option<u64>, log_time: Option<DateTime<Utc>>) -> Self {
+    pub fn resume(
+        policy: Policy,
+        position: Option<u64>,
+        event_id: Option<Uuid>,
+        log_time: Option<DateTime<Utc>>,
+    ) -> Self {
         Projector {
             policy,
             histories: BTreeMap::new(),
             dirty: BTreeSet::new(),
             position,
+            event_id,
             log_time,
             cached_events: 0,
         }
@@ -100,6 +109,7 @@ impl Projector {
             return;
         }
         self.position = Some(event.position);
+        self.event_id = Some(event.event_id);
         self.log_time = Some(
             self.log_time
                 .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
@@ -114,10 +124,16 @@ impl Projector {
 
     /// Records that the log advanced to `position` through events that are not the ledger's
     /// (another application's streams in a shared store).
-    pub fn skip_to(&mut self, position: u64) {
+    pub fn skip_to(&mut self, position: u64, event_id: Uuid) {
         if self.position.is_none_or(|p| position > p) {
             self.position = Some(position);
+            self.event_id = Some(event_id);
         }
+    }
+
+    /// The id of the event at [`position`](Self::position).
+    pub fn event_id(&self) -> Option<Uuid> {
+        self.event_id
     }
 
     /// The rows of every customer changed since the last call, derived afresh.

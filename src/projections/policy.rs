@@ -73,6 +73,16 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// A fingerprint of the policy's content (FNV-1a over its canonical JSON: stable across
+    /// builds and platforms), recorded by the read models derived under it.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::Hasher;
+        let mut hasher = fnv::FnvHasher::default();
+        let json = serde_json::to_string(self).expect("a policy serializes");
+        hasher.write(json.as_bytes());
+        hasher.finish()
+    }
+
     /// Parses and checks a policy; `origin` names it in error messages.
     pub fn from_json(text: &str, origin: &str) -> Result<Self, PolicyError> {
         let policy: Policy = serde_json::from_str(text).map_err(|source| PolicyError::Parse {

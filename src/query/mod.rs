@@ -23,7 +23,9 @@ use crate::projections::lifecycle::{CustomerReport, customer_report};
 use crate::projections::meta::{ReportAt, ReportMeta, lag};
 use crate::projections::model::ReadModel;
 use crate::projections::stalled::{PipelineReport, pipeline};
+use crate::read_models::Tables;
 use crate::read_models::{ReadModelError, ReadModels};
+use crate::runner::binding::{Staleness, expected_binding, staleness};
 use crate::runner::kept::{fold_live_funnel, kept_funnel_name, policy_key};
 use crate::store::{EventStore, ReadError};
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,10 @@ pub enum QueryError {
     Kept(serde_json::Error),
     #[error("the query stopped unexpectedly: {0}")]
     Panicked(String),
+    #[error(
+        "{0}; they are not reported from: run `pipeline-ledger project` (which rebuilds them) or `pipeline-ledger rebuild`, or replay the log with --at-position, --as-of or --known-at"
+    )]
+    Stale(Staleness),
 }
 
 /// The funnel: conversion, transitions, win rate, lost reasons, time in stage.
@@ -117,6 +123,9 @@ impl Queries {
     /// The funnel.
     pub async fn funnel(&self, req: FunnelRequest) -> Result<FunnelReport, QueryError> {
         let FunnelRequest { params, at, fresh } = req;
+        if !at.is_replay() {
+            self.ensure_current().await?;
+        }
         if !fresh && let Some(kept) = self.kept_funnel(&at, params).await? {
             return Ok(kept);
         }
@@ -171,6 +180,7 @@ impl Queries {
     pub async fn reps(&self, req: RepsRequest) -> Result<RepsReport, QueryError> {
         let RepsRequest { params, at } = req;
         if !at.is_replay() {
+            self.ensure_current().await?;
             let head = self.store.head_position().await?;
             let (period, rep) = (params.period, params.rep.clone());
             let inputs = self
@@ -192,6 +202,7 @@ impl Queries {
         let CustomerRequest { customer_id, at } = req;
         let unknown = || QueryError::UnknownCustomer(customer_id.clone());
         if !at.is_replay() {
+            self.ensure_current().await?;
             let head = self.store.head_position().await?;
             let id = customer_id.clone();
             let live = self.blocking(move |rm| rm.load_customer_live(&id)).await?;
@@ -224,6 +235,9 @@ impl Queries {
         {
             return Err(QueryError::BeyondHead { asked: p, head });
         }
+        if !at.is_replay() {
+            self.ensure_current().await?;
+        }
         if !at.is_replay()
             && let Some(model) = self.blocking(|rm| rm.load_live()).await?
         {
@@ -237,6 +251,22 @@ impl Queries {
             .map_err(|e| QueryError::Panicked(e.to_string()))?;
         let meta = ReportMeta::replayed(at.at_position.or(head), head, model.log_time, at);
         Ok((model, meta))
+    }
+
+    /// Fails when the live read models belong to another store, another point of its history
+    /// or other definitions (read models never projected pass: the reports replay then).
+    async fn ensure_current(&self) -> Result<(), QueryError> {
+        let (checkpoint, bound) = self
+            .blocking(|rm| Ok((rm.checkpoint(Tables::Live)?, rm.binding(Tables::Live)?)))
+            .await?;
+        if checkpoint.position.is_none() {
+            return Ok(());
+        }
+        let expected = expected_binding(&*self.store, &self.policy).await?;
+        match staleness(&*self.store, &checkpoint, bound.as_ref(), &expected).await? {
+            Some(why) => Err(QueryError::Stale(why)),
+            None => Ok(()),
+        }
     }
 
     /// Runs `read` on the read models on a blocking thread.

@@ -3,7 +3,7 @@
 //! the port says what the read models do and not how SQLite does it; programs that embed the
 //! ledger and tests can use it too. Nothing is kept across processes.
 
-use super::{Checkpoint, KeptReport, ReadModelError, ReadModels, Tables};
+use super::{Binding, Checkpoint, KeptReport, ReadModelError, ReadModels, Tables};
 use crate::domain::CustomerId;
 use crate::projections::aggregates::{self, AggKey, Deltas, RepsInputs};
 use crate::projections::model::{ActivityRow, CustomerRows, DealRow, ReadModel, StageStayRow};
@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug, Default, Clone)]
 struct TableSet {
     checkpoint: Checkpoint,
+    binding: Option<Binding>,
     /// Every customer's rows, by customer id.
     customers: BTreeMap<String, CustomerRows>,
     counters: BTreeMap<AggKey, i64>,
@@ -187,6 +188,15 @@ fn write_rows(
 impl ReadModels for MemoryReadModels {
     fn checkpoint(&self, tables: Tables) -> Result<Checkpoint, ReadModelError> {
         Ok(self.state()?.tables(tables).checkpoint)
+    }
+
+    fn binding(&self, tables: Tables) -> Result<Option<Binding>, ReadModelError> {
+        Ok(self.state()?.tables(tables).binding.clone())
+    }
+
+    fn bind(&self, tables: Tables, binding: &Binding) -> Result<(), ReadModelError> {
+        self.state()?.tables(tables).binding = Some(binding.clone());
+        Ok(())
     }
 
     fn write_batch(

@@ -36,8 +36,21 @@ pub enum Tables {
 pub struct Checkpoint {
     /// Position of the last event applied (`None`: nothing applied yet).
     pub position: Option<u64>,
+    /// The id of the event at `position`: a store restored from an older backup, or re-created,
+    /// may hold another event there, and then these read models are not of it.
+    pub event_id: Option<uuid::Uuid>,
     /// The latest `occurred_at` applied: the default clock of reports.
     pub log_time: Option<DateTime<Utc>>,
+}
+
+/// What a set of read models was derived from and how: recorded when the runner starts to fill
+/// them, checked before they are read or added to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The identity of the store they were folded from (`EventStore::identity`).
+    pub store_id: Option<String>,
+    /// The projections' version and the policy's fingerprint (`projections::derivation`).
+    pub derivation: String,
 }
 
 /// A report the runner keeps computed: its name, the log position it reflects, and its body
@@ -76,6 +89,14 @@ pub trait ReadModels: Send + Sync {
     /// Where the tables stand: the lowest of the projections' checkpoints (they move
     /// together; the lowest is the safe one to resume from).
     fn checkpoint(&self, tables: Tables) -> Result<Checkpoint, ReadModelError>;
+
+    /// What the tables were derived from; `None` if never bound (empty, or written by a
+    /// version that did not record it).
+    fn binding(&self, tables: Tables) -> Result<Option<Binding>, ReadModelError>;
+
+    /// Records what the tables are derived from (before the first batch; a rebuild binds its
+    /// staging tables, which are swapped in with their binding).
+    fn bind(&self, tables: Tables, binding: &Binding) -> Result<(), ReadModelError>;
 
     /// Replaces the rows of the changed customers, updates the counters and the days-to-close
     /// spreads they contribute to (the spreads only in the live tables: a rebuild computes them

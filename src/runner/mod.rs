@@ -4,6 +4,7 @@
 //! most asked funnels computed ([`kept`]). Reports progress and lag (head position minus
 //! checkpoint) through a callback.
 
+pub mod binding;
 pub mod kept;
 
 use crate::domain::CustomerId;
@@ -15,6 +16,7 @@ use crate::projections::meta::lag;
 use crate::projections::model::CustomerRows;
 use crate::read_models::{Checkpoint, ReadModelError, ReadModels, Tables};
 use crate::store::{EventStore, ReadError, Record, SubscriptionMessage};
+use binding::{Staleness, expected_binding, staleness};
 use kept::{KeepError, refresh_kept_funnels};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -76,6 +78,9 @@ pub struct Progress {
     pub events_applied: u64,
     /// Whether the run has caught up with the log once.
     pub caught_up: bool,
+    /// Set when the run found the read models stale (of another store, another point of its
+    /// history, or other definitions) and rebuilt them first.
+    pub rebuilt: Option<Staleness>,
 }
 
 /// Brings the live read models up to date with the log. With `follow`, keeps them up to date
@@ -88,7 +93,24 @@ pub async fn project(
     progress: &mut (dyn FnMut(&Progress) + Send),
     stop: impl Future<Output = ()> + Send,
 ) -> Result<Progress, RunError> {
-    let done = if follow {
+    // Read models of another store, another point of its history or other definitions are
+    // rebuilt rather than added to; fresh ones are bound to this store and code.
+    let expected = expected_binding(store, policy).await?;
+    let checkpoint = read_models.checkpoint(Tables::Live)?;
+    let bound = read_models.binding(Tables::Live)?;
+    let rebuilt = match staleness(store, &checkpoint, bound.as_ref(), &expected).await? {
+        Some(why) => {
+            rebuild(store, read_models, policy, progress).await?;
+            Some(why)
+        }
+        None => {
+            if checkpoint.position.is_none() {
+                read_models.bind(Tables::Live, &expected)?;
+            }
+            None
+        }
+    };
+    let mut done = if follow {
         let refresher = refresh_funnels_periodically(read_models, policy);
         let done = run(
             store,
@@ -115,6 +137,7 @@ pub async fn project(
         .await?
     };
     refresh_funnels(read_models, policy).await?;
+    done.rebuilt = rebuilt;
     Ok(done)
 }
 
@@ -157,6 +180,7 @@ pub async fn rebuild(
 ) -> Result<Progress, RunError> {
     // A rebuild interrupted earlier left its staging tables; start those over.
     read_models.start_staging()?;
+    read_models.bind(Tables::Staging, &expected_binding(store, policy).await?)?;
     let done = match rebuild_by_customer(store, read_models, policy, progress).await? {
         Some(done) => done,
         None => {
@@ -230,10 +254,9 @@ async fn derive_in_stream_order(
     let mut gathering: Vec<Record> = Vec::new();
     let mut changes = Vec::new();
     let mut log_time = None;
-    let unset = Checkpoint {
-        position: None,
-        log_time: None,
-    };
+    let unset = Checkpoint::default();
+    // The checkpoint names the event at `upto`, wherever the stream order meets it.
+    let mut event_at_upto = None;
     let writer_gone = || RunError::Writer("it stopped before the last chunk".into());
     loop {
         let Some(page) = store
@@ -245,6 +268,9 @@ async fn derive_in_stream_order(
         let Some(last) = page.last() else { break };
         after = Some((last.stream.clone(), last.revision));
         for record in page {
+            if record.position == upto {
+                event_at_upto = Some(record.event_id);
+            }
             if gathering
                 .first()
                 .is_some_and(|first| first.stream != record.stream)
@@ -268,6 +294,7 @@ async fn derive_in_stream_order(
     derive_customer(policy, &gathering, &mut changes, &mut log_time)?;
     let reached = Checkpoint {
         position: Some(upto),
+        event_id: event_at_upto,
         log_time,
     };
     writer
@@ -343,7 +370,7 @@ async fn run(
     let mut conflicts = 0;
     'restart: loop {
         let cp = read_models.checkpoint(tables)?;
-        let mut fold = Projector::resume(policy.clone(), cp.position, cp.log_time);
+        let mut fold = Projector::resume(policy.clone(), cp.position, cp.event_id, cp.log_time);
         let mut expected = cp.position;
         let mut sub = store.subscribe_all(cp.position).await?;
         let mut batch = Batch {
@@ -391,6 +418,7 @@ async fn run(
                 let changes = fold.take_changes();
                 let reached = Checkpoint {
                     position: fold.position(),
+                    event_id: fold.event_id(),
                     log_time: fold.log_time(),
                 };
                 if !read_models.write_batch(tables, expected, &changes, reached)? {
@@ -461,7 +489,7 @@ async fn apply_batch(
     for (record, event) in records.iter().zip(events) {
         match event {
             Some(e) => fold.apply(&e),
-            None => fold.skip_to(record.position),
+            None => fold.skip_to(record.position, record.event_id),
         }
     }
     Ok(())

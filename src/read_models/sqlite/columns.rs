@@ -510,8 +510,22 @@ table!(ReportRow as "reports", key (name) {
     body: String,
 });
 
+/// `rm_binding`: what the read models were derived from (see `read_models::Binding`), and the
+/// id of the event at their checkpoint; one row per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingRow {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+table!(BindingRow as "binding", key (key) {
+    key: String,
+    value: Option<String>,
+});
+
 /// Every table of the read models, in the order they are created and documented.
-pub const TABLES: [TableDef; 10] = [
+pub const TABLES: [TableDef; 11] = [
+    BindingRow::TABLE,
     CheckpointRow::TABLE,
     CustomerRow::TABLE,
     CustomerValueRow::TABLE,

@@ -12,7 +12,7 @@ pub mod columns;
 pub mod read;
 pub mod write;
 
-use super::{Checkpoint, KeptReport, ReadModelError, ReadModels, Tables};
+use super::{Binding, Checkpoint, KeptReport, ReadModelError, ReadModels, Tables};
 use crate::domain::CustomerId;
 use crate::projections::aggregates::{self, Deltas, RepsInputs};
 use crate::projections::model::{CustomerRows, DealRow, ReadModel, StageStayRow};
@@ -43,17 +43,24 @@ pub fn prefix(tables: Tables) -> &'static str {
     }
 }
 
-/// The read models' own file beside a SQLite event store (`ledger.db` → `ledger.read-models.db`).
+/// The read models' own file beside a SQLite event store: `ledger.db` → `ledger.read-models.db`,
+/// any other name → the name and `.read-models` (`ledger.sqlite` → `ledger.sqlite.read-models`).
+/// Two stores in one directory never share one: the two forms cannot meet, and each keeps
+/// the whole name apart from the `.db`.
 ///
 /// They are kept apart from the log because SQLite lets one connection write a file at a time:
 /// sharing it, every batch of read-model rows waited for the appends' group commits and every
 /// append for the batch, and the projection lag under a steady write load was seconds instead
 /// of milliseconds. The read models can always be rebuilt from the log.
 pub fn read_models_beside(store: &Path) -> PathBuf {
-    let stem = store
-        .file_stem()
+    let name = store
+        .file_name()
         .map_or_else(|| "pipeline-ledger".into(), |s| s.to_string_lossy());
-    store.with_file_name(format!("{stem}.read-models.db"))
+    let file = match name.strip_suffix(".db") {
+        Some(stem) => format!("{stem}.read-models.db"),
+        None => format!("{name}.read-models"),
+    };
+    store.with_file_name(file)
 }
 
 /// The writing connection, with the checkpointing thread it starts on its first commit.
@@ -258,6 +265,18 @@ impl ReadModels for SqliteReadModels {
         self.read(|tx| read::read_checkpoint(tx, prefix(tables)))
     }
 
+    fn binding(&self, tables: Tables) -> Result<Option<Binding>, ReadModelError> {
+        self.read(|tx| read::read_binding(tx, prefix(tables)))
+    }
+
+    fn bind(&self, tables: Tables, binding: &Binding) -> Result<(), ReadModelError> {
+        self.write(|tx| {
+            write::write_binding(tx, prefix(tables), binding)?;
+            Ok(true)
+        })
+        .map(drop)
+    }
+
     fn write_batch(
         &self,
         tables: Tables,
@@ -397,8 +416,35 @@ mod tests {
             Path::new("/data/ledger.read-models.db")
         );
         assert_eq!(
-            read_models_beside(Path::new("ledger")),
-            Path::new("ledger.read-models.db")
+            read_models_beside(Path::new("ledger.sqlite")),
+            Path::new("ledger.sqlite.read-models")
         );
+        assert_eq!(
+            read_models_beside(Path::new("ledger")),
+            Path::new("ledger.read-models")
+        );
+    }
+
+    /// Any two store names in one directory map to two read-model files.
+    #[test]
+    fn two_stores_never_share_read_models() {
+        let names = [
+            "ledger",
+            "ledger.db",
+            "ledger.sqlite",
+            "ledger.db.db",
+            "ledger.read-models",
+            "ledger.read-models.db",
+            "a.b",
+            "a.b.db",
+        ];
+        let mut seen = std::collections::BTreeMap::new();
+        for name in names {
+            let rm = read_models_beside(Path::new(name));
+            assert_ne!(rm, Path::new(name), "{name} maps to itself");
+            if let Some(other) = seen.insert(rm.clone(), name) {
+                panic!("{name} and {other} share {}", rm.display());
+            }
+        }
     }
 }

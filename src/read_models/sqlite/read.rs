@@ -1,12 +1,12 @@
 //! Reading the read models' rows inside a transaction the caller holds.
 
-use super::columns::{AggregateRow, CheckpointRow, LoadError, SqlColumn, TableRow};
+use super::columns::{AggregateRow, BindingRow, CheckpointRow, LoadError, SqlColumn, TableRow};
 use crate::projections::aggregates::{self, RepsInputs};
 use crate::projections::model::{
     ActivityRow, CustomerRow, CustomerValueRow, DealRow, FollowUpRow, ReadModel, StageStayRow,
 };
 use crate::projections::time::{Period, Spread};
-use crate::read_models::{Checkpoint, PROJECTIONS};
+use crate::read_models::{Binding, Checkpoint, PROJECTIONS};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -23,11 +23,50 @@ pub fn read_checkpoint(conn: &Connection, p: &str) -> Result<Checkpoint, LoadErr
     let Some(row) = rows.next()? else {
         return Ok(Checkpoint::default());
     };
+    let position = Option::<u64>::from_sql(row.get_ref(0)?, table, "position")?;
+    // A stored time this version cannot read is reported, never taken for "no time".
+    let log_time = Option::<DateTime<Utc>>::from_sql(row.get_ref(1)?, table, "log_time")?;
+    drop(rows);
+    let event_id = match read_binding_key(conn, p, super::write::BINDING_CHECKPOINT_EVENT)? {
+        Some(text) => Some(
+            uuid::Uuid::parse_str(&text)
+                .map_err(|_| super::columns::corrupt("binding", "value", &text))?,
+        ),
+        None => None,
+    };
     Ok(Checkpoint {
-        position: Option::<u64>::from_sql(row.get_ref(0)?, table, "position")?,
-        // A stored time this version cannot read is reported, never taken for "no time".
-        log_time: Option::<DateTime<Utc>>::from_sql(row.get_ref(1)?, table, "log_time")?,
+        position,
+        event_id,
+        log_time,
     })
+}
+
+/// One `rm_binding` value, if set.
+pub fn read_binding_key(
+    conn: &Connection,
+    p: &str,
+    key: &str,
+) -> Result<Option<String>, LoadError> {
+    let mut found = None;
+    each(
+        conn,
+        &BindingRow::TABLE.select_sql(p, " WHERE key = ?1"),
+        &[key],
+        |row: BindingRow| found = row.value,
+    )?;
+    Ok(found)
+}
+
+/// What the tables under `p` were derived from; `None` if never bound.
+pub fn read_binding(conn: &Connection, p: &str) -> Result<Option<Binding>, LoadError> {
+    use super::write::{BINDING_DERIVATION, BINDING_STORE_ID};
+    let Some(derivation) = read_binding_key(conn, p, BINDING_DERIVATION)? else {
+        return Ok(None);
+    };
+    Ok(Some(Binding {
+        store_id: read_binding_key(conn, p, BINDING_STORE_ID)?,
+        derivation,
+    }))
 }
 
 /// Runs `sql` with `args` and decodes each row as a `T`.

@@ -2,13 +2,14 @@
 //! transaction the caller holds.
 
 use super::columns::{
-    AggregateRow, CUSTOMER_TABLES, CheckpointRow, CloseSpreadRow, LoadError, ReportRow, TableRow,
+    AggregateRow, BindingRow, CUSTOMER_TABLES, CheckpointRow, CloseSpreadRow, LoadError, ReportRow,
+    TableRow,
 };
 use super::read::{load_model, read_checkpoint};
 use crate::domain::EventType;
 use crate::projections::aggregates::{self, Deltas};
 use crate::projections::model::CustomerRows;
-use crate::read_models::{Checkpoint, KeptReport, PROJECTIONS};
+use crate::read_models::{Binding, Checkpoint, KeptReport, PROJECTIONS};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use std::collections::{BTreeMap, HashMap};
@@ -52,8 +53,47 @@ pub fn write_rows(
     Ok(())
 }
 
-/// Stores `reached` as every projection's checkpoint.
+/// The `rm_binding` keys.
+pub const BINDING_STORE_ID: &str = "store_id";
+/// See [`BINDING_STORE_ID`].
+pub const BINDING_DERIVATION: &str = "derivation";
+/// See [`BINDING_STORE_ID`].
+pub const BINDING_CHECKPOINT_EVENT: &str = "checkpoint_event_id";
+
+/// Sets one `rm_binding` key.
+pub fn put_binding(
+    tx: &Connection,
+    p: &str,
+    key: &str,
+    value: Option<String>,
+) -> rusqlite::Result<()> {
+    let sql = format!(
+        "{} ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        BindingRow::TABLE.insert_sql(p)
+    );
+    let row = BindingRow {
+        key: key.to_string(),
+        value,
+    };
+    let mut stmt = tx.prepare_cached(&sql)?;
+    row.execute_in(&mut stmt)?;
+    Ok(())
+}
+
+/// Records what the tables under `p` are derived from.
+pub fn write_binding(tx: &Connection, p: &str, binding: &Binding) -> rusqlite::Result<()> {
+    put_binding(tx, p, BINDING_STORE_ID, binding.store_id.clone())?;
+    put_binding(tx, p, BINDING_DERIVATION, Some(binding.derivation.clone()))
+}
+
+/// Stores `reached` as every projection's checkpoint, with the id of its event.
 pub fn write_checkpoint(tx: &Connection, p: &str, reached: Checkpoint) -> rusqlite::Result<()> {
+    put_binding(
+        tx,
+        p,
+        BINDING_CHECKPOINT_EVENT,
+        reached.event_id.map(|id| id.to_string()),
+    )?;
     let now = Utc::now();
     let mut put = tx.prepare_cached(&format!(
         "{} ON CONFLICT (projection) DO UPDATE SET position = excluded.position, \
