@@ -261,3 +261,101 @@ fn amend_errors_name_the_field() {
         assert!(out.stderr.contains(expected), "{json}:\n{}", out.stderr);
     }
 }
+
+/// The rep-07 won value per currency of `reps --json`, with extra arguments.
+fn won_value(ledger: &Ledger, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["reps", "--rep", "rep-07", "--json"];
+    args.extend_from_slice(extra);
+    let report: serde_json::Value = serde_json::from_str(&ledger.ok(&args)).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report}");
+    rows[0]["won_value_minor"].clone()
+}
+
+/// won-value-overflow.sh: the repro's contracts (i64::MAX minor units each) are refused at input
+/// naming the field; two contracts at the per-event limit sum exactly, live and replayed alike.
+#[test]
+fn money_sums_never_wrap() {
+    let ledger = Ledger::new();
+    let contract = |customer: &str, value: &str| {
+        let deal = format!("{customer}-d");
+        ledger.run(&[
+            "record",
+            "contract",
+            "--customer",
+            customer,
+            "--rep",
+            "rep-07",
+            "--deal",
+            &deal,
+            "--value",
+            value,
+            "--term-months",
+            "1",
+        ])
+    };
+    record_lead(&ledger, "o1", "X");
+    let out = contract("o1", "92233720368547758.07 EUR");
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("/data/value/amount_minor"),
+        "{}",
+        out.stderr
+    );
+    // At the limit (limits::AMOUNT_MINOR_MAX = 10^16 minor units).
+    let at_limit = "100000000000000.00 EUR";
+    ledger.ok_contract(contract("o1", at_limit));
+    record_lead(&ledger, "o2", "X");
+    ledger.ok_contract(contract("o2", at_limit));
+    let expected = serde_json::json!({"EUR": 20_000_000_000_000_000i64});
+    ledger.ok(&["project"]);
+    assert_eq!(won_value(&ledger, &[]), expected, "live");
+    assert_eq!(
+        won_value(&ledger, &["--at-position", "4"]),
+        expected,
+        "replay"
+    );
+}
+
+impl Ledger {
+    #[track_caller]
+    fn ok_contract(&self, out: Output) {
+        assert_eq!(
+            out.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        );
+    }
+}
+
+/// `--from` later than `--to` is refused, naming both values.
+#[test]
+fn a_funnel_window_from_after_to_is_refused() {
+    let ledger = Ledger::new();
+    record_lead(&ledger, "acme", "Acme");
+    ledger.refused(
+        &["funnel", "--from", "2025-07-01", "--to", "2025-06-01"],
+        &[
+            "--from 2025-07-01 00:00:00 UTC is later than --to 2025-06-01 23:59:59",
+            "the window would be empty",
+        ],
+    );
+    ledger.ok(&["funnel", "--from", "2025-06-01", "--to", "2025-06-01"]);
+}
+
+/// record-unknown-currency-and-terminal-escapes.sh: `history` shows control characters escaped
+/// in its table; JSON and export carry the text unchanged.
+#[test]
+fn terminal_escapes_are_shown_escaped_only_in_tables() {
+    let ledger = Ledger::new();
+    let company = "Acme\x1b[2J\x1b[31mRED";
+    record_lead(&ledger, "acme", company);
+    let table = ledger.ok(&["history", "acme"]);
+    assert!(!table.contains('\x1b'), "{table:?}");
+    assert!(table.contains("Acme\\u{1b}[2J\\u{1b}[31mRED"), "{table}");
+    let json = ledger.ok(&["history", "acme", "--json"]);
+    assert!(json.contains("Acme\\u001b[2J\\u001b[31mRED"), "{json}");
+    let exported: serde_json::Value =
+        serde_json::from_str(ledger.export().lines().next().unwrap()).unwrap();
+    assert_eq!(exported["data"]["company"], company);
+}

@@ -26,6 +26,7 @@ use crate::projections::stalled::{PipelineReport, pipeline};
 use crate::read_models::{ReadModelError, ReadModels};
 use crate::runner::kept::{fold_live_funnel, kept_funnel_name, policy_key};
 use crate::store::{EventStore, ReadError};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -55,6 +56,11 @@ pub enum QueryError {
     Kept(serde_json::Error),
     #[error("the query stopped unexpectedly: {0}")]
     Panicked(String),
+    #[error("the window is empty: from {from} is later than to {to}; give from at or before to")]
+    EmptyWindow {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
 }
 
 /// The funnel: conversion, transitions, win rate, lost reasons, time in stage.
@@ -117,6 +123,11 @@ impl Queries {
     /// The funnel.
     pub async fn funnel(&self, req: FunnelRequest) -> Result<FunnelReport, QueryError> {
         let FunnelRequest { params, at, fresh } = req;
+        if let (Some(from), Some(to)) = (params.from, params.to)
+            && from > to
+        {
+            return Err(QueryError::EmptyWindow { from, to });
+        }
         if !fresh && let Some(kept) = self.kept_funnel(&at, params).await? {
             return Ok(kept);
         }
@@ -272,4 +283,41 @@ pub async fn read_events(
     })
     .await?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projections::conversion::FunnelParams;
+    use crate::read_models::memory::MemoryReadModels;
+    use crate::store::sqlite::SqliteStore;
+
+    /// Issue 10: a window whose start is after its end is refused, naming both ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_window_from_after_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
+        let queries = Queries::new(
+            Arc::new(store),
+            Arc::new(MemoryReadModels::new()),
+            Policy::default(),
+        );
+        let from = "2025-07-01T00:00:00Z".parse().unwrap();
+        let to = "2025-06-01T00:00:00Z".parse().unwrap();
+        let request = FunnelRequest {
+            params: FunnelParams {
+                from: Some(from),
+                to: Some(to),
+                ..FunnelParams::default()
+            },
+            at: ReportAt::default(),
+            fresh: true,
+        };
+        let err = queries.funnel(request).await.unwrap_err();
+        assert!(matches!(err, QueryError::EmptyWindow { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the window is empty: from 2025-07-01 00:00:00 UTC is later than to 2025-06-01 00:00:00 UTC; give from at or before to"
+        );
+    }
 }
