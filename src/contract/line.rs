@@ -170,8 +170,13 @@ impl LineValidator {
     }
 
     /// Validates and decodes one line already parsed as JSON.
-    pub fn parse_value(&self, value: Value) -> Result<ValidLine, LineError> {
+    ///
+    /// A number with a zero fraction (`"schema_version": 1.0`) is an integer to JSON Schema, so
+    /// the published schema accepts it where it asks for an integer; it is read as that integer
+    /// (the types would refuse a float), so that every line the schema accepts decodes.
+    pub fn parse_value(&self, mut value: Value) -> Result<ValidLine, LineError> {
         self.check_value(&value)?;
+        integral_floats_to_integers(&mut value);
         let line: InterchangeLine =
             serde_json::from_value(value).map_err(|e| LineError::Field {
                 field: "(line)".into(),
@@ -201,6 +206,26 @@ impl LineValidator {
             schema_version: line.schema_version,
             data,
         })
+    }
+}
+
+/// Rewrites every number with a zero fraction that fits an `i64` or `u64` as that integer.
+fn integral_floats_to_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 {
+                // `as` saturates; the round trip checks that the value was in range.
+                if f >= 0.0 && (f as u64) as f64 == f && f < u64::MAX as f64 {
+                    *value = Value::from(f as u64);
+                } else if f < 0.0 && (f as i64) as f64 == f && f > i64::MIN as f64 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -346,6 +371,24 @@ mod tests {
     /// Issue 10: the repro `import-duplicate-keys-last-wins.sh`, whose line repeats `company` in
     /// `data` and `customer_id` in the envelope.
     const REPEATED: &str = r#"{"event_id":"0190a5d0-0000-7000-8000-0000000000d1","customer_id":"good","type":"LeadSourced","schema_version":1,"occurred_at":"2025-06-08T16:08:29Z","recorded_by":"rep-02","data":{"company":"Good Co","company":"Evil Co","contact":{"name":"N"},"deal_id":"d1","rep_id":"rep-02","source":"web"},"customer_id":"evil"}"#;
+
+    /// Issue 10: `schema_version: 1.0` (shared/repros/data-safety/schema-version-1.0-one-line.ndjson)
+    /// is an integer to the published schema, so it is accepted, as 1.
+    #[test]
+    fn integral_floats_are_read_as_the_integers_the_schema_accepts() {
+        let line = r#"{"event_id":"0197504c-f048-7bb5-b82a-5c32b19d66c8","customer_id":"cust-00043","type":"LeadSourced","schema_version":1.0,"occurred_at":"2025-06-08T16:08:29Z","recorded_at":"2025-06-08T20:03:29Z","recorded_by":"rep-02","data":{"company":"Maple Energy 43","contact":{"email":"buyer@cust-00043.example","name":"Contact cust-00043","phone":"+86 21 5555 2968","role":"decision_maker"},"deal_id":"cust-00043-d1","qualification":{"customer_growing":true,"has_business_plan":false,"has_opportunities":true,"has_relationship":false,"revenue_potential":true,"solution_fits":false,"we_are_competitive":false},"rep_id":"rep-02","source":"web"},"revision":0,"position":1}"#;
+        let v = LineValidator::new();
+        let valid = v.parse(line.as_bytes()).unwrap();
+        assert_eq!(valid.schema_version, 1);
+        let as_integer = v.parse(line.replace("1.0,", "1,").as_bytes()).unwrap();
+        assert_eq!(valid.proposed, as_integer.proposed);
+        assert_eq!(valid.data, as_integer.data);
+        // A fraction is still refused, naming the field.
+        let err = v
+            .parse(line.replace("1.0,", "1.5,").as_bytes())
+            .unwrap_err();
+        assert!(err.to_string().contains("field /schema_version"), "{err}");
+    }
 
     #[track_caller]
     fn check_refused(text: &str, expected: &str) {
