@@ -296,7 +296,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_window_from_after_to_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
+        let store = SqliteStore::open(dir.path().join("ledger.db")).unwrap();
         let queries = Queries::new(
             Arc::new(store),
             Arc::new(MemoryReadModels::new()),
