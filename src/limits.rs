@@ -32,6 +32,14 @@ pub const LINE_ERRORS_MAX: usize = 5;
 /// when a whole file is of the wrong format and every line is bad.
 pub const BAD_LINES_REPORTED_MAX: usize = 1000;
 
+/// Largest amount of money one event may carry, in minor units (10^16: 100 trillion in a currency
+/// of two decimals, 10 quadrillion yen). Far above any real contract, even in currencies of low
+/// value, and low enough that no sum the reports keep in an `i64` (a rep's contracts in one
+/// period and currency, a customer's contracts) can overflow short of 922 contracts each at this
+/// limit. Refused on new input only: stored events of any amount still decode, and their sums
+/// saturate rather than wrap (see `projections/README.md`).
+pub const AMOUNT_MINOR_MAX: i64 = 10_000_000_000_000_000;
+
 // ---- Identifiers and time ----
 
 /// Longest identifier (customer, rep, deal, actor) accepted, in bytes. Identifiers are CRM keys

@@ -922,7 +922,12 @@ async fn a_given_recorded_at_in_the_future_does_not_let_occurred_at_into_the_fut
     // Migrated history keeps its recorded_at, but "now" for the decision is never later than
     // the ledger's own clock.
     let mut event = proposed(Uuid::now_v7(), future, lead("d1"));
+    // A recorded_at past the clock-skew tolerance is refused as new input (issue 10).
     event.recorded_at = Some(future);
+    let err = ledger.record(event.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("field /recorded_at"), "{err:?}");
+    // One within the tolerance is kept, but does not let occurred_at into the future.
+    event.recorded_at = Some(Utc::now() + Duration::seconds(200));
     let err = ledger.record(event.clone()).await.unwrap_err();
     assert!(
         matches!(

@@ -256,6 +256,13 @@ pub async fn run(
             fresh,
             report,
         } => {
+            if let (Some(from), Some(to)) = (from, to)
+                && from > to
+            {
+                anyhow::bail!(
+                    "--from {from} is later than --to {to}: the window would be empty; give --from at or before --to"
+                );
+            }
             let params = FunnelParams {
                 from,
                 to,

@@ -2,9 +2,10 @@
 //! The flags build a typed event, which then goes through the same schema validation and domain
 //! rules as an imported line.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use pipeline_ledger::contract::line::parse_replacement;
 use pipeline_ledger::domain::*;
 use uuid::Uuid;
 
@@ -239,7 +240,7 @@ fn parse_money(s: &str) -> Result<Money, String> {
         .trim()
         .split_once(' ')
         .ok_or_else(|| format!("{s:?}: write an amount and a currency, e.g. \"12500.00 EUR\""))?;
-    let currency = Currency::new(currency.trim()).map_err(|e| e.to_string())?;
+    let currency = Currency::active(currency.trim()).map_err(|e| e.to_string())?;
     Money::from_decimal(amount.trim(), currency).map_err(|e| e.to_string())
 }
 
@@ -437,9 +438,8 @@ pub fn proposed_event(cmd: RecordCommand) -> anyhow::Result<ProposedEvent> {
             let correction = match (retract, amend) {
                 (true, _) => Correction::Retract,
                 (false, Some(json)) => {
-                    let replacement: EventPayload = serde_json::from_str(&json).context(
-                        "--amend: expected {\"type\": \"...\", \"data\": {...}} of the corrected event's type",
-                    )?;
+                    let replacement =
+                        parse_replacement(&json).map_err(|e| anyhow::anyhow!("--amend: {e}"))?;
                     Correction::Amend {
                         replacement: Box::new(replacement),
                     }

@@ -473,6 +473,25 @@ impl std::fmt::Display for EventType {
 }
 
 impl EventPayload {
+    /// The one amount of money the data carries, if any, with its JSON pointer inside `data`.
+    pub fn amount(&self) -> Option<(&'static str, Money)> {
+        match self {
+            EventPayload::NegotiationHeld(e) => e.concession.map(|m| ("/concession", m)),
+            EventPayload::ContractSigned(e) => Some(("/value", e.value)),
+            EventPayload::FollowUpLogged(e) => e.order_value.map(|m| ("/order_value", m)),
+            EventPayload::EventCorrected(EventCorrected {
+                correction: Correction::Amend { replacement },
+                ..
+            }) => match replacement.amount()? {
+                ("/concession", m) => Some(("/correction/replacement/data/concession", m)),
+                ("/value", m) => Some(("/correction/replacement/data/value", m)),
+                ("/order_value", m) => Some(("/correction/replacement/data/order_value", m)),
+                (_, m) => Some(("/correction/replacement/data", m)),
+            },
+            _ => None,
+        }
+    }
+
     /// The rep who performed the interaction (activity is credited to this rep).
     pub fn rep_id(&self) -> &RepId {
         match self {

@@ -61,16 +61,18 @@ pub enum RuleViolation {
         claimed: RepId,
     },
     #[error(
-        "event {event_id} is not in customer {customer}'s history; a correction names an event of the same customer"
+        "field /data/corrected_event_id: event {event_id} is not in customer {customer}'s history; a correction names an event of the same customer"
     )]
     UnknownCorrectedEvent {
         customer: CustomerId,
         event_id: Uuid,
     },
-    #[error("event {event_id} is itself a correction; correct the original event instead")]
+    #[error(
+        "field /data/corrected_event_id: event {event_id} is itself a correction; correct the original event instead"
+    )]
     CorrectingACorrection { event_id: Uuid },
     #[error(
-        "the replacement is a {replacement}, but event {event_id} is a {original}; an amendment keeps the type"
+        "field /data/correction/replacement/type: the replacement is a {replacement}, but event {event_id} is a {original}; an amendment keeps the type"
     )]
     ReplacementTypeMismatch {
         event_id: Uuid,
@@ -78,7 +80,7 @@ pub enum RuleViolation {
         replacement: EventType,
     },
     #[error(
-        "correcting event {event_id} would leave a history that could not have been recorded: {reason}"
+        "field /data/correction: correcting event {event_id} would leave a history that could not have been recorded: {reason}"
     )]
     CorrectionBreaksHistory { event_id: Uuid, reason: String },
 }

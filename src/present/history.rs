@@ -1,5 +1,6 @@
 //! Rendering for people (aligned tables) and for programs (JSON).
 
+use super::for_terminal;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use pipeline_ledger::domain::{Correction, EventPayload, LedgerEvent};
 use serde_json::json;
@@ -70,7 +71,7 @@ pub fn history_table(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Re
         "by",
     ]);
     for e in events {
-        t.add_row(vec![
+        let cells = [
             e.revision.to_string(),
             e.position.to_string(),
             e.occurred_at.format("%Y-%m-%d %H:%M").to_string(),
@@ -83,7 +84,9 @@ pub fn history_table(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Re
             e.payload.rep_id().to_string(),
             summary(&e.payload),
             e.recorded_by.to_string(),
-        ]);
+        ];
+        // Free text reaches a terminal here: escape what a terminal would obey.
+        t.add_row(cells.iter().map(|c| for_terminal(c).into_owned()));
     }
     writeln!(out, "{t}")
 }
@@ -120,7 +123,7 @@ pub fn counts_table(counts: &HashMap<String, u64>, out: &mut dyn Write) -> std::
     rows.sort();
     let mut t = table(&["event type", "events"]);
     for (event_type, n) in rows {
-        t.add_row(vec![event_type.clone(), n.to_string()]);
+        t.add_row(vec![for_terminal(event_type).into_owned(), n.to_string()]);
     }
     t.add_row(vec![
         "total".to_string(),

@@ -1,6 +1,7 @@
 //! Rendering of reports: aligned text tables for people, CSV and JSON for jobs. Every rendering
 //! states the log position the report was computed at (CSV: a `position` column on every row).
 
+use crate::present::for_terminal;
 use pipeline_ledger::domain::Money;
 use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
@@ -46,8 +47,21 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Writes the table with columns aligned (numbers to the right).
+    /// Writes the table with columns aligned (numbers to the right), for a terminal: control
+    /// characters and terminal escapes in the text are shown escaped ([`for_terminal`]).
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let escaped = |cells: &[String]| -> Vec<String> {
+            cells.iter().map(|c| for_terminal(c).into_owned()).collect()
+        };
+        let table = Table {
+            title: for_terminal(&self.title).into_owned(),
+            headers: escaped(&self.headers),
+            rows: self.rows.iter().map(|r| escaped(r)).collect(),
+        };
+        table.write_aligned(out)
+    }
+
+    fn write_aligned(&self, out: &mut dyn Write) -> io::Result<()> {
         let n = self.headers.len();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {

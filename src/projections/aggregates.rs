@@ -46,9 +46,20 @@ pub const DUE_VIEW: &str = "due";
 pub type AggKey = (String, String, String, String);
 
 /// Changes to counters, summed over a batch before they are written.
+///
+/// Summed in `i128`, which no batch can overflow (each change is an `i64`, and a batch holds far
+/// fewer than 2^63 of them); a counter itself is an `i64` and is added to with
+/// [`saturating_counter_add`], so that a sum never wraps (see `projections/README.md`, "Money").
 #[derive(Debug, Default)]
 pub struct Deltas {
-    pub counts: HashMap<AggKey, i64>,
+    pub counts: HashMap<AggKey, i128>,
+}
+
+/// A stored counter plus a batch's change: exact while the sum fits an `i64`, else the nearest
+/// `i64` (what the replay path's saturating sums give). Never wraps.
+pub fn saturating_counter_add(stored: i64, delta: i128) -> i64 {
+    let sum = i128::from(stored).saturating_add(delta);
+    i64::try_from(sum).unwrap_or(if sum > 0 { i64::MAX } else { i64::MIN })
 }
 
 impl Deltas {
@@ -56,7 +67,7 @@ impl Deltas {
         if v == 0 {
             return;
         }
-        *self
+        let sum = self
             .counts
             .entry((
                 view.to_string(),
@@ -64,7 +75,8 @@ impl Deltas {
                 key.to_string(),
                 metric.to_string(),
             ))
-            .or_insert(0) += v;
+            .or_insert(0);
+        *sum = sum.saturating_add(i128::from(v));
     }
 
     /// Adds (`sign` = 1) or subtracts (`sign` = -1) one customer's contribution.
@@ -91,7 +103,8 @@ impl Deltas {
                                     &a.owner_rep,
                                     &label,
                                     &format!("value:{c}"),
-                                    sign * v,
+                                    // `sign` is 1 or -1, and amounts are never negative.
+                                    sign.saturating_mul(v),
                                 );
                             }
                         }
@@ -239,5 +252,29 @@ pub fn reps_report(meta: ReportMeta, params: RepsParams, input: RepsInputs) -> R
         meta,
         params,
         rows: table.into_values().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_sums_saturate_and_never_wrap() {
+        let max = i128::from(i64::MAX);
+        for (stored, delta, expected) in [
+            (1, 2, 3),
+            (i64::MAX, max, i64::MAX),
+            (0, 2 * max, i64::MAX),
+            (i64::MIN, -1, i64::MIN),
+            (i64::MAX, -max, 0),
+            (-5, i128::MIN, i64::MIN),
+        ] {
+            assert_eq!(
+                saturating_counter_add(stored, delta),
+                expected,
+                "{stored} + {delta}"
+            );
+        }
     }
 }

@@ -28,6 +28,7 @@ use crate::read_models::{ReadModelError, ReadModels};
 use crate::runner::binding::{Staleness, expected_binding, staleness};
 use crate::runner::kept::{fold_live_funnel, kept_funnel_name, policy_key};
 use crate::store::{EventStore, ReadError};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -61,6 +62,11 @@ pub enum QueryError {
         "{0}; they are not reported from: run `pipeline-ledger project` (which rebuilds them) or `pipeline-ledger rebuild`, or replay the log with --at-position, --as-of or --known-at"
     )]
     Stale(Staleness),
+    #[error("the window is empty: from {from} is later than to {to}; give from at or before to")]
+    EmptyWindow {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
 }
 
 /// The funnel: conversion, transitions, win rate, lost reasons, time in stage.
@@ -123,6 +129,11 @@ impl Queries {
     /// The funnel.
     pub async fn funnel(&self, req: FunnelRequest) -> Result<FunnelReport, QueryError> {
         let FunnelRequest { params, at, fresh } = req;
+        if let (Some(from), Some(to)) = (params.from, params.to)
+            && from > to
+        {
+            return Err(QueryError::EmptyWindow { from, to });
+        }
         if !at.is_replay() {
             self.ensure_current().await?;
         }
@@ -302,4 +313,41 @@ pub async fn read_events(
     })
     .await?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projections::conversion::FunnelParams;
+    use crate::read_models::memory::MemoryReadModels;
+    use crate::store::sqlite::SqliteStore;
+
+    /// Issue 10: a window whose start is after its end is refused, naming both ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_window_from_after_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("ledger.db")).unwrap();
+        let queries = Queries::new(
+            Arc::new(store),
+            Arc::new(MemoryReadModels::new()),
+            Policy::default(),
+        );
+        let from = "2025-07-01T00:00:00Z".parse().unwrap();
+        let to = "2025-06-01T00:00:00Z".parse().unwrap();
+        let request = FunnelRequest {
+            params: FunnelParams {
+                from: Some(from),
+                to: Some(to),
+                ..FunnelParams::default()
+            },
+            at: ReportAt::default(),
+            fresh: true,
+        };
+        let err = queries.funnel(request).await.unwrap_err();
+        assert!(matches!(err, QueryError::EmptyWindow { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the window is empty: from 2025-07-01 00:00:00 UTC is later than to 2025-06-01 00:00:00 UTC; give from at or before to"
+        );
+    }
 }

@@ -29,7 +29,8 @@ struct TableSet {
 impl TableSet {
     fn add(&mut self, deltas: &Deltas) {
         for (key, v) in &deltas.counts {
-            let now = self.counters.get(key).copied().unwrap_or(0) + v;
+            let stored = self.counters.get(key).copied().unwrap_or(0);
+            let now = aggregates::saturating_counter_add(stored, *v);
             if now == 0 {
                 self.counters.remove(key);
             } else {

@@ -14,7 +14,12 @@
 //!   the schema's `oneOf` (corrections are about one event in a hundred);
 //! - `data` is already in canonical form ([`is_canonical`]: what the full path would store), so
 //!   it is stored as given, without being re-serialized;
-//! - every envelope string is free of escapes (borrowed from the line).
+//! - every envelope string is free of escapes (borrowed from the line);
+//! - it passes [`super::check_new_input`] (`recorded_at` not in the future, active currency).
+//!
+//! A repeated key is never accepted here: serde's derived `Envelope` refuses a repeated field, and
+//! [`is_canonical`] refuses object keys that are not strictly ascending; the full path then names
+//! the key (`unique.rs`).
 //!
 //! `tests/schemas.rs` checks that both paths agree on valid, invalid and mutated lines.
 
@@ -99,6 +104,7 @@ pub(super) fn parse(text: &str) -> Option<ValidLine> {
         causation_id: optional_uuid(line.causation_id)?,
         payload,
     };
+    super::check_new_input(&proposed, Utc::now()).ok()?;
     Some(ValidLine {
         proposed,
         schema_version: line.schema_version,

@@ -153,12 +153,21 @@ fn write_customer(
     Ok(())
 }
 
-/// Adds summed counter changes to the aggregates; a counter back to 0 is deleted.
+/// Adds summed counter changes to the aggregates; a counter back to 0 is deleted. The sum
+/// saturates at the bounds of an `i64` as `aggregates::saturating_counter_add` does (SQLite's
+/// own `+` would turn an overflowing sum into an inexact REAL).
 pub fn write_deltas(tx: &Connection, p: &str, deltas: &Deltas) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(&format!(
-        "{} ON CONFLICT (view, grp, key, metric) DO UPDATE SET value = value + excluded.value \
+        "{} ON CONFLICT (view, grp, key, metric) DO UPDATE SET value = CASE \
+         WHEN excluded.value > 0 AND value > {max} - excluded.value THEN {max} \
+         WHEN excluded.value < 0 AND value < {min} - excluded.value THEN {min} \
+         ELSE value + excluded.value END \
          RETURNING value",
-        AggregateRow::TABLE.insert_sql(p)
+        AggregateRow::TABLE.insert_sql(p),
+        max = i64::MAX,
+        // i64::MIN, written so that SQLite reads an INTEGER (its literal 9223372036854775808 is
+        // a REAL).
+        min = format!("(-{} - 1)", i64::MAX),
     ))?;
     let mut delete = tx.prepare_cached(&format!(
         "DELETE FROM {p}aggregates WHERE view = ?1 AND grp = ?2 AND key = ?3 AND metric = ?4"
@@ -167,6 +176,8 @@ pub fn write_deltas(tx: &Connection, p: &str, deltas: &Deltas) -> rusqlite::Resu
         if *v == 0 {
             continue;
         }
+        // A batch's change beyond an `i64` saturates the counter either way.
+        let v = aggregates::saturating_counter_add(0, *v);
         let now: i64 = upsert.query_row(params![view, grp, key, metric, v], |r| r.get(0))?;
         if now == 0 {
             delete.execute(params![view, grp, key, metric])?;
@@ -329,4 +340,50 @@ pub fn write_reports(
         row.execute_in(&mut put)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read_models::sqlite::columns::schema;
+
+    /// Issue 10 (won-value-overflow.sh): counters saturate at the bounds of an `i64`, the way
+    /// the replay path's sums do; they never wrap and never turn into a REAL.
+    #[test]
+    fn counters_saturate_instead_of_wrapping() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&schema("rm_")).unwrap();
+        let key = || {
+            (
+                "reps:month".to_string(),
+                "rep-07".to_string(),
+                "2025-06".to_string(),
+                "value:EUR".to_string(),
+            )
+        };
+        let value = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT value FROM rm_aggregates", [], |r| r.get(0))
+                .unwrap()
+        };
+        let apply = |conn: &Connection, deltas: &[i128]| {
+            for d in deltas {
+                let mut batch = Deltas::default();
+                batch.counts.insert(key(), *d);
+                write_deltas(conn, "rm_", &batch).unwrap();
+            }
+        };
+        let max = i128::from(i64::MAX);
+        apply(&conn, &[max]);
+        assert_eq!(value(&conn), i64::MAX);
+        apply(&conn, &[max]);
+        assert_eq!(value(&conn), i64::MAX, "two i64::MAX contracts saturate");
+        apply(&conn, &[2 * max]);
+        assert_eq!(value(&conn), i64::MAX, "a batch beyond i64 saturates");
+        apply(&conn, &[-max, -max]);
+        assert_eq!(value(&conn), i64::MIN + 1);
+        apply(&conn, &[-max]);
+        assert_eq!(value(&conn), i64::MIN);
+        apply(&conn, &[5, -3]);
+        assert_eq!(value(&conn), i64::MIN + 2);
+    }
 }
