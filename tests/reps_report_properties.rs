@@ -2,12 +2,10 @@
 //! `aggregates::reps_report` over counters kept incrementally. This property checks that they
 //! agree over generated histories cut into random batches.
 //!
-//! The counters are kept here in memory exactly as the SQLite read models keep them
-//! (`projections::storage`): per batch, the changed customers' old rows are subtracted and their
-//! new rows added (`Deltas::contribute`), a counter back to 0 is dropped, and the days-to-close
-//! spread of every group a changed contract belongs to is recomputed from the contracts inside
-//! that group's period bounds. A rebuild adds every customer once and computes every spread
-//! from scratch. The inputs of `reps_report` are then read as `reps_inputs_live` reads them.
+//! The counters are kept by the in-memory read models (`read_models::memory`, which the
+//! read-model contract suite checks the SQLite ones against), written batch by batch as the
+//! runner writes them, and rebuilt at the end; the inputs of `reps_report` are read through the
+//! port (`reps_inputs_live`).
 
 mod projections_support;
 
@@ -15,151 +13,59 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use pipeline_ledger::demo::{DemoConfig, generate_customers};
 use pipeline_ledger::domain::{CustomerId, LedgerEvent};
 use pipeline_ledger::projections::activity::{RepsParams, reps};
-use pipeline_ledger::projections::aggregates::{
-    self, AggKey, CloseGroup, DUE_VIEW, Deltas, PERIODS, RepsInputs, reps_report,
-};
+use pipeline_ledger::projections::aggregates::{Deltas, PERIODS, RepsInputs, reps_report};
+use pipeline_ledger::projections::fold::derive;
 use pipeline_ledger::projections::meta::{ReportAt, meta_for};
-use pipeline_ledger::projections::model::CustomerRows;
-use pipeline_ledger::projections::time::{Period, Spread};
+use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::projections::{Policy, Projector, replay};
+use pipeline_ledger::read_models::memory::MemoryReadModels;
+use pipeline_ledger::read_models::{Checkpoint, ReadModels, Tables};
 use projections_support::*;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-/// The read models' rows and aggregates, in memory.
-#[derive(Default)]
-struct Kept {
-    rows: BTreeMap<CustomerId, CustomerRows>,
-    /// `rm_aggregates`: no counter is 0 (a counter back to 0 is deleted).
-    counters: HashMap<AggKey, i64>,
-    /// `rm_close_spreads`: (period, rep, label) → spread, only groups with contracts.
-    spreads: HashMap<(String, String, String), Spread>,
+/// The rep report's inputs as the read models give them, at report clock `clock`.
+fn inputs(
+    read_models: &dyn ReadModels,
+    period: Period,
+    rep: Option<&str>,
+    clock: Option<DateTime<Utc>>,
+) -> RepsInputs {
+    read_models
+        .reps_inputs_live(period, rep, &|_| clock)
+        .unwrap()
+        .expect("projected")
+        .1
 }
 
-impl Kept {
-    /// `ReadModelDb::write_batch` on the live tables.
-    fn write_batch(&mut self, changes: Vec<(CustomerId, CustomerRows)>) {
-        let mut deltas = Deltas::default();
-        let mut groups = HashMap::new();
-        for (customer, rows) in changes {
-            if let Some(old) = self.rows.get(&customer) {
-                deltas.contribute(old, -1);
-                aggregates::close_groups(old, &mut groups);
-            }
-            deltas.contribute(&rows, 1);
-            aggregates::close_groups(&rows, &mut groups);
-            self.rows.insert(customer, rows);
-        }
-        self.add(&deltas);
-        for (group, inside) in groups {
-            self.recompute_spread(group, inside);
-        }
+/// A rebuild of `read_models` from `events`, as the runner's rebuild writes it: every customer
+/// once, the counters at the end, the spreads when swapped in.
+fn rebuild(read_models: &dyn ReadModels, policy: &Policy, events: &[LedgerEvent]) {
+    let mut by_customer: BTreeMap<CustomerId, Vec<LedgerEvent>> = BTreeMap::new();
+    for e in events {
+        by_customer
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(e.clone());
     }
-
-    /// `write_deltas`.
-    fn add(&mut self, deltas: &Deltas) {
-        for (key, v) in &deltas.counts {
-            let now = self.counters.entry(key.clone()).or_insert(0);
-            *now += v;
-            if *now == 0 {
-                self.counters.remove(key);
-            }
-        }
-    }
-
-    /// `write_close_spreads` for one group: the group's contracts are those inside the period
-    /// bounds of a time inside it.
-    fn recompute_spread(&mut self, (period, rep, label): CloseGroup, inside: DateTime<Utc>) {
-        let (start, end) = period.bounds(inside);
-        let seconds = self
-            .rows
-            .values()
-            .flat_map(|r| &r.activities)
-            .filter(|a| aggregates::counts_as_close(a) && a.owner_rep == rep)
-            .filter(|a| a.occurred_at >= start && a.occurred_at < end)
-            .filter_map(|a| a.close_seconds);
-        let spread = aggregates::close_spread(seconds);
-        let key = (period.as_str().to_string(), rep, label);
-        if spread.median.is_some() {
-            self.spreads.insert(key, spread);
-        } else {
-            self.spreads.remove(&key);
-        }
-    }
-
-    /// A rebuild: every customer's rows counted once (`write_new_customers`, `write_counters`)
-    /// and every spread computed from all contracts (`rewrite_all_close_spreads`).
-    fn rebuilt(rows: &BTreeMap<CustomerId, CustomerRows>) -> Kept {
-        let mut kept = Kept {
-            rows: rows.clone(),
-            ..Kept::default()
-        };
-        let mut deltas = Deltas::default();
-        let mut groups: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
-        for r in rows.values() {
-            deltas.contribute(r, 1);
-            for a in r
-                .activities
-                .iter()
-                .filter(|a| aggregates::counts_as_close(a))
-            {
-                for period in PERIODS {
-                    let key = (
-                        period.as_str().to_string(),
-                        a.owner_rep.clone(),
-                        period.label(a.occurred_at),
-                    );
-                    groups.entry(key).or_default().extend(a.close_seconds);
-                }
-            }
-        }
-        kept.add(&deltas);
-        for (key, seconds) in groups {
-            let spread = aggregates::close_spread(seconds);
-            if spread.median.is_some() {
-                kept.spreads.insert(key, spread);
-            }
-        }
-        kept
-    }
-
-    /// `read_reps_inputs`: the period's counters (of `rep` only, if given), the follow-ups not
-    /// met yet due before the clock's day (every rep), the period's spreads.
-    fn inputs(
-        &self,
-        period: Period,
-        rep: Option<&str>,
-        clock: Option<DateTime<Utc>>,
-    ) -> RepsInputs {
-        let view = aggregates::reps_view(period);
-        let wanted = |r: &str| rep.is_none_or(|x| x == r);
-        let counters = self
-            .counters
-            .iter()
-            .filter(|((v, grp, _, _), _)| *v == view && wanted(grp))
-            .map(|((_, grp, key, metric), v)| (grp.clone(), key.clone(), metric.clone(), *v))
-            .collect();
-        // Due dates are compared as the stored text, as SQLite compares them.
-        let open_due = clock.map_or_else(Vec::new, |now| {
-            let today = now.date_naive().format("%Y-%m-%d").to_string();
-            self.counters
-                .iter()
-                .filter(|((v, grp, _, _), _)| v == DUE_VIEW && *grp < today)
-                .map(|((_, grp, key, _), v)| (grp.parse().unwrap(), key.clone(), *v))
-                .collect()
-        });
-        let close_spreads = self
-            .spreads
-            .iter()
-            .filter(|((p, r, _), _)| p == period.as_str() && wanted(r))
-            .map(|((_, r, label), s)| (r.clone(), label.clone(), *s))
-            .collect();
-        RepsInputs {
-            counters,
-            open_due,
-            close_spreads,
-        }
-    }
+    let rows: Vec<_> = by_customer
+        .iter()
+        .map(|(c, evs)| (c.clone(), derive(policy, c, evs)))
+        .collect();
+    read_models.start_staging().unwrap();
+    let mut pending = Deltas::default();
+    let reached = Checkpoint {
+        position: events.last().map(|e| e.position),
+        event_id: events.last().map(|e| e.event_id),
+        log_time: events.iter().map(|e| e.occurred_at).max(),
+    };
+    assert!(
+        read_models
+            .write_new_customers(None, &rows, reached, &mut pending)
+            .unwrap()
+    );
+    read_models.write_counters(&pending).unwrap();
+    read_models.swap_in_staging().unwrap();
 }
 
 /// Given the log up to a batch's end and the counters kept to it: the report from the counters
@@ -168,7 +74,7 @@ impl Kept {
 fn check_reports(
     policy: &Policy,
     log: &[LedgerEvent],
-    kept: &Kept,
+    kept: &dyn ReadModels,
     clock_days: i64,
     label: &str,
 ) -> Result<(), TestCaseError> {
@@ -184,7 +90,7 @@ fn check_reports(
         for period in PERIODS {
             for rep in [None, one_rep.clone()] {
                 let params = RepsParams { period, rep };
-                let inputs = kept.inputs(period, params.rep.as_deref(), meta.evaluated_at);
+                let inputs = inputs(kept, period, params.rep.as_deref(), meta.evaluated_at);
                 let kept_report = reps_report(meta.clone(), params.clone(), inputs);
                 let full = reps(&model, meta.clone(), params.clone());
                 prop_assert_eq!(
@@ -220,19 +126,44 @@ fn check_batches(
 ) -> Result<(), TestCaseError> {
     let policy = Policy::default();
     let mut fold = Projector::new(policy.clone());
-    let mut kept = Kept::default();
+    let kept = MemoryReadModels::new();
     let mut start = 0;
     for end in cuts(events.len(), raw_cuts) {
+        let expected = fold.position();
         for e in &events[start..end] {
             fold.apply(e);
         }
         start = end;
-        kept.write_batch(fold.take_changes());
+        let reached = Checkpoint {
+            position: fold.position(),
+            event_id: fold.event_id(),
+            log_time: fold.log_time(),
+        };
+        if reached.position.is_none() {
+            continue; // nothing projected yet
+        }
+        let changes = fold.take_changes();
+        assert!(
+            kept.write_batch(Tables::Live, expected, &changes, reached)
+                .unwrap()
+        );
         check_reports(&policy, &events[..end], &kept, clock_days, "incremental")?;
     }
-    let rebuilt = Kept::rebuilt(&kept.rows);
-    prop_assert_eq!(&rebuilt.counters, &kept.counters);
-    prop_assert_eq!(&rebuilt.spreads, &kept.spreads);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rebuilt = MemoryReadModels::new();
+    rebuild(&rebuilt, &policy, events);
+    for period in PERIODS {
+        let clock = |m: &MemoryReadModels| inputs(m, period, None, None);
+        let (mut a, mut b) = (clock(&rebuilt), clock(&kept));
+        for i in [&mut a, &mut b] {
+            i.counters.sort();
+            i.close_spreads
+                .sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+        }
+        prop_assert_eq!(format!("{a:?}"), format!("{b:?}"), "{:?}", period);
+    }
     check_reports(&policy, events, &rebuilt, clock_days, "rebuilt")
 }
 
