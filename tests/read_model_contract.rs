@@ -6,7 +6,7 @@
 
 mod projections_support;
 
-use pipeline_ledger::domain::{CustomerId, LedgerEvent};
+use pipeline_ledger::domain::LedgerEvent;
 use pipeline_ledger::projections::Policy;
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::aggregates::{Deltas, PERIODS, reps_report};
@@ -19,9 +19,8 @@ use pipeline_ledger::read_models::memory::MemoryReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
 use pipeline_ledger::read_models::{Binding, Checkpoint, KeptReport, ReadModels, Tables};
 use pipeline_ledger::runner::kept::fold_live_funnel;
-use projections_support::generate;
+use projections_support::{generate, rebuild_read_models};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 
 /// One implementation under test, with whatever it needs kept alive (a temporary directory).
 struct Backend {
@@ -75,42 +74,9 @@ fn write_in_batches(rm: &dyn ReadModels, events: &[LedgerEvent], cuts: &[usize])
     fold
 }
 
-/// Rebuilds the staging tables one customer at a time, as the runner's rebuild does, and
-/// swaps them in.
+/// Rebuilds the read models one customer at a time, as the runner's rebuild does.
 fn rebuild(rm: &dyn ReadModels, events: &[LedgerEvent], chunk_customers: usize) {
-    rm.start_staging().unwrap();
-    let mut by_customer: BTreeMap<CustomerId, Vec<LedgerEvent>> = BTreeMap::new();
-    for e in events {
-        by_customer
-            .entry(e.customer_id.clone())
-            .or_default()
-            .push(e.clone());
-    }
-    let policy = Policy::default();
-    let derived: Vec<_> = by_customer
-        .iter()
-        .map(|(c, evs)| (c.clone(), derive(&policy, c, evs)))
-        .collect();
-    let mut pending = Deltas::default();
-    let chunks: Vec<_> = derived.chunks(chunk_customers.max(1)).collect();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let reached = if last {
-            Checkpoint {
-                position: events.last().map(|e| e.position),
-                event_id: events.last().map(|e| e.event_id),
-                log_time: events.iter().map(|e| e.occurred_at).max(),
-            }
-        } else {
-            Checkpoint::default()
-        };
-        assert!(
-            rm.write_new_customers(None, chunk, reached, &mut pending)
-                .unwrap()
-        );
-    }
-    rm.write_counters(&pending).unwrap();
-    rm.swap_in_staging().unwrap();
+    rebuild_read_models(rm, &Policy::default(), events, chunk_customers);
 }
 
 fn live_meta(cp: &Checkpoint) -> ReportMeta {

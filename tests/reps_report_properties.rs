@@ -11,10 +11,9 @@ mod projections_support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pipeline_ledger::demo::{DemoConfig, generate_customers};
-use pipeline_ledger::domain::{CustomerId, LedgerEvent};
+use pipeline_ledger::domain::LedgerEvent;
 use pipeline_ledger::projections::activity::{RepsParams, reps};
-use pipeline_ledger::projections::aggregates::{Deltas, PERIODS, RepsInputs, reps_report};
-use pipeline_ledger::projections::fold::derive;
+use pipeline_ledger::projections::aggregates::{PERIODS, RepsInputs, reps_report};
 use pipeline_ledger::projections::meta::{ReportAt, meta_for};
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::projections::{Policy, Projector, replay};
@@ -22,7 +21,6 @@ use pipeline_ledger::read_models::memory::MemoryReadModels;
 use pipeline_ledger::read_models::{Checkpoint, ReadModels, Tables};
 use projections_support::*;
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 
 /// The rep report's inputs as the read models give them, at report clock `clock`.
 fn inputs(
@@ -36,36 +34,6 @@ fn inputs(
         .unwrap()
         .expect("projected")
         .1
-}
-
-/// A rebuild of `read_models` from `events`, as the runner's rebuild writes it: every customer
-/// once, the counters at the end, the spreads when swapped in.
-fn rebuild(read_models: &dyn ReadModels, policy: &Policy, events: &[LedgerEvent]) {
-    let mut by_customer: BTreeMap<CustomerId, Vec<LedgerEvent>> = BTreeMap::new();
-    for e in events {
-        by_customer
-            .entry(e.customer_id.clone())
-            .or_default()
-            .push(e.clone());
-    }
-    let rows: Vec<_> = by_customer
-        .iter()
-        .map(|(c, evs)| (c.clone(), derive(policy, c, evs)))
-        .collect();
-    read_models.start_staging().unwrap();
-    let mut pending = Deltas::default();
-    let reached = Checkpoint {
-        position: events.last().map(|e| e.position),
-        event_id: events.last().map(|e| e.event_id),
-        log_time: events.iter().map(|e| e.occurred_at).max(),
-    };
-    assert!(
-        read_models
-            .write_new_customers(None, &rows, reached, &mut pending)
-            .unwrap()
-    );
-    read_models.write_counters(&pending).unwrap();
-    read_models.swap_in_staging().unwrap();
 }
 
 /// Given the log up to a batch's end and the counters kept to it: the report from the counters
@@ -153,7 +121,7 @@ fn check_batches(
         return Ok(());
     }
     let rebuilt = MemoryReadModels::new();
-    rebuild(&rebuilt, &policy, events);
+    rebuild_read_models(&rebuilt, &policy, events, usize::MAX);
     for period in PERIODS {
         let clock = |m: &MemoryReadModels| inputs(m, period, None, None);
         let (mut a, mut b) = (clock(&rebuilt), clock(&kept));

@@ -110,32 +110,21 @@ pub async fn project(
             None
         }
     };
-    let mut done = if follow {
-        let refresher = refresh_funnels_periodically(read_models, policy);
-        let done = run(
-            store,
-            &**read_models,
-            Tables::Live,
-            policy,
-            follow,
-            progress,
-            stop,
-        )
-        .await;
+    let refresher = follow.then(|| refresh_funnels_periodically(read_models, policy));
+    let ran = run(
+        store,
+        &**read_models,
+        Tables::Live,
+        policy,
+        follow,
+        progress,
+        stop,
+    )
+    .await;
+    if let Some(refresher) = refresher {
         refresher.abort();
-        done?
-    } else {
-        run(
-            store,
-            &**read_models,
-            Tables::Live,
-            policy,
-            follow,
-            progress,
-            stop,
-        )
-        .await?
-    };
+    }
+    let mut done = ran?;
     refresh_funnels(read_models, policy).await?;
     done.rebuilt = rebuilt;
     Ok(done)

@@ -388,3 +388,50 @@ pub async fn read_back(store: &SqliteStore) -> Vec<LedgerEvent> {
         .map(|r| decode(r).unwrap())
         .collect()
 }
+
+/// Rebuilds `read_models` from `events` as the runner's rebuild writes them: the staging tables
+/// started over, every customer derived once from its whole history and written
+/// `chunk_customers` at a time (the checkpoint with the last chunk), the counters at the end,
+/// the whole swapped in.
+pub fn rebuild_read_models(
+    read_models: &dyn pipeline_ledger::read_models::ReadModels,
+    policy: &pipeline_ledger::projections::Policy,
+    events: &[LedgerEvent],
+    chunk_customers: usize,
+) {
+    use pipeline_ledger::projections::aggregates::Deltas;
+    use pipeline_ledger::projections::fold::derive;
+    use pipeline_ledger::read_models::Checkpoint;
+    read_models.start_staging().unwrap();
+    let mut by_customer: BTreeMap<CustomerId, Vec<LedgerEvent>> = BTreeMap::new();
+    for e in events {
+        by_customer
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(e.clone());
+    }
+    let derived: Vec<_> = by_customer
+        .iter()
+        .map(|(c, evs)| (c.clone(), derive(policy, c, evs)))
+        .collect();
+    let mut pending = Deltas::default();
+    let chunks: Vec<_> = derived.chunks(chunk_customers.max(1)).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let reached = if i + 1 == chunks.len() {
+            Checkpoint {
+                position: events.last().map(|e| e.position),
+                event_id: events.last().map(|e| e.event_id),
+                log_time: events.iter().map(|e| e.occurred_at).max(),
+            }
+        } else {
+            Checkpoint::default()
+        };
+        assert!(
+            read_models
+                .write_new_customers(None, chunk, reached, &mut pending)
+                .unwrap()
+        );
+    }
+    read_models.write_counters(&pending).unwrap();
+    read_models.swap_in_staging().unwrap();
+}
