@@ -12,7 +12,6 @@ use pipeline_ledger::ledger::codec::{stream_name, to_new_record};
 use pipeline_ledger::projections::Policy;
 use pipeline_ledger::read_models::sqlite::read_models_beside;
 use pipeline_ledger::runner;
-use pipeline_ledger::store::files::FileMode;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use pipeline_ledger::store::{EventStore, ExpectedRevision, NewRecord};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -209,7 +208,7 @@ async fn query(
     use pipeline_ledger::query::{CustomerRequest, FunnelRequest, Queries, RepsRequest};
     let policy = Policy::load(None).map_err(step("policy"))?;
     let store: Arc<dyn EventStore> = store.clone();
-    let queries = Queries::new(store, open_read_models(path, FileMode::Private), policy);
+    let queries = Queries::new(store, open_read_models(path), policy);
     let mut out = Vec::new();
     match query {
         Query::Funnel => {
@@ -345,7 +344,7 @@ async fn measure(
         }
         None => {
             let policy = Policy::load(None).map_err(step("policy"))?;
-            let read_models = open_read_models(&read_models, FileMode::Private);
+            let read_models = open_read_models(&read_models);
             runner::rebuild(&*store, &read_models, &policy, &mut |_| {})
                 .await
                 .map_err(step("rebuild"))?;
@@ -439,7 +438,7 @@ async fn measure_lag(
 ) -> Result<f64, BenchError> {
     let policy = Policy::load(None).map_err(step("policy"))?;
     // Catch the read models up first, so that only the steady load is measured.
-    let read_models = open_read_models(read_models, FileMode::Private);
+    let read_models = open_read_models(read_models);
     runner::project(&**store, &read_models, &policy, false, &mut |_| {}, async {
     })
     .await

@@ -63,6 +63,14 @@ pub enum SqliteOpenError {
          with `pipeline-ledger init`"
     )]
     Missing { path: PathBuf },
+    #[error(
+        "cannot write store {path} ({source}); check the permissions of the file, its -wal and \
+         -shm files and its directory (export, history and the reports need read access only)"
+    )]
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create store {path}: {source}")]
     Create {
         path: PathBuf,
@@ -189,11 +197,14 @@ impl SqliteStore {
             path: path.clone(),
             source,
         };
+        // SQLite would silently open a file it cannot write read-only, and fail at the first
+        // append; say so now. (Opening for writing, without truncating, changes nothing.)
+        if let Err(source) = std::fs::OpenOptions::new().write(true).open(&path) {
+            return Err(SqliteOpenError::NotWritable { path, source });
+        }
         let mut conn = Connection::open_with_flags(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sqlite)?;
         wait_when_busy(&mut conn).map_err(sqlite)?;
