@@ -118,8 +118,8 @@ fn mode_of(path: &Path) -> u32 {
 }
 
 fn application_id(path: &Path) -> i32 {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
+    let conn =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     conn.query_row("PRAGMA application_id", [], |r| r.get(0))
         .unwrap()
 }
@@ -138,7 +138,10 @@ fn foreign_sqlite(path: &Path) {
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) == 0
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0
 }
 
 // ---- 1. demo removes only the read models it made for itself ----
@@ -169,7 +172,10 @@ fn demo_refuses_read_models_that_are_another_ledger_or_a_text_file() {
     let notes = d.path("notes.txt");
     std::fs::write(&notes, "keep me").unwrap();
     let demo = d.path("demo.db");
-    for (target, what) in [(store_s.as_str(), "a ledger"), (notes.to_str().unwrap(), "text")] {
+    for (target, what) in [
+        (store_s.as_str(), "a ledger"),
+        (notes.to_str().unwrap(), "text"),
+    ] {
         let err = d.fails(&[
             "--store",
             demo.to_str().unwrap(),
@@ -187,7 +193,15 @@ fn demo_refuses_read_models_that_are_another_ledger_or_a_text_file() {
     assert_eq!(d.events_in(&d.store), 1, "the other ledger lost its event");
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "keep me");
     // Its own read models, from an earlier run, it does start afresh.
-    let args = ["--store", demo.to_str().unwrap(), "demo", "--customers", "3"];
+    let args = [
+        "--store",
+        "./pipeline-ledger-demo.db",
+        "--read-models",
+        "demo.read-models.db",
+        "demo",
+        "--customers",
+        "3",
+    ];
     d.ok(&args);
     d.ok(&args);
 }
@@ -215,7 +229,13 @@ fn export_replaces_its_output_only_when_complete() {
     let out = d.path("out.ndjson");
     std::fs::write(&out, "previous export\n").unwrap();
     // A failed export (no store here) leaves the previous file as it was.
-    d.fails(&["--store", d.path("missing.db").to_str().unwrap(), "export", "-o", "out.ndjson"]);
+    d.fails(&[
+        "--store",
+        d.path("missing.db").to_str().unwrap(),
+        "export",
+        "-o",
+        "out.ndjson",
+    ]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous export\n");
     d.record("c1");
     d.ok(&["export", "-o", "out.ndjson"]);
@@ -276,7 +296,10 @@ fn after_clean_exits_the_store_file_alone_holds_every_event() {
         }
         let wal = PathBuf::from(format!("{}-wal", d.store.display()));
         let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        assert_eq!(wal_bytes, 0, "round {round}: the WAL still holds {wal_bytes} bytes");
+        assert_eq!(
+            wal_bytes, 0,
+            "round {round}: the WAL still holds {wal_bytes} bytes"
+        );
         let copy_dir = tempfile::tempdir().unwrap();
         let copy = copy_dir.path().join("copy.db");
         std::fs::copy(&d.store, &copy).unwrap();
@@ -316,7 +339,11 @@ fn backup_copies_a_running_store_verified_and_never_overwrites_by_surprise() {
     assert!((2..=7).contains(&copied), "{copied}");
     assert!(out.contains(&format!("backed up {copied} events")), "{out}");
     assert_eq!(application_id(&copy), STORE_APPLICATION_ID);
-    assert_eq!(journal_mode(&copy), "delete", "the backup is one self-contained file");
+    assert_eq!(
+        journal_mode(&copy),
+        "delete",
+        "the backup is one self-contained file"
+    );
     assert_eq!(mode_of(&copy), 0o600);
     // The copy is the store as it was: the same events, in the same order.
     let source = d.ok(&["export"]);
@@ -336,13 +363,22 @@ fn backup_copies_a_running_store_verified_and_never_overwrites_by_surprise() {
     let err = d.fails(&["backup", d.store.to_str().unwrap(), "--force"]);
     assert!(err.contains("the store itself"), "{err}");
     assert_eq!(d.events_in(&d.store), 7);
-    assert!(d.files().iter().all(|f| !f.ends_with(".tmp")), "{:?}", d.files());
+    assert!(
+        d.files().iter().all(|f| !f.ends_with(".tmp")),
+        "{:?}",
+        d.files()
+    );
 }
 
 #[test]
 fn backup_of_kurrentdb_points_to_the_servers_own_backups() {
     let d = Dir::new();
-    let err = d.fails(&["--store", "kurrentdb://localhost:2113?tls=false", "backup", "x.db"]);
+    let err = d.fails(&[
+        "--store",
+        "kurrentdb://localhost:2113?tls=false",
+        "backup",
+        "x.db",
+    ]);
     assert!(err.contains("KurrentDB"), "{err}");
     assert!(!d.path("x.db").exists());
 }
@@ -362,8 +398,15 @@ fn a_foreign_sqlite_store_is_refused_before_it_is_switched_to_wal() {
         [vec!["--store", other_s], record_args("c1")].concat(),
     ] {
         let err = d.fails(&args);
-        assert!(err.contains("not a pipeline-ledger store"), "{args:?}: {err}");
-        assert_eq!(journal_mode(&other), "delete", "{args:?} switched it to WAL");
+        assert!(
+            err.contains("not a pipeline-ledger store"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            journal_mode(&other),
+            "delete",
+            "{args:?} switched it to WAL"
+        );
     }
 }
 
@@ -374,7 +417,10 @@ fn a_foreign_or_store_file_as_read_models_is_refused_untouched() {
     let other = d.path("other.db");
     foreign_sqlite(&other);
     let err = d.fails(&["--read-models", other.to_str().unwrap(), "project"]);
-    assert!(err.contains("not a pipeline-ledger read-models file"), "{err}");
+    assert!(
+        err.contains("not a pipeline-ledger read-models file"),
+        "{err}"
+    );
     assert_eq!(journal_mode(&other), "delete");
     let second = d.path("second.db");
     d.ok(&["--store", second.to_str().unwrap(), "init"]);
@@ -446,7 +492,11 @@ fn a_store_without_write_access_can_be_exported_and_read() {
     assert_eq!(out.stdout.lines().count(), 2);
     let out = run_without_write_access(&d, &["history", "c1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("Acme") || out.stdout.contains("lead"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Acme") || out.stdout.contains("lead"),
+        "{}",
+        out.stdout
+    );
     let after: Vec<(String, Vec<u8>)> = d
         .files()
         .into_iter()
@@ -468,6 +518,8 @@ fn files_are_created_private_or_group_readable_when_asked() {
         }
         output(init);
         let keep = Connection::open(&d.store).unwrap();
+        keep.query_row("SELECT count(*) FROM events", [], |_| Ok(()))
+            .unwrap();
         let mut record = d.command(&record_args("c1"));
         let mut project = d.command(&["project"]);
         let mut backup = d.command(&["backup", "copy.db"]);
@@ -480,8 +532,16 @@ fn files_are_created_private_or_group_readable_when_asked() {
             assert_eq!(out.code, 0, "{}", out.stderr);
         }
         let names = d.files();
-        for part in ["ledger.db", "ledger.db-wal", "ledger.db-shm", "ledger.read-models.db"] {
-            assert!(names.contains(&part.to_string()), "{part} missing: {names:?}");
+        for part in [
+            "ledger.db",
+            "ledger.db-wal",
+            "ledger.db-shm",
+            "ledger.read-models.db",
+        ] {
+            assert!(
+                names.contains(&part.to_string()),
+                "{part} missing: {names:?}"
+            );
         }
         for name in &names {
             assert_eq!(
@@ -504,6 +564,8 @@ fn a_failed_write_names_its_cause_not_an_earlier_failure() {
     // store writes nothing; then writes that would grow a file past 1 KiB fail (EFBIG): the
     // WAL cannot take the next event.
     let keep = Connection::open(&d.store).unwrap();
+    keep.query_row("SELECT count(*) FROM events", [], |_| Ok(()))
+        .unwrap();
     let bin = assert_cmd::cargo::cargo_bin("pipeline-ledger");
     let size = 1024;
     let mut cmd = Command::new("sh");
@@ -534,7 +596,11 @@ fn a_write_to_a_store_without_write_access_says_so() {
     d.record("c1");
     let out = run_without_write_access(&d, &record_args("c2"));
     assert_ne!(out.code, 0);
-    assert!(!out.stderr.contains("earlier write failure"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("earlier write failure"),
+        "{}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("cannot write store") && out.stderr.contains("permissions"),
         "{}",

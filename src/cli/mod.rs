@@ -43,7 +43,13 @@ pub struct Cli {
     pub read_models: Option<PathBuf>,
     /// Create new files (store, -wal, -shm, read models, backups, exports) 0640 instead of
     /// 0600, for reporting jobs that run as another user of the group.
-    #[arg(long, global = true, env = "PIPELINE_LEDGER_GROUP_READABLE")]
+    #[arg(
+        long,
+        global = true,
+        env = "PIPELINE_LEDGER_GROUP_READABLE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub group_readable: bool,
     #[command(subcommand)]
     pub command: Command,
