@@ -13,7 +13,9 @@ use pipeline_ledger::demo::{DemoConfig, generate};
 use pipeline_ledger::ledger::Ledger;
 use pipeline_ledger::ledger::import::{ImportError, Progress};
 use pipeline_ledger::read_models::sqlite::read_models_beside;
-use pipeline_ledger::store::{Backend, EventStore};
+use pipeline_ledger::store::backup::BackupOptions;
+use pipeline_ledger::store::files::{self, FileKind, FileMode};
+use pipeline_ledger::store::{Access, Backend, EventStore, StoreOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +42,16 @@ pub struct Cli {
     /// `./pipeline-ledger-read-models-<hash of the cluster's address>.db`.
     #[arg(long, global = true, env = "PIPELINE_LEDGER_READ_MODELS")]
     pub read_models: Option<PathBuf>,
+    /// Create new files (store, -wal, -shm, read models, backups, exports) 0640 instead of
+    /// 0600, for reporting jobs that run as another user of the group.
+    #[arg(
+        long,
+        global = true,
+        env = "PIPELINE_LEDGER_GROUP_READABLE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub group_readable: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,24 +59,37 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the store (nothing happens if it exists).
+    /// Create the store (nothing happens if it exists). Every command but `init`, `record`,
+    /// `import` and `demo` refuses a store that does not exist.
     Init,
-    /// Record one interaction; prints its event id, stream revision and position.
+    /// Record one interaction; prints its event id, stream revision and position. Creates the
+    /// store if it does not exist (and says so on standard error).
     Record {
         #[command(subcommand)]
         interaction: Box<record::RecordCommand>,
     },
     /// Import NDJSON events (one per line) from FILE, or `-` for standard input. Every line is
     /// validated first; a file with a bad line writes nothing. Importing twice adds nothing.
+    /// Creates the store if it does not exist (and says so on standard error).
     Import {
         /// The NDJSON file, or `-`.
         file: PathBuf,
     },
-    /// Export every event as NDJSON, in log order.
+    /// Export every event as NDJSON, in log order. Opens the store read-only.
     Export {
-        /// Write here instead of standard output.
+        /// Write here instead of standard output: into a temporary file beside it, renamed over
+        /// it once the export is complete. Never the store or the read models.
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// Copy the running store into DEST: a consistent online backup (WAL included) as one
+    /// self-contained file, verified before it replaces DEST. SQLite stores only.
+    Backup {
+        /// The backup file.
+        dest: PathBuf,
+        /// Replace DEST if it exists (only ever a pipeline-ledger store).
+        #[arg(long)]
+        force: bool,
     },
     /// A customer's timeline.
     History {
@@ -190,13 +215,25 @@ pub fn kurrent_read_models(connection: &str) -> PathBuf {
 }
 
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
-fn open(location: &Path) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
-    let store = pipeline_ledger::store::open_url(
+fn open(location: &Path, options: StoreOptions) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
+    let created = options.access == Access::CreateIfMissing
+        && Backend::of(&location.to_string_lossy()) == Backend::Sqlite
+        && !location.exists();
+    let store = pipeline_ledger::store::open_url_with(
         &location.to_string_lossy(),
         pipeline_ledger::ledger::codec::stream_filter(),
+        options,
     )?;
+    if created {
+        eprintln!("created a new store at {}", location.display());
+    }
     let ledger = Ledger::new(store.clone());
     Ok((store, ledger))
+}
+
+/// The options of a store opened with `access`, creating files with `mode`.
+fn with(access: Access, file_mode: FileMode) -> StoreOptions {
+    StoreOptions { access, file_mode }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -204,11 +241,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let mode = if cli.group_readable {
+        FileMode::GroupReadable
+    } else {
+        FileMode::Private
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
         Command::Init => {
-            let (store, _) = open(&store_path)?;
+            let (store, _) = open(&store_path, with(Access::CreateIfMissing, mode))?;
             let head = store.head_position().await?;
             writeln!(
                 out,
@@ -219,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Record { interaction } => {
             let proposed = record::proposed_event(*interaction)?;
-            let (_, ledger) = open(&store_path)?;
+            let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
             let recorded = ledger.record(proposed).await?;
             let verb = if recorded.written {
                 "recorded"
@@ -233,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Import { file } => {
-            let (_, ledger) = open(&store_path)?;
+            let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
             let mut input: Box<dyn BufRead> = if file.as_os_str() == "-" {
                 Box::new(BufReader::new(std::io::stdin()))
             } else {
@@ -273,16 +315,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Export { output } => {
-            let (_, ledger) = open(&store_path)?;
+            if let Some(path) = &output {
+                let read_models = read_models_path(cli.read_models.clone(), &store_path);
+                refuse_ledger_file(path, &store_path, &read_models)?;
+            }
+            let (_, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
             let count = match output {
-                Some(path) => {
-                    let file = std::fs::File::create(&path)
-                        .with_context(|| format!("cannot create {}", path.display()))?;
-                    let mut w = std::io::BufWriter::new(file);
-                    let n = ledger.export(&mut w).await?;
-                    w.flush()?;
-                    n
-                }
+                Some(path) => export_to_file(&ledger, &path, mode).await?,
                 None => {
                     let mut w = std::io::BufWriter::new(&mut out);
                     let n = ledger.export(&mut w).await?;
@@ -292,8 +331,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             eprintln!("exported {count} events");
         }
+        Command::Backup { dest, force } => {
+            if Backend::of(&store_path.to_string_lossy()) == Backend::Kurrent {
+                bail!(
+                    "`backup` copies a SQLite store; KurrentDB keeps its own backups: use the \
+                     server's backup procedure (see the KurrentDB documentation, \"Backup and \
+                     restore\")"
+                );
+            }
+            let options = BackupOptions {
+                force,
+                file_mode: mode,
+            };
+            let report = pipeline_ledger::store::backup::backup(&store_path, &dest, options)?;
+            writeln!(
+                out,
+                "backed up {} events (up to position {}) into {} ({} bytes), verified",
+                report.events,
+                report.head,
+                dest.display(),
+                report.bytes
+            )?;
+        }
         Command::History { customer, json } => {
-            let (_, ledger) = open(&store_path)?;
+            let (_, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
             let events = ledger.history(&customer).await?;
             if json {
                 history::history_json(&events, &mut out)?;
@@ -302,9 +363,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Projection(cmd) => {
-            let (store, _) = open(&store_path)?;
+            // Every projection command only reads the store (`project` and `rebuild` write the
+            // read models, which are files of their own).
+            let (store, _) = open(&store_path, with(Access::ReadOnly, mode))?;
             let read_models = read_models_path(cli.read_models, &store_path);
-            let read_models = projection_commands::open_read_models(&read_models);
+            if files::is_part_of(&read_models, &store_path) {
+                bail!(
+                    "--read-models names the store {} itself; name the read models' own file",
+                    store_path.display()
+                );
+            }
+            let read_models = projection_commands::open_read_models(&read_models, mode);
             projection_commands::run(cmd, store, read_models, &mut out).await?;
         }
         Command::Bench {
@@ -344,6 +413,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             run_demo(
                 &path,
                 &read_models_path(cli.read_models, &path),
+                mode,
                 customers,
                 seed,
                 until.unwrap_or_else(Utc::now),
@@ -356,17 +426,86 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses `output` when it is a file of the ledger: the store, its -wal or -shm, or the read
+/// models (and theirs).
+fn refuse_ledger_file(output: &Path, store: &Path, read_models: &Path) -> anyhow::Result<()> {
+    if Backend::of(&store.to_string_lossy()) == Backend::Sqlite && files::is_part_of(output, store)
+    {
+        bail!(
+            "{} is the store (or its -wal or -shm file); export to another file",
+            output.display()
+        );
+    }
+    if files::is_part_of(output, read_models) {
+        bail!(
+            "{} is the read models' file; export to another file",
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Exports into a temporary file beside `path` (created with `mode`), synced and renamed over
+/// `path` only once the export is complete: a failed export leaves `path` as it was.
+async fn export_to_file(ledger: &Ledger, path: &Path, mode: FileMode) -> anyhow::Result<u64> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?
+        .to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.export-{}.tmp", std::process::id()));
+    let file = files::create_new_file(&temp, mode)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let result = async {
+        let mut w = std::io::BufWriter::new(file);
+        let n = ledger.export(&mut w).await?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+            .with_context(|| format!("cannot rename {} to {}", temp.display(), path.display()))?;
+        anyhow::Ok(n)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Refuses a demo whose read-models path is the store, or a file that is not a read-models
+/// file of ours: the demo removes only the read models it made for itself.
+fn check_demo_read_models(store: &Path, read_models: &Path) -> anyhow::Result<()> {
+    if files::is_part_of(read_models, store) {
+        bail!(
+            "--read-models names the demo's store {} itself; nothing was touched; name the read \
+             models' own file",
+            store.display()
+        );
+    }
+    match files::kind_of_file(read_models)
+        .with_context(|| format!("cannot read {}", read_models.display()))?
+    {
+        None | Some(FileKind::ReadModels) => Ok(()),
+        Some(_) => bail!(
+            "the demo starts its read models afresh, but {} is not a pipeline-ledger read-models \
+             file; nothing was touched; name another --read-models",
+            read_models.display()
+        ),
+    }
+}
+
 async fn run_demo(
     path: &Path,
     read_models: &Path,
+    mode: FileMode,
     customers: usize,
     seed: u64,
     until: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    check_demo_read_models(path, read_models)?;
     if Backend::of(&path.to_string_lossy()) == Backend::Kurrent {
         // A server is never wiped: the demo only runs on one that holds no ledger events.
-        let (store, _) = open(path)?;
+        let (store, _) = open(path, with(Access::MustExist, mode))?;
         if store.head_position().await?.is_some() {
             bail!(
                 "the demo writes a fresh ledger, but KurrentDB at {} already holds ledger events; \
@@ -375,7 +514,7 @@ async fn run_demo(
             );
         }
     } else if path.exists() {
-        let (store, _) = open(path)?;
+        let (store, _) = open(path, with(Access::MustExist, mode))?;
         let head = store.head_position().await?;
         drop(store);
         if head.is_some() && path != Path::new(DEFAULT_DEMO_STORE) {
@@ -386,7 +525,7 @@ async fn run_demo(
         }
         pipeline_ledger::store::sqlite::remove_files(path);
     }
-    let (_, ledger) = open(path)?;
+    let (_, ledger) = open(path, with(Access::CreateIfMissing, mode))?;
     writeln!(
         out,
         "Generating {customers} customers (seed {seed}) into {} …",
@@ -411,10 +550,12 @@ async fn run_demo(
     let counts = ledger.count_by_type().await?;
     history::counts_table(&counts, out)?;
     writeln!(out)?;
-    // The read models of a fresh ledger start fresh too.
+    // The read models of a fresh ledger start fresh too: checked above to be a read-models
+    // file of ours (or missing), and checked again now, just before it is removed.
+    check_demo_read_models(path, read_models)?;
     pipeline_ledger::store::sqlite::remove_files(read_models);
     let policy = pipeline_ledger::projections::Policy::load(None)?;
-    demo_report(ledger.store().clone(), read_models, policy, out).await?;
+    demo_report(ledger.store().clone(), read_models, mode, policy, out).await?;
     Ok(())
 }
 
@@ -423,12 +564,13 @@ async fn run_demo(
 async fn demo_report(
     store: Arc<dyn EventStore>,
     read_models: &Path,
+    mode: FileMode,
     policy: pipeline_ledger::projections::Policy,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     use crate::present::reports::{Format, write_funnel, write_pipeline, write_reps};
     use pipeline_ledger::query::{FunnelRequest, PipelineRequest, Queries, RepsRequest};
-    let read_models = projection_commands::open_read_models(read_models);
+    let read_models = projection_commands::open_read_models(read_models, mode);
     let ready = std::future::ready(());
     pipeline_ledger::runner::project(&*store, &read_models, &policy, false, &mut |_| {}, ready)
         .await?;

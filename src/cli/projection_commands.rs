@@ -17,6 +17,7 @@ use pipeline_ledger::read_models::ReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
 use pipeline_ledger::runner::{self, Progress};
 use pipeline_ledger::store::EventStore;
+use pipeline_ledger::store::files::FileMode;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -203,8 +204,8 @@ fn progress_reporter() -> impl FnMut(&Progress) + Send {
 }
 
 /// The read models in the SQLite file at `path` (opened when first used).
-pub fn open_read_models(path: &Path) -> Arc<dyn ReadModels> {
-    Arc::new(SqliteReadModels::open(path))
+pub fn open_read_models(path: &Path, mode: FileMode) -> Arc<dyn ReadModels> {
+    Arc::new(SqliteReadModels::with_file_mode(path, mode))
 }
 
 /// Runs a projection command over `store`, with the read models `read_models`.

@@ -80,6 +80,16 @@ pub enum ReadModelError {
     },
     #[error("the read models' {what} lock was poisoned by a thread that panicked; reopen them")]
     Poisoned { what: &'static str },
+    #[error(
+        "{path} is not a pipeline-ledger read-models file ({what}); it was left untouched; \
+         name another file with --read-models"
+    )]
+    NotReadModels { path: PathBuf, what: &'static str },
+    #[error("cannot create the read models' file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The read models, as the runner and the queries use them. Implementations are blocking (the

@@ -7,6 +7,8 @@
 //! and metadata. Decoding into typed events happens in the ledger (`ledger::codec`), which also
 //! tells the store which streams are its own (a [`StreamFilter`]) where the store is shared.
 
+pub mod backup;
+pub mod files;
 pub mod kurrent;
 pub mod sqlite;
 
@@ -253,6 +255,11 @@ pub enum StorageError {
     Poisoned(String),
     #[error("the store is closed")]
     Closed,
+    #[error("the store {0} was opened read-only; this command cannot write to it")]
+    ReadOnly(String),
+    /// A write failed and nothing of it was acknowledged; the message names the cause.
+    #[error("{0}")]
+    WriteFailed(WriteFailure),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The server cannot be reached or failed; the message says whether a write may have
@@ -423,6 +430,91 @@ pub enum OpenError {
     Kurrent(#[from] kurrent::KurrentOpenError),
 }
 
+/// How a store is opened: whether a missing one is created, whether it may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Create the store if it does not exist (`init`, `record`, `import`).
+    #[default]
+    CreateIfMissing,
+    /// Refuse a store that does not exist, naming `pipeline-ledger init`.
+    MustExist,
+    /// Refuse a missing store, and never write it: no writer, read-only connections.
+    ReadOnly,
+}
+
+/// How to open a store (the embedded backend; KurrentDB ignores them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreOptions {
+    pub access: Access,
+    /// The mode of files the store creates.
+    pub file_mode: files::FileMode,
+}
+
+/// Why a write failed, as far as SQLite tells: each says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// The file or its directory cannot be written.
+    ReadOnly(String),
+    /// No space left on the device.
+    DiskFull(String),
+    /// Another process held the write lock for longer than the store waits.
+    Busy(String),
+    /// Any other failure (I/O, corruption).
+    Other(String),
+}
+
+impl std::fmt::Display for WriteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteFailure::ReadOnly(e) => write!(
+                f,
+                "the write failed because the store cannot be written ({e}); nothing was \
+                 acknowledged; check the permissions of the store file, its -wal and -shm files \
+                 and its directory"
+            ),
+            WriteFailure::DiskFull(e) => write!(
+                f,
+                "the write failed because the disk is full ({e}); nothing was acknowledged; \
+                 free space, then close and reopen the store"
+            ),
+            WriteFailure::Busy(e) => write!(
+                f,
+                "the write failed because another process held the store's write lock for too \
+                 long ({e}); nothing was written; try again"
+            ),
+            WriteFailure::Other(e) => write!(
+                f,
+                "the write failed ({e}); nothing was acknowledged; close and reopen the store \
+                 and check it with `PRAGMA integrity_check`"
+            ),
+        }
+    }
+}
+
+impl WriteFailure {
+    /// Classifies a SQLite error of a write.
+    pub fn of(e: &rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let text = e.to_string();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) => {
+                WriteFailure::ReadOnly(text)
+            }
+            Some(ErrorCode::DiskFull) => WriteFailure::DiskFull(text),
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+                WriteFailure::Busy(text)
+            }
+            _ => WriteFailure::Other(text),
+        }
+    }
+
+    /// Whether the store must refuse later writes until reopened: after a failure that may
+    /// have left the file in an uncertain state. A busy lock wrote nothing.
+    pub fn poisons(&self) -> bool {
+        !matches!(self, WriteFailure::Busy(_))
+    }
+}
+
 /// Which backend a store location names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -449,9 +541,19 @@ pub fn open_url(
     location: &str,
     filter: StreamFilter,
 ) -> Result<std::sync::Arc<dyn EventStore>, OpenError> {
+    open_url_with(location, filter, StoreOptions::default())
+}
+
+/// [`open_url`] with options for the embedded store (whether a missing one is created, whether
+/// it is opened read-only, the mode of new files).
+pub fn open_url_with(
+    location: &str,
+    filter: StreamFilter,
+    options: StoreOptions,
+) -> Result<std::sync::Arc<dyn EventStore>, OpenError> {
     Ok(match Backend::of(location) {
         Backend::Kurrent => std::sync::Arc::new(kurrent::KurrentStore::connect(location, filter)?),
-        Backend::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open(location)?),
+        Backend::Sqlite => std::sync::Arc::new(sqlite::SqliteStore::open_with(location, options)?),
     })
 }
 

@@ -11,6 +11,8 @@
 //! part of an append. Positions are assigned inside the write transaction from the table's own
 //! maximum, so that several processes may write to one file (SQLite serializes them).
 
+use super::files::{self, FileKind, STORE_APPLICATION_ID};
+use super::{Access, StoreOptions};
 use super::{
     AppendError, AppendResult, BulkMessage, BulkResult, CurrentRevision, Direction, EventStore,
     NewRecord, ReadError, Record, StorageError, StreamAppend, Subscription, SubscriptionMessage,
@@ -45,8 +47,6 @@ pub const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);
 /// to 100 ms sleeps; the read models' writer, waiting for the event writer's back-to-back group
 /// commits, then slept through every free moment and fell seconds behind.
 const BUSY_RETRY_INTERVAL: Duration = Duration::from_micros(200);
-/// Identifies a pipeline-ledger file (`PRAGMA application_id`): "PLDG".
-const APPLICATION_ID: i32 = 0x504c_4447;
 /// The file format version (`PRAGMA user_version`).
 const FORMAT_VERSION: i32 = 1;
 
@@ -58,8 +58,34 @@ pub enum SqliteOpenError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("{path} is not a pipeline-ledger store (another SQLite database)")]
+    #[error(
+        "there is no store at {path}; check --store (or PIPELINE_LEDGER_STORE), or create one \
+         with `pipeline-ledger init`"
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "cannot write store {path} ({source}); check the permissions of the file, its -wal and \
+         -shm files and its directory (export, history and the reports need read access only)"
+    )]
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create store {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a pipeline-ledger store (another SQLite database); it was left untouched"
+    )]
     NotALedger { path: PathBuf },
+    #[error(
+        "{path} is a pipeline-ledger read-models file, not a store; name the store with --store"
+    )]
+    ReadModelsFile { path: PathBuf },
+    #[error("{path} is empty, not a pipeline-ledger store; create one with `pipeline-ledger init`")]
+    EmptyFile { path: PathBuf },
     #[error("{path} has store format {found}; this build reads format {FORMAT_VERSION}")]
     UnsupportedFormat { path: PathBuf, found: i32 },
     #[error("cannot start the store's writer thread: {0}")]
@@ -86,27 +112,103 @@ struct Shared {
     path: PathBuf,
     /// The store's identity ([`EventStore::identity`]), read or given at open.
     identity: Option<String>,
+    /// How readers open the file.
+    readers_open: ReaderOpen,
     readers: Mutex<Vec<Connection>>,
     /// The position of the last committed event (0 when empty), for live subscriptions.
     head: watch::Sender<u64>,
 }
 
-/// The embedded SQLite event store. Cheap to clone; clones share the writer.
+/// How reading connections open the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReaderOpen {
+    /// Read-write flags, `query_only`: the store is open for writing too.
+    Normal,
+    /// `SQLITE_OPEN_READ_ONLY`: nothing can be written through these connections.
+    ReadOnly,
+    /// Read-only and `immutable=1`: a store on read-only media, where SQLite cannot create the
+    /// `-shm` file WAL readers need. Used only when no `-wal` file is beside it, so that nothing
+    /// committed is missed, and only when nothing can write the file anyway.
+    Immutable,
+}
+
+/// The writer thread and the channel to it. Dropping the last handle closes the channel and
+/// waits for the thread, which checkpoints the WAL into the database file and closes its
+/// connection: after a clean exit the store is one complete file.
+struct WriterHandle {
+    tx: Option<mpsc::Sender<WriterMessage>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    fn sender(&self) -> Result<&mpsc::Sender<WriterMessage>, StorageError> {
+        self.tx.as_ref().ok_or(StorageError::Closed)
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The embedded SQLite event store. Cheap to clone; clones share the writer. When the last
+/// clone is dropped the writer checkpoints the WAL into the database file and closes.
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<WriterMessage>,
+    /// `None` when the store was opened read-only.
+    writer: Option<Arc<WriterHandle>>,
 }
 
 impl SqliteStore {
-    /// Opens the store at `path`, creating it if missing.
+    /// Opens the store at `path`, creating it (0600) if missing.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SqliteOpenError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens the store at `path` as `options` say. The file is checked to be a store (or an
+    /// empty file) before anything is written to it.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Self, SqliteOpenError> {
         let path = path.as_ref().to_path_buf();
+        if !path.exists() {
+            match options.access {
+                Access::MustExist | Access::ReadOnly => {
+                    return Err(SqliteOpenError::Missing { path });
+                }
+                Access::CreateIfMissing => {
+                    files::create_file(&path, options.file_mode).map_err(|source| {
+                        SqliteOpenError::Create {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                }
+            }
+        }
+        if options.access == Access::ReadOnly {
+            return Self::open_read_only(path);
+        }
         let sqlite = |source| SqliteOpenError::Sqlite {
             path: path.clone(),
             source,
         };
-        let mut conn = Connection::open(&path).map_err(sqlite)?;
+        // SQLite would silently open a file it cannot write read-only, and fail at the first
+        // append; say so now. (Opening for writing, without truncating, changes nothing.)
+        if let Err(source) = std::fs::OpenOptions::new().write(true).open(&path) {
+            return Err(SqliteOpenError::NotWritable { path, source });
+        }
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
         wait_when_busy(&mut conn).map_err(sqlite)?;
         init_schema(&mut conn, &path)?;
         let identity = ensure_identity(&conn).map_err(sqlite)?;
@@ -115,16 +217,59 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             path: path.clone(),
             identity,
+            readers_open: ReaderOpen::Normal,
             readers: Mutex::new(Vec::new()),
             head: head_tx,
         });
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH_MAX);
         let writer_shared = shared.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer_loop(conn, rx, writer_shared))
             .map_err(SqliteOpenError::Thread)?;
-        Ok(Self { shared, writer: tx })
+        let writer = WriterHandle {
+            tx: Some(tx),
+            thread: Some(thread),
+        };
+        Ok(Self {
+            shared,
+            writer: Some(Arc::new(writer)),
+        })
+    }
+
+    /// Opens an existing store for reading only: no writer, and every connection opened with
+    /// `SQLITE_OPEN_READ_ONLY`, so that a store on read-only media or owned by another user can
+    /// be exported and reported on.
+    fn open_read_only(path: PathBuf) -> Result<Self, SqliteOpenError> {
+        let sqlite = |source| SqliteOpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let (conn, readers_open) = open_read_only_reader(&path).map_err(sqlite)?;
+        check_kind(&conn, &path)?;
+        let identity = read_identity(&conn).map_err(sqlite)?;
+        let head = max_position(&conn).map_err(sqlite)?;
+        let (head_tx, _) = watch::channel(head);
+        let shared = Arc::new(Shared {
+            path,
+            identity,
+            readers_open,
+            readers: Mutex::new(vec![conn]),
+            head: head_tx,
+        });
+        Ok(Self {
+            shared,
+            writer: None,
+        })
+    }
+
+    fn writer(&self) -> Result<&mpsc::Sender<WriterMessage>, StorageError> {
+        match &self.writer {
+            Some(handle) => handle.sender(),
+            None => Err(StorageError::ReadOnly(
+                self.shared.path.display().to_string(),
+            )),
+        }
     }
 
     /// Finds recorded events by id, in any stream.
@@ -157,7 +302,7 @@ impl SqliteStore {
             let pooled = shared.readers.lock().expect("reader pool lock").pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_reader(&shared.path)?,
+                None => open_reader(&shared.path, shared.readers_open)?,
             };
             let result = f(&conn);
             shared.readers.lock().expect("reader pool lock").push(conn);
@@ -183,15 +328,66 @@ pub fn wait_when_busy(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(retry))
 }
 
-fn open_reader(path: &Path) -> Result<Connection, StorageError> {
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+fn open_reader(path: &Path, how: ReaderOpen) -> Result<Connection, StorageError> {
+    let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = match how {
+        ReaderOpen::Normal => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+        ReaderOpen::ReadOnly => Connection::open_with_flags(path, read_only)?,
+        ReaderOpen::Immutable => Connection::open_with_flags(
+            immutable_uri(path),
+            read_only | OpenFlags::SQLITE_OPEN_URI,
+        )?,
+    };
     wait_when_busy(&mut conn)?;
     conn.pragma_update(None, "query_only", true)?;
     stable_plans(&conn)?;
     Ok(conn)
+}
+
+/// A reading connection of a store opened read-only, and how the next ones are opened. WAL
+/// readers need the `-shm` file; where it does not exist and cannot be created (read-only
+/// media, another user's directory) and no `-wal` file holds commits, the file is read as
+/// immutable.
+fn open_read_only_reader(path: &Path) -> rusqlite::Result<(Connection, ReaderOpen)> {
+    let probe = |conn: Connection| -> rusqlite::Result<Connection> {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(conn)
+    };
+    let first = open_reader(path, ReaderOpen::ReadOnly)
+        .map_err(storage_to_sqlite)
+        .and_then(probe);
+    match first {
+        Ok(conn) => Ok((conn, ReaderOpen::ReadOnly)),
+        Err(e) => {
+            let wal = files::sqlite_files(path)[1].clone();
+            let wal_holds_commits = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+            if wal_holds_commits {
+                return Err(e);
+            }
+            let conn = open_reader(path, ReaderOpen::Immutable)
+                .map_err(storage_to_sqlite)
+                .and_then(probe)
+                .map_err(|_| e)?;
+            Ok((conn, ReaderOpen::Immutable))
+        }
+    }
+}
+
+/// `file:PATH?immutable=1`, every byte outside the unreserved set percent-escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// Turns on SQLite's query planner stability guarantee. The bundled SQLite is built with
@@ -208,15 +404,25 @@ fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The store's identity, if it has one (stores of older versions have none until written).
+fn read_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'store_identity'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
+    conn.query_row("SELECT id FROM store_identity LIMIT 1", [], |r| r.get(0))
+        .optional()
+}
+
 /// The store's identity, given once (a version-7 UUID) to a store that has none: stores
 /// created before identities existed get theirs the first time they are opened for writing.
 /// `None` when the store has none and cannot be written.
 fn ensure_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    let read = |conn: &Connection| {
-        conn.query_row("SELECT id FROM store_identity LIMIT 1", [], |r| r.get(0))
-            .optional()
-    };
-    if let Ok(Some(id)) = read(conn) {
+    if let Some(id) = read_identity(conn)? {
         return Ok(Some(id));
     }
     let given = conn.execute_batch(&format!(
@@ -227,7 +433,7 @@ fn ensure_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
         Uuid::now_v7()
     ));
     match given {
-        Ok(()) => read(conn),
+        Ok(()) => read_identity(conn),
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ReadOnly => {
             let _ = conn.execute_batch("ROLLBACK");
             Ok(None)
@@ -239,11 +445,48 @@ fn ensure_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
     }
 }
 
+/// Refuses a file that is not a store; checks the format of one that is. Only reads.
+/// Returns whether the file is still empty (a store to be created).
+fn check_kind(conn: &Connection, path: &Path) -> Result<bool, SqliteOpenError> {
+    let sqlite = |source| SqliteOpenError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let path = path.to_path_buf();
+    match files::file_kind(conn) {
+        Ok(FileKind::Empty) => return Ok(true),
+        Ok(FileKind::Store) => {}
+        Ok(FileKind::ReadModels) => return Err(SqliteOpenError::ReadModelsFile { path }),
+        Ok(FileKind::Foreign) => return Err(SqliteOpenError::NotALedger { path }),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            return Err(SqliteOpenError::NotALedger { path });
+        }
+        Err(e) => return Err(sqlite(e)),
+    }
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    // A store of an older build of this project (id 0, the `events` table) has version 0.
+    if version != FORMAT_VERSION && version != 0 {
+        return Err(SqliteOpenError::UnsupportedFormat {
+            path,
+            found: version,
+        });
+    }
+    Ok(false)
+}
+
+/// Checks that the file is a store, or an empty file, before anything is written; then sets
+/// the connection up for writing (WAL, `synchronous=FULL`) and creates the schema in an empty
+/// file.
 fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError> {
     let sqlite = |source| SqliteOpenError::Sqlite {
         path: path.to_path_buf(),
         source,
     };
+    let empty = check_kind(conn, path)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(sqlite)?;
@@ -259,20 +502,22 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
         .map_err(sqlite)?;
     stable_plans(conn).map_err(sqlite)?;
-    let app_id: i32 = conn
+    let stamped: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(sqlite)?;
-    let version: i32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    if stamped == STORE_APPLICATION_ID {
+        // A store: nothing to create, and no write lock taken just to open it.
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite)?;
-    let table_count: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+    // Checked again under the write lock: another process may have created the store meanwhile.
+    let id: i32 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(sqlite)?;
-    if app_id == 0 && version == 0 && table_count == 0 {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
-        tx.execute_batch(&format!(
+    if empty && id == 0 {
+        tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                 position       INTEGER PRIMARY KEY,
                 event_id       BLOB    NOT NULL UNIQUE,
@@ -287,25 +532,18 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError
                 causation_id   BLOB,
                 data           TEXT    NOT NULL,
                 UNIQUE (stream, revision)
-            );
-            PRAGMA application_id = {APPLICATION_ID};
-            PRAGMA user_version = {FORMAT_VERSION};"
+            );",
+        )
+        .map_err(sqlite)?;
+    }
+    if id == 0 {
+        // A new store, or one of an older build that was not stamped yet.
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {STORE_APPLICATION_ID}; PRAGMA user_version = {FORMAT_VERSION};"
         ))
         .map_err(sqlite)?;
-        tx.commit().map_err(sqlite)?;
-        return Ok(());
     }
-    if app_id != APPLICATION_ID {
-        return Err(SqliteOpenError::NotALedger {
-            path: path.to_path_buf(),
-        });
-    }
-    if version != FORMAT_VERSION {
-        return Err(SqliteOpenError::UnsupportedFormat {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
+    tx.commit().map_err(sqlite)?;
     Ok(())
 }
 
@@ -386,7 +624,10 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, shar
             Some(bulk) => WriterMessage::Bulk(bulk),
             None => match rx.blocking_recv() {
                 Some(message) => message,
-                None => return,
+                None => {
+                    close_writer(conn);
+                    return;
+                }
             },
         };
         let mut batch = Vec::new();
@@ -430,16 +671,29 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterMessage>, shar
                 }
             }
             Err(e) => {
-                let reason = e.to_string();
-                poisoned = Some(reason.clone());
+                // The first failure names its cause; only a failure that may have left the
+                // file uncertain makes the later writes refuse until the store is reopened.
+                let failure = super::WriteFailure::of(&e);
+                if failure.poisons() {
+                    poisoned = Some(failure.to_string());
+                }
                 for request in batch {
                     let _ = request
                         .reply
-                        .send(Err(StorageError::Poisoned(reason.clone()).into()));
+                        .send(Err(StorageError::WriteFailed(failure.clone()).into()));
                 }
             }
         }
     }
+}
+
+/// Closes the writing connection on a clean shutdown: folds the WAL into the database file and
+/// truncates it, so that the store file alone holds every acknowledged event (a copy of it is a
+/// complete ledger). Best effort: a reader of another process may hold an old snapshot, and
+/// then its own close (or the next checkpoint) finishes the job.
+fn close_writer(conn: Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    let _ = conn.close();
 }
 
 fn publish_head(shared: &Shared, head: u64) {
@@ -475,9 +729,12 @@ fn commit_bulk_in_cache(
     poisoned: &mut Option<String>,
 ) -> Result<BulkResult, AppendError> {
     let sql = |e: rusqlite::Error| AppendError::Storage(StorageError::Sqlite(e));
+    let write_failed = |e: rusqlite::Error| {
+        AppendError::Storage(StorageError::WriteFailed(super::WriteFailure::of(&e)))
+    };
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
+        .map_err(write_failed)?;
     let mut next_position = max_position(&tx).map_err(sql)? + 1;
     let now = truncate_to_micros(Utc::now());
     let mut result = BulkResult::default();
@@ -510,8 +767,11 @@ fn commit_bulk_in_cache(
         }
     }
     if let Err(e) = tx.commit() {
-        *poisoned = Some(e.to_string());
-        return Err(sql(e));
+        let failure = super::WriteFailure::of(&e);
+        if failure.poisons() {
+            *poisoned = Some(failure.to_string());
+        }
+        return Err(AppendError::Storage(StorageError::WriteFailed(failure)));
     }
     if let Some(head) = result.last_position {
         publish_head(shared, head);
@@ -759,7 +1019,7 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<AppendResult>, AppendError> {
         check_append(&appends)?;
         let (reply, response) = oneshot::channel();
-        self.writer
+        self.writer()?
             .send(WriterMessage::Append(WriteRequest { appends, reply }))
             .await
             .map_err(|_| StorageError::Closed)?;
@@ -807,7 +1067,7 @@ impl EventStore for SqliteStore {
         chunks: mpsc::Receiver<BulkMessage>,
     ) -> Result<BulkResult, AppendError> {
         let (reply, response) = oneshot::channel();
-        self.writer
+        self.writer()?
             .send(WriterMessage::Bulk(BulkRequest { chunks, reply }))
             .await
             .map_err(|_| StorageError::Closed)?;

@@ -17,6 +17,7 @@ use crate::domain::CustomerId;
 use crate::projections::aggregates::{self, Deltas, RepsInputs};
 use crate::projections::model::{CustomerRows, DealRow, ReadModel, StageStayRow};
 use crate::projections::time::Period;
+use crate::store::files::{self, FileKind, FileMode, READ_MODELS_APPLICATION_ID};
 use checkpointer::Checkpointer;
 use chrono::{DateTime, Utc};
 use columns::{LoadError, TABLES};
@@ -79,6 +80,8 @@ pub struct SqliteReadModels {
     ready: std::sync::OnceLock<()>,
     writer: Mutex<Option<Writer>>,
     readers: Mutex<Vec<Connection>>,
+    /// The mode of the file when it is created.
+    file_mode: FileMode,
 }
 
 impl std::fmt::Debug for SqliteReadModels {
@@ -93,12 +96,59 @@ impl SqliteReadModels {
     /// The read models in the SQLite file at `path`. The file is opened on first use, when it
     /// and the live tables are created if missing, and counters of an older layout recounted.
     pub fn open(path: &Path) -> Self {
+        Self::with_file_mode(path, FileMode::default())
+    }
+
+    /// [`open`](Self::open), creating the file with `file_mode` if it is missing.
+    pub fn with_file_mode(path: &Path, file_mode: FileMode) -> Self {
         SqliteReadModels {
             path: path.to_path_buf(),
             ready: std::sync::OnceLock::new(),
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
+            file_mode,
         }
+    }
+
+    /// Creates the file (with its mode) if missing, refuses one that is not a read-models file
+    /// before anything is written to it, and stamps a new one with
+    /// [`READ_MODELS_APPLICATION_ID`].
+    fn claim_file(&self) -> Result<(), ReadModelError> {
+        files::create_file(&self.path, self.file_mode).map_err(|source| {
+            ReadModelError::Create {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        let not_ours = |what| ReadModelError::NotReadModels {
+            path: self.path.clone(),
+            what,
+        };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| self.sqlite(e))?;
+        let kind = match files::file_kind(&conn) {
+            Ok(kind) => kind,
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+                return Err(not_ours("not a SQLite database"));
+            }
+            Err(e) => return Err(self.sqlite(e)),
+        };
+        match kind {
+            FileKind::ReadModels | FileKind::Empty => {}
+            FileKind::Store => return Err(not_ours("it is an event store")),
+            FileKind::Foreign => return Err(not_ours("another SQLite database")),
+        }
+        let id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.sqlite(e))?;
+        if id == 0 {
+            conn.pragma_update(None, "application_id", READ_MODELS_APPLICATION_ID)
+                .map_err(|e| self.sqlite(e))?;
+        }
+        Ok(())
     }
 
     /// Opens the file and makes its live tables ready, once.
@@ -107,6 +157,7 @@ impl SqliteReadModels {
             return Ok(());
         }
         let rm = self;
+        rm.claim_file()?;
         let mut conn = rm.connect()?;
         let sql = |e| rm.sqlite(e);
         conn.execute_batch(&columns::schema(LIVE)).map_err(sql)?;
