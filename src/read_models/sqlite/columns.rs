@@ -518,6 +518,13 @@ pub struct BindingRow {
     pub value: Option<String>,
 }
 
+/// The `rm_binding` keys.
+pub const BINDING_STORE_ID: &str = "store_id";
+/// See [`BINDING_STORE_ID`].
+pub const BINDING_DERIVATION: &str = "derivation";
+/// See [`BINDING_STORE_ID`].
+pub const BINDING_CHECKPOINT_EVENT: &str = "checkpoint_event_id";
+
 table!(BindingRow as "binding", key (key) {
     key: String,
     value: Option<String>,

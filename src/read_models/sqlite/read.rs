@@ -27,7 +27,7 @@ pub fn read_checkpoint(conn: &Connection, p: &str) -> Result<Checkpoint, LoadErr
     // A stored time this version cannot read is reported, never taken for "no time".
     let log_time = Option::<DateTime<Utc>>::from_sql(row.get_ref(1)?, table, "log_time")?;
     drop(rows);
-    let event_id = match read_binding_key(conn, p, super::write::BINDING_CHECKPOINT_EVENT)? {
+    let event_id = match read_binding_key(conn, p, super::columns::BINDING_CHECKPOINT_EVENT)? {
         Some(text) => Some(
             uuid::Uuid::parse_str(&text)
                 .map_err(|_| super::columns::corrupt("binding", "value", &text))?,
@@ -59,7 +59,7 @@ pub fn read_binding_key(
 
 /// What the tables under `p` were derived from; `None` if never bound.
 pub fn read_binding(conn: &Connection, p: &str) -> Result<Option<Binding>, LoadError> {
-    use super::write::{BINDING_DERIVATION, BINDING_STORE_ID};
+    use super::columns::{BINDING_DERIVATION, BINDING_STORE_ID};
     let Some(derivation) = read_binding_key(conn, p, BINDING_DERIVATION)? else {
         return Ok(None);
     };

@@ -2,8 +2,8 @@
 //! transaction the caller holds.
 
 use super::columns::{
-    AggregateRow, BindingRow, CUSTOMER_TABLES, CheckpointRow, CloseSpreadRow, LoadError, ReportRow,
-    TableRow,
+    AggregateRow, BINDING_CHECKPOINT_EVENT, BINDING_DERIVATION, BINDING_STORE_ID, BindingRow,
+    CUSTOMER_TABLES, CheckpointRow, CloseSpreadRow, LoadError, ReportRow, TableRow,
 };
 use super::read::{load_model, read_checkpoint};
 use crate::domain::EventType;
@@ -52,13 +52,6 @@ pub fn write_rows(
     write_checkpoint(tx, p, reached)?;
     Ok(())
 }
-
-/// The `rm_binding` keys.
-pub const BINDING_STORE_ID: &str = "store_id";
-/// See [`BINDING_STORE_ID`].
-pub const BINDING_DERIVATION: &str = "derivation";
-/// See [`BINDING_STORE_ID`].
-pub const BINDING_CHECKPOINT_EVENT: &str = "checkpoint_event_id";
 
 /// Sets one `rm_binding` key.
 pub fn put_binding(
