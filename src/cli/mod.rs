@@ -195,9 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Record { interaction } => {
-            let proposed = record::proposed_event(*interaction)?;
+            let (proposed, options) = record::proposed_event(*interaction)?;
             let (_, ledger) = open(&store_path)?;
-            let recorded = ledger.record(proposed).await?;
+            let recorded = ledger.record_with(proposed, options).await?;
             let verb = if recorded.written {
                 "recorded"
             } else {
