@@ -82,3 +82,9 @@ pub const RECORD_CONFLICT_RETRY_MILLIS_MAX: u64 = 10_000;
 /// line limit would otherwise make a chunk half a gigabyte. With the few chunks in flight, an
 /// import's memory stays within tens of MiB whatever its input.
 pub const IMPORT_CHUNK_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Most bytes `import -` copies from standard input to its temporary file beside the store
+/// before it takes the store's write lock (so that a slow producer never blocks other writers).
+/// 16 GiB holds about 30 million events of typical size; the bound keeps a runaway producer
+/// from filling the disk the store itself needs. Larger inputs: write a file and import it.
+pub const IMPORT_SPOOL_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline_ledger::demo::{DemoConfig, generate};
 use pipeline_ledger::ledger::Ledger;
-use pipeline_ledger::ledger::import::{ImportError, Progress};
+use pipeline_ledger::ledger::import::{self, ImportError, Progress};
 use pipeline_ledger::read_models::sqlite::read_models_beside;
 use pipeline_ledger::store::{Backend, EventStore};
 use std::io::{BufRead, BufReader, Write};
@@ -166,6 +166,19 @@ pub fn read_models_path(chosen: Option<PathBuf>, store: &Path) -> PathBuf {
     })
 }
 
+/// Where `import -` keeps its temporary copy of standard input: beside a SQLite store (the same
+/// file system, whose room the store needs anyway), the system's temporary directory for
+/// KurrentDB.
+fn spool_dir(store: &Path) -> PathBuf {
+    if Backend::of(&store.to_string_lossy()) == Backend::Kurrent {
+        return std::env::temp_dir();
+    }
+    match store.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
 fn open(location: &Path) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
     let store = pipeline_ledger::store::open_url(
@@ -210,14 +223,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Import { file } => {
-            let (_, ledger) = open(&store_path)?;
+            // Standard input is copied to a temporary file first, so that the store's write
+            // lock is held only while writing, never while a producer is slow.
             let mut input: Box<dyn BufRead> = if file.as_os_str() == "-" {
-                Box::new(BufReader::new(std::io::stdin()))
+                let spool = spool_dir(&store_path);
+                let copy = tokio::task::block_in_place(|| {
+                    import::spool(&mut std::io::stdin().lock(), &spool)
+                })?;
+                Box::new(BufReader::new(copy))
             } else {
                 let f = std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?;
                 Box::new(BufReader::new(f))
             };
+            let (_, ledger) = open(&store_path)?;
             let bar = progress_bar();
             let result = ledger.import(&mut input, &|p| show_progress(&bar, p)).await;
             bar.finish_and_clear();

@@ -11,7 +11,9 @@ use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
 use super::Ledger;
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
-use crate::limits::{BAD_LINES_REPORTED_MAX, IMPORT_CHUNK_BYTES_MAX, LINE_BYTES_MAX};
+use crate::limits::{
+    BAD_LINES_REPORTED_MAX, IMPORT_CHUNK_BYTES_MAX, IMPORT_SPOOL_BYTES_MAX, LINE_BYTES_MAX,
+};
 use crate::store::{
     AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
 };
@@ -19,7 +21,8 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
+use std::io::{BufRead, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -64,6 +67,71 @@ pub enum ImportError {
     #[error(transparent)]
     Decode(#[from] super::codec::DecodeError),
 }
+
+/// Why standard input could not be copied to the import's temporary file. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error(
+        "cannot create a temporary file in {dir} to hold standard input: {source}; nothing was \
+         written"
+    )]
+    Create {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "standard input is larger than {IMPORT_SPOOL_BYTES_MAX} bytes, the most an import from \
+         standard input holds; nothing was written. Write it to a file and import the file"
+    )]
+    TooLarge,
+    #[error("reading standard input failed: {0}; nothing was written")]
+    Read(std::io::Error),
+    #[error(
+        "writing the temporary copy of standard input in {dir} failed: {source}; nothing was \
+         written"
+    )]
+    Write {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Copies `input` (standard input) to a temporary file in `dir`, at most
+/// [`IMPORT_SPOOL_BYTES_MAX`] bytes, and returns the file rewound. The import then reads the
+/// file: the store's write lock is taken only once the producer has finished, so a slow producer
+/// never blocks other writers. The file has no name (it is unlinked at once, or created
+/// unnamed), is readable by its owner only, and disappears with the process however it ends,
+/// Ctrl-C and kill -9 included.
+pub fn spool(input: &mut dyn Read, dir: &Path) -> Result<std::fs::File, SpoolError> {
+    let mut file = tempfile::tempfile_in(dir).map_err(|source| SpoolError::Create {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let write_error = |source| SpoolError::Write {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut buf = vec![0u8; SPOOL_BUFFER_BYTES];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SpoolError::Read(e)),
+        };
+        total += n as u64;
+        if total > IMPORT_SPOOL_BYTES_MAX {
+            return Err(SpoolError::TooLarge);
+        }
+        file.write_all(&buf[..n]).map_err(write_error)?;
+    }
+    file.rewind().map_err(write_error)?;
+    Ok(file)
+}
+
+/// Bytes read from standard input at a time while spooling.
+const SPOOL_BUFFER_BYTES: usize = 1 << 20;
 
 /// What a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
