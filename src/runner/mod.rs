@@ -14,7 +14,7 @@ use crate::projections::fold::{Projector, derive};
 use crate::projections::meta::lag;
 use crate::projections::model::CustomerRows;
 use crate::read_models::{Checkpoint, ReadModelError, ReadModels, Tables};
-use crate::store::{EventStore, ReadError, Record, SubscriptionMessage};
+use crate::store::{EventStore, ReadError, Record, RetryNotice, SubscriptionMessage};
 use kept::{KeepError, refresh_kept_funnels};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -64,7 +64,7 @@ pub enum RunError {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Progress {
     /// The read models' checkpoint: position of the last event applied.
     pub position: Option<u64>,
@@ -76,6 +76,9 @@ pub struct Progress {
     pub events_applied: u64,
     /// Whether the run has caught up with the log once.
     pub caught_up: bool,
+    /// Set while the store cannot be reached and the run waits to try again: reported at once,
+    /// so that nobody watches a silent follower.
+    pub retrying: Option<RetryNotice>,
 }
 
 /// Brings the live read models up to date with the log. With `follow`, keeps them up to date
@@ -377,6 +380,12 @@ async fn run(
                 Some(SubscriptionMessage::CaughtUp { .. }) => {
                     report.caught_up = true;
                     true
+                }
+                Some(SubscriptionMessage::Retrying(notice)) => {
+                    report.retrying = Some(notice);
+                    progress(&report);
+                    report.retrying = None;
+                    false
                 }
                 None => true,
             };
