@@ -140,7 +140,10 @@ fn an_identical_retry_with_an_event_id_returns_the_original_result() {
     // fills them in differently. The retry is still the same event.
     let args = negotiation("i1", "i1-d", &["--event-id", id]);
     let first = ledger.ok(&args);
-    assert!(first.starts_with(&format!("recorded {id} at revision 1")), "{first}");
+    assert!(
+        first.starts_with(&format!("recorded {id} at revision 1")),
+        "{first}"
+    );
     std::thread::sleep(Duration::from_millis(20));
     let retry = ledger.ok(&args);
     assert_eq!(
@@ -228,7 +231,11 @@ fn a_named_expected_revision_is_checked_at_once_and_never_retried() {
     assert!(out.contains("at revision 1"), "{out}");
     // Naming it again is a conflict: the stream moved on, and the caller decides what to do.
     let id = "0190a5d0-0000-7000-8000-0000000000cc";
-    let stale = negotiation("e1", "e1-d", &["--expected-revision", "0", "--event-id", id]);
+    let stale = negotiation(
+        "e1",
+        "e1-d",
+        &["--expected-revision", "0", "--event-id", id],
+    );
     let out = ledger.run(&stale);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stderr.contains("revision 1"), "{}", out.stderr);
@@ -241,7 +248,11 @@ fn a_named_expected_revision_is_checked_at_once_and_never_retried() {
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
     // With the current revision it records, and an identical retry returns the original result
     // even though the revision it named is now stale.
-    let current = negotiation("e1", "e1-d", &["--expected-revision", "1", "--event-id", id]);
+    let current = negotiation(
+        "e1",
+        "e1-d",
+        &["--expected-revision", "1", "--event-id", id],
+    );
     let first = ledger.ok(&current);
     assert!(first.starts_with("recorded"), "{first}");
     let retry = ledger.ok(&current);
@@ -269,7 +280,7 @@ fn a_slow_producer_piped_into_import_does_not_block_other_writers() {
     let (one, two) = two_lead_lines();
     // The producer writes a line, then pauses as a slow job would, then writes another.
     let script = format!("printf '%s\\n' '{one}'; sleep 8; printf '%s\\n' '{two}'");
-    let producer = std::process::Command::new("sh")
+    let mut producer = std::process::Command::new("sh")
         .arg("-c")
         .arg(&script)
         .stdout(Stdio::piped())
@@ -277,7 +288,7 @@ fn a_slow_producer_piped_into_import_does_not_block_other_writers() {
         .unwrap();
     let mut import = ledger
         .command(&["import", "-"])
-        .stdin(producer.stdout.unwrap())
+        .stdin(producer.stdout.take().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -286,11 +297,16 @@ fn a_slow_producer_piped_into_import_does_not_block_other_writers() {
     // The spool is created 0600 and has no name: nothing new is visible beside the store.
     assert_eq!(ledger.files(), before, "a spool file is visible");
     let out = ledger.run(&negotiation("l1", "l1-d", &[]));
-    assert_eq!(out.code, 0, "record failed while the producer was slow: {}", out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "record failed while the producer was slow: {}",
+        out.stderr
+    );
     assert!(
         import.try_wait().unwrap().is_none(),
         "the record waited for the import to finish"
     );
+    assert!(producer.wait().unwrap().success());
     let status = import.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut import.stderr.take().unwrap(), &mut stderr).unwrap();
@@ -401,7 +417,10 @@ fn an_overlong_line_is_refused_without_being_held_in_memory() {
         stderr.contains(&format!("line 2: line is {} bytes", LINE_BYTES + 8)),
         "{stderr}"
     );
-    assert!(stderr.contains("line 3:"), "the line after it is read: {stderr}");
+    assert!(
+        stderr.contains("line 3:"),
+        "the line after it is read: {stderr}"
+    );
     assert!(stderr.contains("nothing was written"), "{stderr}");
     eprintln!(
         "peak RSS importing a {LINE_BYTES}-byte line: {peak_kib} KiB (one short line: \
@@ -441,9 +460,15 @@ fn following_an_unreachable_kurrentdb_says_so_promptly_and_gives_up() {
     let (first_at, first) = rx
         .recv_timeout(Duration::from_secs(15))
         .expect("nothing said within 15 s");
-    assert!(first_at < Duration::from_secs(10), "first message after {first_at:?}");
+    assert!(
+        first_at < Duration::from_secs(10),
+        "first message after {first_at:?}"
+    );
     assert!(first.contains("cannot be reached"), "{first}");
-    assert!(first.contains(&url.replace("kurrentdb://", "")), "names where: {first}");
+    assert!(
+        first.contains(&url.replace("kurrentdb://", "")),
+        "names where: {first}"
+    );
     assert!(first.contains("retrying"), "{first}");
     // It gives up within a bounded time, with a clear error and a failure exit.
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -249,9 +249,9 @@ fn parse_expected_revision(s: &str) -> Result<ExpectedRevision, String> {
     if s == "none" {
         return Ok(ExpectedRevision::NoStream);
     }
-    s.parse::<u64>()
-        .map(ExpectedRevision::Exact)
-        .map_err(|_| format!("{s:?} is not a revision: give a number (0 is the first event) or none"))
+    s.parse::<u64>().map(ExpectedRevision::Exact).map_err(|_| {
+        format!("{s:?} is not a revision: give a number (0 is the first event) or none")
+    })
 }
 
 fn parse_money(s: &str) -> Result<Money, String> {

@@ -7,8 +7,8 @@
 //! line passed; a single bad line anywhere abandons it, and every bad line is still reported.
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
-use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
 use super::Ledger;
+use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
 use crate::limits::{
@@ -378,7 +378,9 @@ enum LineRead {
     Eof,
     Kept,
     /// Longer than it may be; `bytes` without the line ending.
-    TooLong { bytes: usize },
+    TooLong {
+        bytes: usize,
+    },
 }
 
 /// Reads one line (newline included) onto `buf`, or past it without keeping it when it is
@@ -415,7 +417,11 @@ fn read_line_bounded(
         }
         if done {
             let before_newline = if used >= 2 { available[used - 2] } else { last };
-            ending = if total + used >= 2 && before_newline == b'\r' { 2 } else { 1 };
+            ending = if total + used >= 2 && before_newline == b'\r' {
+                2
+            } else {
+                1
+            };
         }
         last = available[used - 1];
         total += used;
