@@ -70,3 +70,29 @@ pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
 /// Largest threshold of the pipeline policy (the stalled and dormant thresholds), in days: about
 /// 100 years, so larger values are typos.
 pub const THRESHOLD_DAYS_MAX: u32 = 36_500;
+
+// ---- Recording under contention ----
+
+/// Most times `record` decides and appends one event when other writers keep moving the
+/// customer's stream (and the caller named no expected revision). Each try re-reads the history
+/// and decides again, after a random backoff; 20 tries let 16 writers on one customer all get
+/// through (the measurement) while a runaway loop still ends.
+pub const RECORD_CONFLICT_ATTEMPTS_MAX: u32 = 20;
+
+/// Longest `record` keeps trying under contention, in milliseconds, however few tries it made:
+/// a person or a job waiting on one event should get an answer within seconds.
+pub const RECORD_CONFLICT_RETRY_MILLIS_MAX: u64 = 10_000;
+
+// ---- Import ----
+
+/// Most bytes of lines an import reads into one chunk (a chunk is also at most 8,192 lines).
+/// Typical lines of about 500 bytes fill a chunk's lines long before its bytes; lines near the
+/// line limit would otherwise make a chunk half a gigabyte. With the few chunks in flight, an
+/// import's memory stays within tens of MiB whatever its input.
+pub const IMPORT_CHUNK_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Most bytes `import -` copies from standard input to its temporary file beside the store
+/// before it takes the store's write lock (so that a slow producer never blocks other writers).
+/// 16 GiB holds about 30 million events of typical size; the bound keeps a runaway producer
+/// from filling the disk the store itself needs. Larger inputs: write a file and import it.
+pub const IMPORT_SPOOL_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;

@@ -39,7 +39,7 @@ async fn a_follower_applies_live_events_and_stops_when_asked() {
                 &read_models,
                 &Policy::default(),
                 true,
-                &mut |p| seen.push(*p),
+                &mut |p| seen.push(p.clone()),
                 async {
                     let _ = stop_rx.await;
                 },

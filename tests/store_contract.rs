@@ -437,6 +437,7 @@ async fn catch_up_then_live_without_gap_or_duplicate(f: &Fixture) {
         match next(&mut sub).await {
             SubscriptionMessage::Event(r) => caught.push(r),
             SubscriptionMessage::CaughtUp { position } => break position,
+            SubscriptionMessage::Retrying(_) => {}
         }
     };
     let caught: Vec<Record> = caught.into_iter().filter(|r| r.stream == s).collect();
@@ -489,6 +490,7 @@ async fn resume_from_checkpoint(f: &Fixture) {
                 assert_eq!(position, Some(ours[4].position).max(position));
                 break;
             }
+            SubscriptionMessage::Retrying(_) => {}
         }
     }
     let got: Vec<Record> = got.into_iter().filter(|r| r.stream == s).collect();

@@ -776,6 +776,7 @@ async fn subscription_catch_up_then_live(
             SubscriptionMessage::CaughtUp { position } => {
                 caught_up.push((delivered.len(), position));
             }
+            SubscriptionMessage::Retrying(_) => {}
         }
     }
     for t in tasks {

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline_ledger::demo::{DemoConfig, generate};
 use pipeline_ledger::ledger::Ledger;
-use pipeline_ledger::ledger::import::{ImportError, Progress};
+use pipeline_ledger::ledger::import::{self, ImportError, Progress};
 use pipeline_ledger::read_models::sqlite::read_models_beside;
 use pipeline_ledger::store::backup::BackupOptions;
 use pipeline_ledger::store::files::{self, FileKind, FileMode};
@@ -214,6 +214,19 @@ pub fn kurrent_read_models(connection: &str) -> PathBuf {
     ))
 }
 
+/// Where `import -` keeps its temporary copy of standard input: beside a SQLite store (the same
+/// file system, whose room the store needs anyway), the system's temporary directory for
+/// KurrentDB.
+fn spool_dir(store: &Path) -> PathBuf {
+    if Backend::of(&store.to_string_lossy()) == Backend::Kurrent {
+        return std::env::temp_dir();
+    }
+    match store.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
 fn open(location: &Path, options: StoreOptions) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
     let created = options.access == Access::CreateIfMissing
@@ -260,9 +273,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Record { interaction } => {
-            let proposed = record::proposed_event(*interaction)?;
+            let (proposed, options) = record::proposed_event(*interaction)?;
             let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
-            let recorded = ledger.record(proposed).await?;
+            let recorded = ledger.record_with(proposed, options).await?;
             let verb = if recorded.written {
                 "recorded"
             } else {
@@ -275,14 +288,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::Import { file } => {
-            let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
+            // Standard input is copied to a temporary file first, so that the store's write
+            // lock is held only while writing, never while a producer is slow.
             let mut input: Box<dyn BufRead> = if file.as_os_str() == "-" {
-                Box::new(BufReader::new(std::io::stdin()))
+                let spool = spool_dir(&store_path);
+                let copy = tokio::task::block_in_place(|| {
+                    import::spool(&mut std::io::stdin().lock(), &spool)
+                })?;
+                Box::new(BufReader::new(copy))
             } else {
                 let f = std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?;
                 Box::new(BufReader::new(f))
             };
+            let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
             let bar = progress_bar();
             let result = ledger.import(&mut input, &|p| show_progress(&bar, p)).await;
             bar.finish_and_clear();

@@ -182,6 +182,11 @@ fn progress_reporter() -> impl FnMut(&Progress) + Send {
     let mut was_caught_up = false;
     let mut last_line = std::time::Instant::now();
     move |p: &Progress| {
+        if let Some(notice) = &p.retrying {
+            // Always said, on a terminal too: it explains why nothing moves.
+            bar.suspend(|| eprintln!("projections: {notice}"));
+            return;
+        }
         let line = format!(
             "at position {} (head {}, lag {}), {} events applied{}",
             p.position.map_or("-".into(), |x| x.to_string()),

@@ -7,6 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use pipeline_ledger::contract::line::parse_replacement;
 use pipeline_ledger::domain::*;
+use pipeline_ledger::ledger::{FilledIn, RecordOptions};
+use pipeline_ledger::store::ExpectedRevision;
 use uuid::Uuid;
 
 /// Fields every recorded event has.
@@ -24,9 +26,17 @@ pub struct Common {
     /// Who records it. Default: the rep.
     #[arg(long)]
     pub recorded_by: Option<ActorId>,
-    /// The event id (UUID); give the same one to retry safely. Default: a new UUID v7.
+    /// The event id (UUID). Give one to make a retry safe: repeating the command with the same
+    /// id and the same flags prints where the first one landed ("already recorded") and writes
+    /// nothing; the same id with other flags is refused. Default: a new UUID v7.
     #[arg(long)]
     pub event_id: Option<Uuid>,
+    /// The revision the customer's stream must be at (the revision `record` or `history` last
+    /// showed), or `none` for a customer with no events. If another writer moved it, the event is
+    /// refused at once and nothing is written. Default: decided on the latest history, and a
+    /// race with another writer is decided again.
+    #[arg(long, value_parser = parse_expected_revision)]
+    pub expected_revision: Option<ExpectedRevision>,
     #[arg(long)]
     pub correlation_id: Option<Uuid>,
     #[arg(long)]
@@ -235,6 +245,16 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{s:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
 }
 
+/// Parses `--expected-revision`: a stream revision, or `none` for no stream yet.
+fn parse_expected_revision(s: &str) -> Result<ExpectedRevision, String> {
+    if s == "none" {
+        return Ok(ExpectedRevision::NoStream);
+    }
+    s.parse::<u64>().map(ExpectedRevision::Exact).map_err(|_| {
+        format!("{s:?} is not a revision: give a number (0 is the first event) or none")
+    })
+}
+
 fn parse_money(s: &str) -> Result<Money, String> {
     let (amount, currency) = s
         .trim()
@@ -273,8 +293,9 @@ fn parse_objection(s: &str) -> Result<Objection, String> {
     })
 }
 
-/// Builds the proposed event from the command's flags.
-pub fn proposed_event(cmd: RecordCommand) -> anyhow::Result<ProposedEvent> {
+/// Builds the proposed event from the command's flags, with how to record it: the expected
+/// revision the caller named and the fields the ledger filled in.
+pub fn proposed_event(cmd: RecordCommand) -> anyhow::Result<(ProposedEvent, RecordOptions)> {
     let (common, payload) = match cmd {
         RecordCommand::LeadSourced {
             common,
@@ -455,11 +476,18 @@ pub fn proposed_event(cmd: RecordCommand) -> anyhow::Result<ProposedEvent> {
             (common, payload)
         }
     };
+    let options = RecordOptions {
+        expected: common.expected_revision,
+        filled_in: FilledIn {
+            occurred_at: common.occurred_at.is_none(),
+            recorded_by: common.recorded_by.is_none(),
+        },
+    };
     let recorded_by = match common.recorded_by {
         Some(actor) => actor,
         None => ActorId::new(common.rep.as_str()).expect("a rep id is a valid actor id"),
     };
-    Ok(ProposedEvent {
+    let proposed = ProposedEvent {
         event_id: common.event_id.unwrap_or_else(Uuid::now_v7),
         customer_id: common.customer,
         occurred_at: common.occurred_at.unwrap_or_else(Utc::now),
@@ -468,7 +496,8 @@ pub fn proposed_event(cmd: RecordCommand) -> anyhow::Result<ProposedEvent> {
         correlation_id: common.correlation_id,
         causation_id: common.causation_id,
         payload,
-    })
+    };
+    Ok((proposed, options))
 }
 
 #[cfg(test)]

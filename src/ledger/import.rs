@@ -7,11 +7,13 @@
 //! line passed; a single bad line anywhere abandons it, and every bad line is still reported.
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
+use super::Ledger;
 use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
-use super::{Ledger, RecordError};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
-use crate::limits::BAD_LINES_REPORTED_MAX;
+use crate::limits::{
+    BAD_LINES_REPORTED_MAX, IMPORT_CHUNK_BYTES_MAX, IMPORT_SPOOL_BYTES_MAX, LINE_BYTES_MAX,
+};
 use crate::store::{
     AppendError, BulkMessage, BulkResult, ExpectedRevision, ReadError, Record, StreamAppend,
 };
@@ -19,7 +21,8 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
+use std::io::{BufRead, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -30,6 +33,9 @@ pub const IMPORT_CHUNK_LINES: usize = 8_192;
 /// Bytes reserved for a chunk's lines up front: room for typical lines of about 500 bytes, so
 /// that the buffer seldom grows while a chunk is read.
 const CHUNK_BYTES_RESERVED: usize = IMPORT_CHUNK_LINES * 640;
+/// Most bytes of one line kept in memory: the line limit and a CR LF ending. A longer line is
+/// skipped to its newline, counted but not kept, and refused as too long.
+const LINE_BYTES_KEPT_MAX: usize = LINE_BYTES_MAX + 2;
 /// Chunks handed to the store and not yet written.
 const BULK_CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -61,6 +67,71 @@ pub enum ImportError {
     #[error(transparent)]
     Decode(#[from] super::codec::DecodeError),
 }
+
+/// Why standard input could not be copied to the import's temporary file. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error(
+        "cannot create a temporary file in {dir} to hold standard input: {source}; nothing was \
+         written"
+    )]
+    Create {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "standard input is larger than {IMPORT_SPOOL_BYTES_MAX} bytes, the most an import from \
+         standard input holds; nothing was written. Write it to a file and import the file"
+    )]
+    TooLarge,
+    #[error("reading standard input failed: {0}; nothing was written")]
+    Read(std::io::Error),
+    #[error(
+        "writing the temporary copy of standard input in {dir} failed: {source}; nothing was \
+         written"
+    )]
+    Write {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Copies `input` (standard input) to a temporary file in `dir`, at most
+/// [`IMPORT_SPOOL_BYTES_MAX`] bytes, and returns the file rewound. The import then reads the
+/// file: the store's write lock is taken only once the producer has finished, so a slow producer
+/// never blocks other writers. The file has no name (it is unlinked at once, or created
+/// unnamed), is readable by its owner only, and disappears with the process however it ends,
+/// Ctrl-C and kill -9 included.
+pub fn spool(input: &mut dyn Read, dir: &Path) -> Result<std::fs::File, SpoolError> {
+    let mut file = tempfile::tempfile_in(dir).map_err(|source| SpoolError::Create {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let write_error = |source| SpoolError::Write {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut buf = vec![0u8; SPOOL_BUFFER_BYTES];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SpoolError::Read(e)),
+        };
+        total += n as u64;
+        if total > IMPORT_SPOOL_BYTES_MAX {
+            return Err(SpoolError::TooLarge);
+        }
+        file.write_all(&buf[..n]).map_err(write_error)?;
+    }
+    file.rewind().map_err(write_error)?;
+    Ok(file)
+}
+
+/// Bytes read from standard input at a time while spooling.
+const SPOOL_BUFFER_BYTES: usize = 1 << 20;
 
 /// What a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -213,7 +284,7 @@ impl<'l> Session<'l> {
             // otherwise a future recorded_at would let occurred_at into the future too.
             let decided_at = v.proposed.recorded_at.map_or(self.now, |r| r.min(self.now));
             if let Err(e) = history.decide(&v.proposed, decided_at) {
-                self.refuse(line, RecordError::Refused(e).to_string());
+                self.refuse(line, format!("refused: {e}"));
                 continue;
             }
             let expected = match history.revision() {
@@ -286,30 +357,123 @@ impl<'l> Session<'l> {
 /// A line number and its validation.
 type ParsedLine = (u64, Result<ValidLine, LineError>);
 
-/// Up to [`IMPORT_CHUNK_LINES`] lines read into one buffer: one allocation per chunk, not one
-/// per line.
+/// Up to [`IMPORT_CHUNK_LINES`] lines, and about [`IMPORT_CHUNK_BYTES_MAX`] bytes, read into one
+/// buffer: one allocation per chunk, not one per line, and memory bounded by the limits, not by
+/// the input.
 struct RawChunk {
     buf: Vec<u8>,
     /// Line number, start and end (newline included) of each line in `buf`.
     lines: Vec<(u64, usize, usize)>,
+    /// Lines longer than [`LINE_BYTES_MAX`]: line number and length without the line ending.
+    /// Their bytes were read past, not kept.
+    overlong: Vec<(u64, usize)>,
+    /// Bytes of input read, overlong lines included.
+    bytes_read: u64,
+    /// Whether the input ended.
+    eof: bool,
+}
+
+/// What [`read_line_bounded`] found.
+enum LineRead {
+    Eof,
+    Kept,
+    /// Longer than it may be; `bytes` without the line ending.
+    TooLong {
+        bytes: usize,
+    },
+}
+
+/// Reads one line (newline included) onto `buf`, or past it without keeping it when it is
+/// longer than [`LINE_BYTES_KEPT_MAX`]: memory never follows a line's length.
+fn read_line_bounded(
+    input: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    read: &mut u64,
+) -> std::io::Result<LineRead> {
+    let start = buf.len();
+    let mut total = 0usize;
+    let mut keeping = true;
+    let mut ending = 0usize;
+    let mut last = 0u8;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let (used, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if keeping && total + used > LINE_BYTES_KEPT_MAX {
+            keeping = false;
+            buf.truncate(start);
+        }
+        if keeping {
+            buf.extend_from_slice(&available[..used]);
+        }
+        if done {
+            let before_newline = if used >= 2 { available[used - 2] } else { last };
+            ending = if total + used >= 2 && before_newline == b'\r' {
+                2
+            } else {
+                1
+            };
+        }
+        last = available[used - 1];
+        total += used;
+        input.consume(used);
+        if done {
+            break;
+        }
+    }
+    *read += total as u64;
+    Ok(match (total, keeping) {
+        (0, _) => LineRead::Eof,
+        (_, true) => LineRead::Kept,
+        (_, false) => LineRead::TooLong {
+            bytes: total - ending,
+        },
+    })
 }
 
 impl RawChunk {
-    /// Reads the next chunk; fewer than [`IMPORT_CHUNK_LINES`] lines only at the end of input.
+    /// Reads the next chunk; `eof` says whether the input ended.
     fn read(input: &mut dyn BufRead, line_no: &mut u64) -> std::io::Result<Self> {
         let mut chunk = RawChunk {
             buf: Vec::with_capacity(CHUNK_BYTES_RESERVED),
             lines: Vec::with_capacity(IMPORT_CHUNK_LINES),
+            overlong: Vec::new(),
+            bytes_read: 0,
+            eof: false,
         };
-        while chunk.lines.len() < IMPORT_CHUNK_LINES {
+        while chunk.lines.len() + chunk.overlong.len() < IMPORT_CHUNK_LINES
+            && chunk.buf.len() < IMPORT_CHUNK_BYTES_MAX
+        {
             let start = chunk.buf.len();
-            if input.read_until(b'\n', &mut chunk.buf)? == 0 {
-                break;
+            match read_line_bounded(input, &mut chunk.buf, &mut chunk.bytes_read)? {
+                LineRead::Eof => {
+                    chunk.eof = true;
+                    break;
+                }
+                LineRead::Kept => {
+                    *line_no += 1;
+                    chunk.lines.push((*line_no, start, chunk.buf.len()));
+                }
+                LineRead::TooLong { bytes } => {
+                    *line_no += 1;
+                    chunk.overlong.push((*line_no, bytes));
+                }
             }
-            *line_no += 1;
-            chunk.lines.push((*line_no, start, chunk.buf.len()));
         }
         Ok(chunk)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.overlong.is_empty()
     }
 
     /// Validates the chunk's lines on the rayon pool (all cores; they are independent) and
@@ -318,13 +482,18 @@ impl RawChunk {
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
             let buf = &self.buf;
-            let parsed: Vec<ParsedLine> = self
+            let mut parsed: Vec<ParsedLine> = self
                 .lines
                 .into_par_iter()
                 .filter_map(|(no, start, end)| {
                     trim_line(&buf[start..end]).map(|line| (no, validator.parse(line)))
                 })
                 .collect();
+            parsed.extend(
+                self.overlong
+                    .into_iter()
+                    .map(|(no, bytes)| (no, Err(LineError::TooLong { bytes }))),
+            );
             // The importer may have stopped listening (an I/O or store error): nothing to do.
             let _ = tx.send(parsed);
         });
@@ -360,9 +529,9 @@ impl Ledger {
         let mut validating: Option<(oneshot::Receiver<Vec<ParsedLine>>, Progress)> = None;
         loop {
             let chunk = RawChunk::read(input, &mut line_no)?;
-            bytes += chunk.buf.len() as u64;
-            let eof = chunk.lines.len() < IMPORT_CHUNK_LINES;
-            let next = (!chunk.lines.is_empty()).then(|| {
+            bytes += chunk.bytes_read;
+            let eof = chunk.eof;
+            let next = (!chunk.is_empty()).then(|| {
                 let done = Progress::Checked {
                     lines: line_no,
                     bytes,

@@ -7,16 +7,24 @@ pub mod import;
 
 use crate::contract::line::{LineError, LineValidator, ValidLine, line_for};
 use crate::domain::{CustomerHistory, CustomerId, LedgerEvent, ProposedEvent, RuleViolation};
-use crate::store::{AppendError, EventStore, ExpectedRevision, ReadError, Record};
+use crate::limits::{RECORD_CONFLICT_ATTEMPTS_MAX, RECORD_CONFLICT_RETRY_MILLIS_MAX};
+use crate::store::{
+    AppendError, CurrentRevision, EventStore, ExpectedRevision, NewRecord, ReadError, Record,
+};
 use chrono::Utc;
 use codec::{DecodeError, decode, stream_name, to_new_record};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// How many times `record` re-decides after losing a race with another writer.
-pub const RECORD_RETRIES_MAX: usize = 3;
+/// Longest pause before the second try of a `record` that lost a race with another writer; the
+/// bound doubles with each try up to [`RECORD_BACKOFF_MAX`], and the pause is a random part of
+/// it (full jitter), so that writers who collided spread out instead of colliding again.
+pub const RECORD_BACKOFF_MIN: Duration = Duration::from_millis(4);
+/// Longest pause between two tries of a contended `record`.
+pub const RECORD_BACKOFF_MAX: Duration = Duration::from_millis(400);
 /// Events read per page when scanning the log.
 pub const READ_PAGE_EVENTS: usize = 4096;
 
@@ -25,8 +33,33 @@ pub const READ_PAGE_EVENTS: usize = 4096;
 pub enum RecordError {
     #[error("invalid event: {0}")]
     Invalid(#[from] LineError),
-    #[error("refused: {0}")]
+    #[error("refused: {0}; nothing was written")]
     Refused(#[from] RuleViolation),
+    #[error(
+        "event {event_id} was already recorded with different content; nothing was written. An \
+         event id names one event: a retry must repeat the original's content, a new event needs \
+         a new id"
+    )]
+    IdUsed { event_id: Uuid },
+    #[error(
+        "customer {customer}'s stream is at {actual}, but the caller expected {expected}; nothing \
+         was written. Read the customer's history, decide again, and name its current revision"
+    )]
+    Conflict {
+        customer: CustomerId,
+        expected: ExpectedRevision,
+        actual: CurrentRevision,
+    },
+    #[error(
+        "other writers kept changing customer {customer}'s stream: gave up after {attempts} \
+         tries in {elapsed_ms} ms; nothing was written. Try again (with the same event id a \
+         retry is safe)"
+    )]
+    Contended {
+        customer: CustomerId,
+        attempts: u32,
+        elapsed_ms: u128,
+    },
     #[error(transparent)]
     Append(#[from] AppendError),
     #[error("reading the customer's history failed: {0}")]
@@ -43,6 +76,51 @@ pub struct Recorded {
     pub position: u64,
     /// False when this was a retry of an event already recorded.
     pub written: bool,
+}
+
+/// How `record` treats an event beyond its content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// The revision of the customer's stream the caller decided on. When given, a stream at
+    /// another revision is reported at once as [`RecordError::Conflict`], never retried. When not,
+    /// a race lost to another writer is decided again on the new history, with backoff, within
+    /// [`RECORD_CONFLICT_ATTEMPTS_MAX`] tries and [`RECORD_CONFLICT_RETRY_MILLIS_MAX`] ms.
+    pub expected: Option<ExpectedRevision>,
+    /// The fields the ledger filled in because the caller left them out.
+    pub filled_in: FilledIn,
+}
+
+/// Fields of a proposed event that the ledger filled in, not the caller. A retry with the same
+/// event id is not compared on them, because a retry fills them in anew (`occurred_at` with a
+/// new "now"): it is the same event if the fields the caller gave are the same.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilledIn {
+    pub occurred_at: bool,
+    pub recorded_by: bool,
+}
+
+impl FilledIn {
+    /// Whether `new` is a retry of `stored` (same id, same stream), comparing the fields the
+    /// caller gave only.
+    fn is_retry_of(&self, stored: &Record, stream: &str, mut new: NewRecord) -> bool {
+        if self.occurred_at {
+            new.occurred_at = stored.occurred_at;
+        }
+        if self.recorded_by {
+            new.recorded_by.clone_from(&stored.recorded_by);
+        }
+        stored.is_same_event(stream, &new)
+    }
+}
+
+/// The pause before try `attempt + 1` of a contended `record`: a random part of a bound that
+/// doubles per try from [`RECORD_BACKOFF_MIN`] up to [`RECORD_BACKOFF_MAX`].
+fn record_backoff(attempt: u32) -> Duration {
+    let bound = RECORD_BACKOFF_MIN
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(RECORD_BACKOFF_MAX);
+    let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(rand::random_range(0..=micros))
 }
 
 /// Why a history could not be read.
@@ -137,64 +215,122 @@ impl Ledger {
 
     /// Records one event: validate, decide against the customer's history, append.
     pub async fn record(&self, proposed: ProposedEvent) -> Result<Recorded, RecordError> {
+        self.record_with(proposed, RecordOptions::default()).await
+    }
+
+    /// Records one event with `options` (an expected revision, the fields the ledger filled in).
+    pub async fn record_with(
+        &self,
+        proposed: ProposedEvent,
+        options: RecordOptions,
+    ) -> Result<Recorded, RecordError> {
         let valid = self.validate(&proposed)?;
-        self.record_valid(valid).await
+        self.record_valid_with(valid, options).await
     }
 
     /// Records an event that passed schema validation.
     pub async fn record_valid(&self, valid: ValidLine) -> Result<Recorded, RecordError> {
+        self.record_valid_with(valid, RecordOptions::default())
+            .await
+    }
+
+    /// Records an event that passed schema validation, with `options`. A retry of an event
+    /// already recorded (same id, same content where the caller gave it) returns where it landed
+    /// and writes nothing.
+    pub async fn record_valid_with(
+        &self,
+        valid: ValidLine,
+        options: RecordOptions,
+    ) -> Result<Recorded, RecordError> {
         let customer = valid.proposed.customer_id.clone();
-        let stream = stream_name(&customer);
-        let mut attempt = 0;
+        let started = Instant::now();
+        let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let records = self.read_customer(&customer).await?;
-            // A retry of an event already recorded returns where it landed.
-            if let Some(existing) = records
-                .iter()
-                .find(|r| r.event_id == valid.proposed.event_id)
-            {
-                let new = to_new_record(&valid.proposed, valid.schema_version, valid.data.clone());
-                if !existing.is_same_event(&stream, &new) {
-                    return Err(AppendError::IdempotencyConflict {
-                        event_id: new.event_id,
-                    }
-                    .into());
-                }
-                return Ok(Recorded {
-                    event_id: existing.event_id,
-                    revision: existing.revision,
-                    position: existing.position,
-                    written: false,
+            let lost_race = match self.try_record(&valid, &options).await? {
+                Ok(recorded) => return Ok(recorded),
+                Err(actual) => actual,
+            };
+            if let Some(expected) = options.expected {
+                return Err(RecordError::Conflict {
+                    customer,
+                    expected,
+                    actual: lost_race,
                 });
             }
-            let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-            let history = CustomerHistory::from_events(customer.clone(), &events);
-            // A given recorded_at (migrated history) decides, but never later than our clock:
-            // otherwise a future recorded_at would let occurred_at into the future too.
-            let now = Utc::now();
-            let now = valid.proposed.recorded_at.map_or(now, |r| r.min(now));
-            history.decide(&valid.proposed, now)?;
-            let expected = match history.revision() {
-                None => ExpectedRevision::NoStream,
-                Some(r) => ExpectedRevision::Exact(r),
-            };
-            let record = to_new_record(&valid.proposed, valid.schema_version, valid.data.clone());
-            match self.store.append(&stream, expected, vec![record]).await {
-                Ok(result) => {
-                    return Ok(Recorded {
-                        event_id: valid.proposed.event_id,
-                        revision: result.next_expected_revision,
-                        position: result.last_position,
-                        written: result.written,
-                    });
-                }
-                // Another writer got there first: decide again on the new history.
-                Err(AppendError::WrongExpectedRevision { .. }) if attempt < RECORD_RETRIES_MAX => {
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            // Another writer got there first: decide again on the new history, after a pause.
+            let pause = record_backoff(attempt);
+            let budget = Duration::from_millis(RECORD_CONFLICT_RETRY_MILLIS_MAX);
+            if attempt >= RECORD_CONFLICT_ATTEMPTS_MAX || started.elapsed() + pause > budget {
+                return Err(RecordError::Contended {
+                    customer,
+                    attempts: attempt,
+                    elapsed_ms: started.elapsed().as_millis(),
+                });
             }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One try of `record`: read the history, recognise a retry, decide, append. `Ok(Err(actual))`
+    /// when the stream was not at the revision decided on (another writer got there first, or
+    /// the caller's expected revision is stale): nothing was written.
+    async fn try_record(
+        &self,
+        valid: &ValidLine,
+        options: &RecordOptions,
+    ) -> Result<Result<Recorded, CurrentRevision>, RecordError> {
+        let customer = &valid.proposed.customer_id;
+        let stream = stream_name(customer);
+        let records = self.read_customer(customer).await?;
+        let new = to_new_record(&valid.proposed, valid.schema_version, valid.data.clone());
+        // A retry of an event already recorded returns where it landed.
+        if let Some(existing) = records.iter().find(|r| r.event_id == new.event_id) {
+            if !options.filled_in.is_retry_of(existing, &stream, new) {
+                return Err(RecordError::IdUsed {
+                    event_id: existing.event_id,
+                });
+            }
+            return Ok(Ok(Recorded {
+                event_id: existing.event_id,
+                revision: existing.revision,
+                position: existing.position,
+                written: false,
+            }));
+        }
+        let current = match records.last() {
+            None => CurrentRevision::NoStream,
+            Some(r) => CurrentRevision::Current(r.revision),
+        };
+        if let Some(expected) = options.expected
+            && !expected.is_met_by(current)
+        {
+            return Ok(Err(current));
+        }
+        let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let history = CustomerHistory::from_events(customer.clone(), &events);
+        // A given recorded_at (migrated history) decides, but never later than our clock:
+        // otherwise a future recorded_at would let occurred_at into the future too.
+        let now = Utc::now();
+        let now = valid.proposed.recorded_at.map_or(now, |r| r.min(now));
+        history.decide(&valid.proposed, now)?;
+        let expected = match history.revision() {
+            None => ExpectedRevision::NoStream,
+            Some(r) => ExpectedRevision::Exact(r),
+        };
+        match self.store.append(&stream, expected, vec![new]).await {
+            Ok(result) => Ok(Ok(Recorded {
+                event_id: valid.proposed.event_id,
+                revision: result.next_expected_revision,
+                position: result.last_position,
+                written: result.written,
+            })),
+            Err(AppendError::WrongExpectedRevision { actual, .. }) => Ok(Err(actual)),
+            // The id is used by another customer's event (the store keeps ids unique).
+            Err(AppendError::IdempotencyConflict { event_id }) => {
+                Err(RecordError::IdUsed { event_id })
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::projections::fold::{Projector, derive};
 use crate::projections::meta::lag;
 use crate::projections::model::CustomerRows;
 use crate::read_models::{Checkpoint, ReadModelError, ReadModels, Tables};
-use crate::store::{EventStore, ReadError, Record, SubscriptionMessage};
+use crate::store::{EventStore, ReadError, Record, RetryNotice, SubscriptionMessage};
 use binding::{Staleness, expected_binding, staleness};
 use kept::{KeepError, refresh_kept_funnels};
 use std::collections::BTreeSet;
@@ -66,7 +66,7 @@ pub enum RunError {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Progress {
     /// The read models' checkpoint: position of the last event applied.
     pub position: Option<u64>,
@@ -81,6 +81,9 @@ pub struct Progress {
     /// Set when the run found the read models stale (of another store, another point of its
     /// history, or other definitions) and rebuilt them first.
     pub rebuilt: Option<Staleness>,
+    /// Set while the store cannot be reached and the run waits to try again: reported at once,
+    /// so that nobody watches a silent follower.
+    pub retrying: Option<RetryNotice>,
 }
 
 /// Brings the live read models up to date with the log. With `follow`, keeps them up to date
@@ -393,6 +396,12 @@ async fn run(
                 Some(SubscriptionMessage::CaughtUp { .. }) => {
                     report.caught_up = true;
                     true
+                }
+                Some(SubscriptionMessage::Retrying(notice)) => {
+                    report.retrying = Some(notice);
+                    progress(&report);
+                    report.retrying = None;
+                    false
                 }
                 None => true,
             };

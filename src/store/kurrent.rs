@@ -32,8 +32,8 @@
 
 use super::{
     AppendError, AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord,
-    ReadError, Record, StorageError, StreamAppend, StreamFilter, Subscription, SubscriptionMessage,
-    check_append,
+    ReadError, Record, RetryNotice, StorageError, StreamAppend, StreamFilter, Subscription,
+    SubscriptionMessage, check_append,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -62,6 +62,11 @@ pub const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 /// Consecutive failed reconnections after which a subscription gives up with an error
 /// (about two minutes of outage with the delays above).
 pub const RECONNECT_ATTEMPTS_MAX: u32 = 30;
+/// Failed attempts after which a subscription that has never reached its server gives up
+/// (about ten seconds with the delays above): a wrong address or a server that is not running
+/// is reported while the operator is still watching, whereas an outage of a server that was
+/// reached is waited out for [`RECONNECT_ATTEMPTS_MAX`] attempts.
+pub const FIRST_CONNECT_ATTEMPTS_MAX: u32 = 8;
 
 /// Why a KurrentDB store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -436,21 +441,24 @@ impl KurrentStore {
 
     /// The position of the last event of the caller's streams in `$all`.
     async fn head(&self) -> Result<Option<u64>, ReadError> {
+        self.head_raw()
+            .await
+            .map_err(|e| self.storage_error(e).into())
+    }
+
+    /// [`Self::head`] with the client's own error, for callers that report it their own way.
+    async fn head_raw(&self) -> Result<Option<u64>, kurrentdb::Error> {
         let options = ReadAllOptions::default()
             .position(StreamPosition::End)
             .backwards()
             .filter(self.subscription_filter())
             .max_count(1)
             .deadline(READ_DEADLINE);
-        let mut read = self
-            .client()
-            .read_all(&options)
-            .await
-            .map_err(|e| self.storage_error(e))?;
-        match read.next().await.map_err(|e| self.storage_error(e))? {
-            Some(event) => Ok(Some(event.get_original_event().position.commit)),
-            None => Ok(None),
-        }
+        let mut read = self.client().read_all(&options).await?;
+        Ok(read
+            .next()
+            .await?
+            .map(|event| event.get_original_event().position.commit))
     }
 }
 
@@ -542,6 +550,9 @@ impl EventStore for KurrentStore {
             caught_up: false,
             head_at_start: None,
             failures: 0,
+            reached: false,
+            retry_at: None,
+            started: tokio::time::Instant::now(),
         }))
     }
 
@@ -568,6 +579,12 @@ struct KurrentSubscription {
     head_at_start: Option<Option<u64>>,
     /// Consecutive failures since the last message received.
     failures: u32,
+    /// Whether the server has answered once.
+    reached: bool,
+    /// When the next attempt may be made, after a failure.
+    retry_at: Option<tokio::time::Instant>,
+    /// When the subscription was made, for the message of a first contact that never happens.
+    started: tokio::time::Instant,
 }
 
 impl KurrentSubscription {
@@ -578,23 +595,47 @@ impl KurrentSubscription {
         }
     }
 
-    /// Waits before the next attempt; gives up after too many failures in a row.
-    async fn back_off(&mut self, error: StorageError) -> Result<(), ReadError> {
+    /// Notes a failure: the notice to deliver now (the pause is taken before the next attempt),
+    /// or the error that ends the subscription after too many failures in a row.
+    fn failed(&mut self, error: kurrentdb::Error) -> Result<SubscriptionMessage, ReadError> {
         self.live = None;
         self.head_at_start = None;
         self.failures += 1;
-        if self.failures > RECONNECT_ATTEMPTS_MAX {
-            return Err(StorageError::Unavailable(format!(
-                "the subscription to KurrentDB gave up after {RECONNECT_ATTEMPTS_MAX} failed \
-                 reconnections; resume from position {:?}. Last error: {error}",
-                self.after
-            ))
-            .into());
+        let display = &self.store.inner.display;
+        let reason = format!("KurrentDB at {display} cannot be reached ({error})");
+        // Replaces the client when its connection task has stopped.
+        let _ = self.store.storage_error(error);
+        let attempts_max = if self.reached {
+            RECONNECT_ATTEMPTS_MAX
+        } else {
+            FIRST_CONNECT_ATTEMPTS_MAX
+        };
+        if self.failures >= attempts_max {
+            let message = if self.reached {
+                format!(
+                    "the subscription to KurrentDB gave up after {attempts_max} failed \
+                     reconnections; start it again to resume from position {:?}. Last error: \
+                     {reason}",
+                    self.after
+                )
+            } else {
+                format!(
+                    "{reason}: gave up after {attempts_max} attempts in {:.0} s. Check the \
+                     address and that the server is running",
+                    self.started.elapsed().as_secs_f64()
+                )
+            };
+            return Err(StorageError::Unavailable(message).into());
         }
         let exp = self.failures.saturating_sub(1).min(16);
         let delay = (RECONNECT_DELAY_MIN * 2u32.saturating_pow(exp)).min(RECONNECT_DELAY_MAX);
-        tokio::time::sleep(delay).await;
-        Ok(())
+        self.retry_at = Some(tokio::time::Instant::now() + delay);
+        Ok(SubscriptionMessage::Retrying(RetryNotice {
+            reason,
+            attempt: self.failures,
+            attempts_max,
+            retry_in: delay,
+        }))
     }
 }
 
@@ -602,15 +643,25 @@ impl KurrentSubscription {
 impl Subscription for KurrentSubscription {
     async fn next(&mut self) -> Result<SubscriptionMessage, ReadError> {
         loop {
+            if let Some(at) = self.retry_at {
+                // Cancel-safe: a caller that stops waiting finds the pause still pending.
+                tokio::time::sleep_until(at).await;
+                self.retry_at = None;
+            }
             if self.live.is_none() {
                 if !self.caught_up {
-                    match self.store.head().await {
-                        Ok(head) => self.head_at_start = Some(head),
-                        Err(ReadError::Storage(e)) => {
-                            self.back_off(e).await?;
-                            continue;
+                    match self.store.head_raw().await {
+                        Ok(head) => {
+                            self.reached = true;
+                            self.head_at_start = Some(head);
                         }
-                        Err(e) => return Err(e),
+                        Err(kurrentdb::Error::AccessDenied) => {
+                            return Err(self
+                                .store
+                                .storage_error(kurrentdb::Error::AccessDenied)
+                                .into());
+                        }
+                        Err(e) => return self.failed(e),
                     }
                 }
                 let start = match self.after {
@@ -636,6 +687,7 @@ impl Subscription for KurrentSubscription {
             match live.next_subscription_event().await {
                 Ok(SubscriptionEvent::EventAppeared(event)) => {
                     self.failures = 0;
+                    self.reached = true;
                     let (record, _) = to_record(event.get_original_event())?;
                     if self.after.is_some_and(|a| record.position <= a) {
                         // Resent after a reconnection: already delivered.
@@ -646,6 +698,7 @@ impl Subscription for KurrentSubscription {
                 }
                 Ok(SubscriptionEvent::CaughtUp(_)) => {
                     self.failures = 0;
+                    self.reached = true;
                     if !self.caught_up {
                         return Ok(self.caught_up_message());
                     }
@@ -657,10 +710,7 @@ impl Subscription for KurrentSubscription {
                         .storage_error(kurrentdb::Error::AccessDenied)
                         .into());
                 }
-                Err(e) => {
-                    let e = self.store.storage_error(e);
-                    self.back_off(e).await?;
-                }
+                Err(e) => return self.failed(e),
             }
         }
     }

@@ -285,6 +285,35 @@ pub enum SubscriptionMessage {
     CaughtUp {
         position: Option<u64>,
     },
+    /// The server cannot be reached; the subscription tries again, from its last position, on
+    /// the next call. Nothing was skipped. Says so at once, so that someone watching knows why
+    /// nothing arrives. (The embedded store never sends it.)
+    Retrying(RetryNotice),
+}
+
+/// A subscription's failed attempt to reach its server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryNotice {
+    /// Why, with where the server is.
+    pub reason: String,
+    /// This attempt, from 1, and the attempt after which the subscription gives up.
+    pub attempt: u32,
+    pub attempts_max: u32,
+    /// The pause before the next attempt.
+    pub retry_in: std::time::Duration,
+}
+
+impl std::fmt::Display for RetryNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; retrying in {:.1} s (attempt {} of {})",
+            self.reason,
+            self.retry_in.as_secs_f64(),
+            self.attempt,
+            self.attempts_max
+        )
+    }
 }
 
 /// A subscription to all events, in position order, without gap or duplicate.
