@@ -98,8 +98,16 @@ pub async fn project(
 ) -> Result<Progress, RunError> {
     // Read models of another store, another point of its history or other definitions are
     // rebuilt rather than added to; fresh ones are bound to this store and code.
-    let expected = expected_binding(store, policy).await?;
     let checkpoint = read_models.checkpoint(Tables::Live)?;
+    let expected = match expected_binding(store, policy).await {
+        Ok(expected) => expected,
+        // A follower waits for a store it cannot reach yet, saying so, as it would for events.
+        Err(_) if follow => {
+            wait_until_reachable(store, checkpoint.position, progress).await?;
+            expected_binding(store, policy).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let bound = read_models.binding(Tables::Live)?;
     let rebuilt = match staleness(store, &checkpoint, bound.as_ref(), &expected).await? {
         Some(why) => {
@@ -131,6 +139,25 @@ pub async fn project(
     refresh_funnels(read_models, policy).await?;
     done.rebuilt = rebuilt;
     Ok(done)
+}
+
+/// Waits until the store answers a subscription, reporting each retry through `progress`; the
+/// subscription gives up (with its error) when the store stays out of reach.
+async fn wait_until_reachable(
+    store: &dyn EventStore,
+    after: Option<u64>,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<(), RunError> {
+    let mut subscription = store.subscribe_all(after).await?;
+    loop {
+        match subscription.next().await? {
+            SubscriptionMessage::Retrying(notice) => progress(&Progress {
+                retrying: Some(notice),
+                ..Progress::default()
+            }),
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// Brings the kept funnels to the read models' checkpoint, off the async threads.
