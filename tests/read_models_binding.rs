@@ -240,3 +240,68 @@ fn read_models_of_an_older_version_are_rebuilt() {
     assert!(out.contains("older version"), "{out}");
     assert_eq!(ledger.funnel_position(), half);
 }
+
+#[test]
+fn damaged_read_models_are_set_aside_by_rebuild_and_foreign_files_left_alone() {
+    let ledger = Ledger::new();
+    let (first, _, half) = events(&ledger);
+    import(&ledger, "first.ndjson", &first);
+    ledger.ok(&["project"]);
+    let rm = ledger.path("ledger.read-models.db");
+    // Damage: the file cut to half its size (its header, ours, intact).
+    ledger.ok(&["rebuild"]); // checkpoints the WAL into the file
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(ledger.path(&format!("ledger.read-models.db{suffix}")));
+    }
+    let size = std::fs::metadata(&rm).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&rm).unwrap();
+    file.set_len(size / 2).unwrap();
+    drop(file);
+    let why = ledger.refused(&["reps"]);
+    assert!(why.contains("rebuild"), "{why}");
+    let out = ledger.ok(&["rebuild"]);
+    assert!(out.contains("were damaged; they were moved to"), "{out}");
+    let aside: Vec<_> = std::fs::read_dir(ledger.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged file is kept, renamed");
+    assert_eq!(aside[0].metadata().unwrap().len(), size / 2);
+    assert_eq!(ledger.funnel_position(), half);
+
+    // A file that is not ours at the read models' path is never moved or changed.
+    let foreign = ledger.path("foreign.db");
+    let conn = rusqlite::Connection::open(&foreign).unwrap();
+    conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me');")
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&foreign).unwrap();
+    let out = ledger.run(&["--read-models", "foreign.db", "rebuild"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&foreign).unwrap(), before);
+}
+
+#[test]
+fn staging_tables_of_a_killed_rebuild_are_dropped_on_next_use() {
+    let ledger = Ledger::new();
+    let (first, _, _) = events(&ledger);
+    import(&ledger, "first.ndjson", &first);
+    ledger.ok(&["project"]);
+    // A rebuild killed midway leaves its staging tables (and holds no lock any more).
+    let rm = ledger.path("ledger.read-models.db");
+    let conn = rusqlite::Connection::open(&rm).unwrap();
+    conn.execute_batch("CREATE TABLE rm_new_customers (customer_id TEXT PRIMARY KEY);")
+        .unwrap();
+    drop(conn);
+    ledger.ok(&["funnel"]);
+    let conn = rusqlite::Connection::open(&rm).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'rm_new_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -247,6 +247,13 @@ pub async fn run(
             let policy = Policy::load(policy.as_deref())?;
             let mut progress = progress_reporter();
             let done = runner::rebuild(&*store, &read_models, &policy, &mut progress).await?;
+            if let Some(aside) = &done.set_aside {
+                writeln!(
+                    out,
+                    "the read models were damaged; they were moved to {} and rebuilt",
+                    aside.display()
+                )?;
+            }
             writeln!(
                 out,
                 "read models rebuilt to position {} ({} events)",

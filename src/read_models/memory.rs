@@ -241,6 +241,10 @@ impl ReadModels for MemoryReadModels {
         Ok(())
     }
 
+    fn set_aside(&self) -> Result<Option<std::path::PathBuf>, ReadModelError> {
+        Ok(None) // memory is never damaged
+    }
+
     fn swap_in_staging(&self) -> Result<(), ReadModelError> {
         let mut state = self.state()?;
         let mut staged = std::mem::take(&mut state.staging);

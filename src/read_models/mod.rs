@@ -65,7 +65,7 @@ pub struct KeptReport {
 /// Why the read models could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadModelError {
-    #[error("read models in {path}: SQLite: {source}")]
+    #[error("read models in {path}: SQLite: {source}{}", damage_hint(source))]
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,
@@ -85,11 +85,40 @@ pub enum ReadModelError {
          name another file with --read-models"
     )]
     NotReadModels { path: PathBuf, what: &'static str },
+    #[error("another rebuild of the read models in {path} is running; wait for it to finish")]
+    RebuildRunning { path: PathBuf },
+    #[error("cannot set the damaged read models {path} aside: {source}")]
+    SetAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create the read models' file {path}: {source}")]
     Create {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// What to do about a damaged file, for the message of a SQLite error.
+fn damage_hint(source: &rusqlite::Error) -> &'static str {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) {
+        "; the read models are damaged: run `pipeline-ledger rebuild`, which moves them aside and rebuilds them from the log"
+    } else {
+        ""
+    }
+}
+
+impl ReadModelError {
+    /// Whether the read models themselves are damaged (their file is corrupt): a rebuild sets
+    /// them aside and starts afresh; nothing else can use them.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            ReadModelError::Sqlite { source, .. } => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The read models, as the runner and the queries use them. Implementations are blocking (the
@@ -138,7 +167,13 @@ pub trait ReadModels: Send + Sync {
     fn write_counters(&self, deltas: &Deltas) -> Result<(), ReadModelError>;
 
     /// Empties the staging tables (a rebuild interrupted earlier left some) and creates them.
+    /// Refused while another rebuild of the same read models runs.
     fn start_staging(&self) -> Result<(), ReadModelError>;
+
+    /// Moves damaged read models out of the way (renamed, never deleted), so that a rebuild
+    /// starts afresh; returns where they went, `None` if there was nothing to move. Only read
+    /// models that are recognisably this ledger's are moved.
+    fn set_aside(&self) -> Result<Option<PathBuf>, ReadModelError>;
 
     /// Computes the staging tables' days-to-close spreads and replaces the live tables by them,
     /// atomically: a reader sees either the old read models or the new ones, never a mix.

@@ -81,6 +81,8 @@ pub struct Progress {
     /// Set when the run found the read models stale (of another store, another point of its
     /// history, or other definitions) and rebuilt them first.
     pub rebuilt: Option<Staleness>,
+    /// Where a rebuild moved read models it found damaged.
+    pub set_aside: Option<std::path::PathBuf>,
     /// Set while the store cannot be reached and the run waits to try again: reported at once,
     /// so that nobody watches a silent follower.
     pub retrying: Option<RetryNotice>,
@@ -197,8 +199,19 @@ pub async fn rebuild(
     policy: &Policy,
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<Progress, RunError> {
-    // A rebuild interrupted earlier left its staging tables; start those over.
-    read_models.start_staging()?;
+    // A rebuild interrupted earlier left its staging tables; start those over. Damaged read
+    // models are set aside (never deleted) and rebuilt afresh: rebuilding is the way out.
+    let mut set_aside = None;
+    if let Err(e) = read_models.start_staging() {
+        if !e.is_damage() {
+            return Err(e.into());
+        }
+        set_aside = read_models.set_aside()?;
+        if set_aside.is_none() {
+            return Err(e.into());
+        }
+        read_models.start_staging()?;
+    }
     read_models.bind(Tables::Staging, &expected_binding(store, policy).await?)?;
     let done = match rebuild_by_customer(store, read_models, policy, progress).await? {
         Some(done) => done,
@@ -217,6 +230,8 @@ pub async fn rebuild(
     };
     read_models.swap_in_staging()?;
     refresh_funnels(read_models, policy).await?;
+    let mut done = done;
+    done.set_aside = set_aside;
     Ok(done)
 }
 

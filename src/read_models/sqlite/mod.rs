@@ -77,7 +77,10 @@ pub struct SqliteReadModels {
     path: PathBuf,
     /// Set once the file and its live tables were made ready (on first use: a command that
     /// only replays the log never touches the read models' file).
-    ready: std::sync::OnceLock<()>,
+    ready: std::sync::atomic::AtomicBool,
+    /// Held from `start_staging` to `swap_in_staging`: one rebuild at a time, and a process
+    /// that finds staging tables nobody holds this for knows they are a killed rebuild's.
+    rebuild_lock: Mutex<Option<std::fs::File>>,
     writer: Mutex<Option<Writer>>,
     readers: Mutex<Vec<Connection>>,
     /// The mode of the file when it is created.
@@ -103,7 +106,8 @@ impl SqliteReadModels {
     pub fn with_file_mode(path: &Path, file_mode: FileMode) -> Self {
         SqliteReadModels {
             path: path.to_path_buf(),
-            ready: std::sync::OnceLock::new(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            rebuild_lock: Mutex::new(None),
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             file_mode,
@@ -153,7 +157,7 @@ impl SqliteReadModels {
 
     /// Opens the file and makes its live tables ready, once.
     fn ready(&self) -> Result<(), ReadModelError> {
-        if self.ready.get().is_some() {
+        if self.ready.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
         let rm = self;
@@ -172,8 +176,64 @@ impl SqliteReadModels {
             }
             tx.commit().map_err(sql)?;
         }
+        rm.drop_abandoned_staging(&conn)?;
         rm.give_back(conn);
-        let _ = self.ready.set(());
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// The lock file a rebuild holds (`<read models>.rebuild-lock`).
+    fn rebuild_lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".rebuild-lock");
+        PathBuf::from(name)
+    }
+
+    /// Takes the rebuild lock without waiting; `None` when another process holds it.
+    fn try_rebuild_lock(&self) -> Result<Option<std::fs::File>, ReadModelError> {
+        let path = self.rebuild_lock_path();
+        let _ = files::create_file(&path, self.file_mode);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| ReadModelError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(ReadModelError::Create { path, source })
+            }
+        }
+    }
+
+    /// Drops staging tables a killed rebuild left behind (nobody holds the rebuild lock);
+    /// leaves those of a rebuild that is running.
+    fn drop_abandoned_staging(&self, conn: &Connection) -> Result<(), ReadModelError> {
+        let staged: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'rm\\_new\\_%' ESCAPE '\\'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if staged == 0 {
+            return Ok(());
+        }
+        let held_here = self
+            .rebuild_lock
+            .lock()
+            .map_err(|_| ReadModelError::Poisoned { what: "rebuild" })?
+            .is_some();
+        if held_here {
+            return Ok(());
+        }
+        if let Some(_unheld) = self.try_rebuild_lock()? {
+            conn.execute_batch(&drop_tables(STAGING))
+                .map_err(|e| self.sqlite(e))?;
+        }
         Ok(())
     }
 
@@ -303,6 +363,14 @@ impl SqliteReadModels {
     }
 }
 
+/// Drops every table under prefix `p`.
+fn drop_tables(p: &str) -> String {
+    TABLES
+        .iter()
+        .map(|t| format!("DROP TABLE IF EXISTS {p}{};", t.name))
+        .collect()
+}
+
 /// The secondary indexes the queries need (every customer table is already keyed by customer).
 fn indexes(p: &str) -> String {
     format!(
@@ -370,10 +438,20 @@ impl ReadModels for SqliteReadModels {
     }
 
     fn start_staging(&self) -> Result<(), ReadModelError> {
-        let drop_all: String = TABLES
-            .iter()
-            .map(|t| format!("DROP TABLE IF EXISTS {STAGING}{};", t.name))
-            .collect();
+        {
+            let mut held = self
+                .rebuild_lock
+                .lock()
+                .map_err(|_| ReadModelError::Poisoned { what: "rebuild" })?;
+            if held.is_none() {
+                *held = Some(self.try_rebuild_lock()?.ok_or_else(|| {
+                    ReadModelError::RebuildRunning {
+                        path: self.path.clone(),
+                    }
+                })?);
+            }
+        }
+        let drop_all = drop_tables(STAGING);
         self.write(|tx| {
             tx.execute_batch(&drop_all)?;
             tx.execute_batch(&columns::schema(STAGING))?;
@@ -397,6 +475,9 @@ impl ReadModels for SqliteReadModels {
             tx.execute_batch(&indexes(LIVE))?;
             Ok(true)
         })?;
+        if let Ok(mut held) = self.rebuild_lock.lock() {
+            *held = None; // unlocked when closed
+        }
         // A rebuild writes the whole read model through the WAL: fold it into the file now and
         // cut the WAL back, rather than leave a WAL the size of the read models. Best effort: a
         // busy reader only delays it to the automatic checkpoints.
@@ -408,6 +489,40 @@ impl ReadModels for SqliteReadModels {
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
         Ok(())
+    }
+
+    fn set_aside(&self) -> Result<Option<PathBuf>, ReadModelError> {
+        if !is_ours_by_header(&self.path) {
+            return Ok(None);
+        }
+        // Every connection is closed first: they hold the file.
+        if let Ok(mut writer) = self.writer.lock() {
+            *writer = None;
+        }
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.clear();
+        }
+        self.ready
+            .store(false, std::sync::atomic::Ordering::Release);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let aside = |suffix: &str| {
+            let mut from = self.path.as_os_str().to_owned();
+            from.push(suffix);
+            let mut to = self.path.as_os_str().to_owned();
+            to.push(format!(".damaged-{stamp}{suffix}"));
+            (PathBuf::from(from), PathBuf::from(to))
+        };
+        let moved = aside("").1;
+        for suffix in ["", "-wal", "-shm"] {
+            let (from, to) = aside(suffix);
+            if from.exists() {
+                std::fs::rename(&from, &to).map_err(|source| ReadModelError::SetAside {
+                    path: from.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(Some(moved))
     }
 
     fn load_live(&self) -> Result<Option<ReadModel>, ReadModelError> {
@@ -454,6 +569,18 @@ impl ReadModels for SqliteReadModels {
     ) -> Result<Option<(u64, String)>, ReadModelError> {
         self.read(|tx| read::read_report(tx, LIVE, name, policy))
     }
+}
+
+/// Whether the file's header carries the read models' application id (read from the bytes,
+/// since a damaged file may not open).
+fn is_ours_by_header(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 72];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    read.is_ok()
+        && header.starts_with(b"SQLite format 3\0")
+        && i32::from_be_bytes([header[68], header[69], header[70], header[71]])
+            == READ_MODELS_APPLICATION_ID
 }
 
 #[cfg(test)]
