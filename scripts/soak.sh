@@ -4,6 +4,7 @@
 #
 #   scripts/soak.sh [ROUNDS] [KINDS]        # defaults: 1000 rounds; record,import,project,rebuild
 #   SOAK_DIR=/tmp/soak scripts/soak.sh 50 record
+#   SOAK_BUILD=0 ...                        # use target/release/pipeline-ledger as it is
 #
 # Kinds:
 #   record   a loop of `record` (SOAK_WRITERS of them at once, default 2) on a store of at least
@@ -28,16 +29,16 @@ ROUNDS=${1:-1000}
 KINDS=${2:-record,import,project,rebuild}
 SOAK_DIR=${SOAK_DIR:-${TMPDIR:-/tmp}/pipeline-ledger-soak}
 WRITERS=${SOAK_WRITERS:-2}
-# Customers for each dataset: the demo makes about 25 events per customer.
-RECORD_CUSTOMERS=${SOAK_RECORD_CUSTOMERS:-450}     # >= 10k events
-IMPORT_CUSTOMERS=${SOAK_IMPORT_CUSTOMERS:-8500}    # >= 200k events
-PROJECT_CUSTOMERS=${SOAK_PROJECT_CUSTOMERS:-900}   # >= 20k events
+# Customers for each dataset: the demo makes about 5 events per customer.
+RECORD_CUSTOMERS=${SOAK_RECORD_CUSTOMERS:-2100}    # >= 10k events
+IMPORT_CUSTOMERS=${SOAK_IMPORT_CUSTOMERS:-41000}   # >= 200k events
+PROJECT_CUSTOMERS=${SOAK_PROJECT_CUSTOMERS:-4200}  # >= 20k events
 
 cd "$(dirname "$0")/.."
 for tool in cargo sqlite3 shuf; do
   command -v "$tool" >/dev/null || { echo "soak.sh needs $tool" >&2; exit 2; }
 done
-cargo build --release --locked --quiet
+[[ ${SOAK_BUILD:-1} == 0 ]] || cargo build --release --locked --quiet
 BIN=$PWD/target/release/pipeline-ledger
 mkdir -p "$SOAK_DIR/data"
 DATA=$SOAK_DIR/data
@@ -133,6 +134,7 @@ soak_record() {
       setsid bash -c "$(declare -f record_loop); BIN='$BIN'; record_loop '$store' '$acks' $w $round" &
       pids+=($!)
     done
+    LIVE_PGIDS="${pids[*]}"
     delay=$((50 + $(random_ms 1500)))
     sleep_ms "$delay"
     for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done
@@ -153,7 +155,7 @@ soak_record() {
     LOST[record]=$((LOST[record] + acked - present))
     if ((present != acked)); then log "record round $round: $((acked - present)) of $acked acknowledged records lost"; fi
     RUN[record]=$round
-    ((round % 50 == 0)) && log "record: $round rounds, ${ACKED[record]} acknowledged, ${LOST[record]} lost"
+    if ((round % 50 == 0)); then log "record: $round rounds, ${ACKED[record]} acknowledged, ${LOST[record]} lost"; fi
   done
   # The store still takes a record after all the kills.
   "$BIN" --store "$store" record lead-sourced --customer soak-after --rep rep-01 --deal d1 \
@@ -180,6 +182,7 @@ soak_import() {
     "$BIN" --store "$store" init >/dev/null
     setsid "$BIN" --store "$store" import "$file" >"$dir/out" 2>&1 &
     local pid=$!
+    LIVE_PGIDS=$pid
     delay=$(random_ms $((duration * 11 / 10)))
     sleep_ms "$delay"
     kill -9 -- "-$pid" 2>/dev/null || true
@@ -201,7 +204,7 @@ soak_import() {
       PARTIAL[import]=$((PARTIAL[import] + 1))
     fi
     RUN[import]=$round
-    ((round % 25 == 0)) && log "import: $round rounds, ${PARTIAL[import]} partial"
+    if ((round % 25 == 0)); then log "import: $round rounds, ${PARTIAL[import]} partial"; fi
   done
 }
 
@@ -227,12 +230,13 @@ soak_projection() { # project|rebuild
     if [[ $kind == project ]]; then rm -f "$rm" "$rm"-*; fi
     setsid "$BIN" --store "$store" --read-models "$rm" "$kind" >"$dir/out" 2>&1 &
     local pid=$!
+    LIVE_PGIDS=$pid
     delay=$(random_ms $((duration * 11 / 10)))
     sleep_ms "$delay"
     kill -9 -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     integrity "$store" "$kind"
-    [[ -e $rm ]] && integrity "$rm" "$kind"
+    if [[ -e $rm ]]; then integrity "$rm" "$kind"; fi
     if ! "$BIN" --store "$store" --read-models "$rm" project >"$dir/out" 2>&1; then
       log "$kind round $round: project after the kill failed: $(cat "$dir/out")"
       DIVERGENT[$kind]=$((DIVERGENT[$kind] + 1))
@@ -242,7 +246,7 @@ soak_projection() { # project|rebuild
       DIVERGENT[$kind]=$((DIVERGENT[$kind] + 1))
     fi
     RUN[$kind]=$round
-    ((round % 50 == 0)) && log "$kind: $round rounds, ${DIVERGENT[$kind]} divergent"
+    if ((round % 50 == 0)); then log "$kind: $round rounds, ${DIVERGENT[$kind]} divergent"; fi
   done
 }
 
@@ -255,7 +259,9 @@ tally() {
   done
   echo "(record, import: events; project, rebuild: rounds whose read models differ from a rebuild)"
 }
-trap 'tally; exit 130' INT TERM
+# Interrupted: stop what this script started, then print the tally of the rounds finished.
+LIVE_PGIDS=
+trap 'for p in $LIVE_PGIDS; do kill -9 -- "-$p" 2>/dev/null; done; tally; exit 130' INT TERM
 
 [[ ,$KINDS, == *,record,* ]] && { dataset record "$RECORD_CUSTOMERS" 10000; soak_record; }
 [[ ,$KINDS, == *,import,* ]] && { dataset import "$IMPORT_CUSTOMERS" 200000; soak_import; }

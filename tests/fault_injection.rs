@@ -287,7 +287,7 @@ fn run_case(
                 "--contact-name",
                 "Ann Fault",
                 "--event-id",
-                &record_id,
+                record_id.as_str(),
             ]);
         }
         Op::Import => {
