@@ -31,7 +31,7 @@ SOAK_DIR=${SOAK_DIR:-${TMPDIR:-/tmp}/pipeline-ledger-soak}
 WRITERS=${SOAK_WRITERS:-2}
 # Customers for each dataset: the demo makes about 5 events per customer.
 RECORD_CUSTOMERS=${SOAK_RECORD_CUSTOMERS:-2100}    # >= 10k events
-IMPORT_CUSTOMERS=${SOAK_IMPORT_CUSTOMERS:-41000}   # >= 200k events
+IMPORT_CUSTOMERS=${SOAK_IMPORT_CUSTOMERS:-42000}   # >= 200k events
 PROJECT_CUSTOMERS=${SOAK_PROJECT_CUSTOMERS:-4200}  # >= 20k events
 
 cd "$(dirname "$0")/.."

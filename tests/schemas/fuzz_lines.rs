@@ -135,7 +135,9 @@ fn run_chunk(seed: u64, chunk: u64, count: u64, corpus: &[String], tally: &Tally
 
 enum Agreement {
     BothAccepted,
-    BothRefused { same_message: bool },
+    BothRefused {
+        same_message: bool,
+    },
     /// `parse` refused a line the full path accepts: allowed (it may check the text itself,
     /// e.g. for duplicate keys, which a `Value` cannot show), and counted.
     ParseRefusedOnly,
@@ -250,7 +252,9 @@ fn fuzzed_line(rng: &mut ChaCha8Rng, corpus: &[String]) -> (Vec<u8>, bool) {
     if rng.random_range(0..20) == 0 {
         return (arbitrary_bytes(rng), false);
     }
-    let mut line = corpus[rng.random_range(0..corpus.len())].as_bytes().to_vec();
+    let mut line = corpus[rng.random_range(0..corpus.len())]
+        .as_bytes()
+        .to_vec();
     let mutations = 1 + rng.random_range(0..3) * rng.random_range(0..2);
     for _ in 0..mutations {
         mutate(rng, &mut line);
@@ -573,7 +577,11 @@ fn swap_values(rng: &mut ChaCha8Rng, line: &mut Vec<u8>) {
     line.splice(first.0..first.1, second_text);
 }
 
-fn replace_value(rng: &mut ChaCha8Rng, line: &mut Vec<u8>, value: impl Fn(&mut ChaCha8Rng) -> String) {
+fn replace_value(
+    rng: &mut ChaCha8Rng,
+    line: &mut Vec<u8>,
+    value: impl Fn(&mut ChaCha8Rng) -> String,
+) {
     let members = members(line);
     if members.is_empty() {
         return;
@@ -589,7 +597,10 @@ fn whitespace_around_tokens(rng: &mut ChaCha8Rng, line: &mut Vec<u8>) {
         return;
     }
     let m = pick(rng, &members);
-    let ws = pick(rng, &[" ", "\t", "\n", "\r\n", "  ", "\u{a0}", "\u{b}", "\u{c}"]);
+    let ws = pick(
+        rng,
+        &[" ", "\t", "\n", "\r\n", "  ", "\u{a0}", "\u{b}", "\u{c}"],
+    );
     let at = pick(rng, &[m.key.0, m.key.1, m.value.0, m.value.1]);
     line.splice(at..at, ws.bytes());
 }
