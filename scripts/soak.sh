@@ -55,13 +55,13 @@ done
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
 count_events() { # store
-  sqlite3 "$1" "SELECT count(*) FROM events" 2>/dev/null ||
+  sqlite3 -cmd ".timeout 10000" "$1" "SELECT count(*) FROM events" 2>/dev/null ||
     "$BIN" --store "$1" export | wc -l
 }
 
 integrity() { # db kind
   local result
-  result=$(sqlite3 "$1" "PRAGMA integrity_check" 2>&1 || true)
+  result=$(sqlite3 -cmd ".timeout 10000" "$1" "PRAGMA integrity_check" 2>&1 || true)
   if [[ $result != ok ]]; then
     log "$2: integrity_check of $1: $result"
     DIVERGENT[$2]=$((DIVERGENT[$2] + 1))
@@ -70,6 +70,13 @@ integrity() { # db kind
 
 # A random delay in milliseconds, below $1.
 random_ms() { shuf -i 0-"$(( $1 > 0 ? $1 - 1 : 0 ))" -n 1; }
+
+# Kills a process group with SIGKILL and waits until every process in it is gone (the kernel
+# releases a killed process's file locks only when it has exited).
+kill_group() { # pgid
+  kill -9 -- "-$1" 2>/dev/null || true
+  while kill -0 -- "-$1" 2>/dev/null; do sleep 0.01; done
+}
 
 sleep_ms() { sleep "$(printf '%d.%03d' $(( $1 / 1000 )) $(( $1 % 1000 )))"; }
 
@@ -137,14 +144,14 @@ soak_record() {
     LIVE_PGIDS="${pids[*]}"
     delay=$((50 + $(random_ms 1500)))
     sleep_ms "$delay"
-    for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do kill_group "$pid"; done
     wait "${pids[@]}" 2>/dev/null || true
     integrity "$store" record
     local acked present
     acked=$(wc -l <"$acks")
     if ((acked > 0)); then
       # event_id is stored as the UUID's 16 bytes.
-      present=$(sqlite3 "$store" \
+      present=$(sqlite3 -cmd ".timeout 10000" "$store" \
         "SELECT count(*) FROM events WHERE event_id IN ($(sed "s/-//g; s/.*/X'&'/" "$acks" | paste -sd,))" 2>/dev/null ||
         "$BIN" --store "$store" export | grep -cFf "$acks")
     else
@@ -185,7 +192,7 @@ soak_import() {
     LIVE_PGIDS=$pid
     delay=$(random_ms $((duration * 11 / 10)))
     sleep_ms "$delay"
-    kill -9 -- "-$pid" 2>/dev/null || true
+    kill_group "$pid"
     local status=0
     wait "$pid" || status=$?
     integrity "$store" import
@@ -233,7 +240,7 @@ soak_projection() { # project|rebuild
     LIVE_PGIDS=$pid
     delay=$(random_ms $((duration * 11 / 10)))
     sleep_ms "$delay"
-    kill -9 -- "-$pid" 2>/dev/null || true
+    kill_group "$pid"
     wait "$pid" 2>/dev/null || true
     integrity "$store" "$kind"
     if [[ -e $rm ]]; then integrity "$rm" "$kind"; fi

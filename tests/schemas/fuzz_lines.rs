@@ -180,13 +180,25 @@ fn compare(bytes: &[u8]) -> Result<Agreement, String> {
     }
 }
 
-/// The full path alone: UTF-8, `Value`, the schema, typed decoding.
+/// The full path alone: UTF-8, `Value`, the schema, typed decoding; errors worded as `parse`
+/// words them, so that their messages can be compared.
 fn full_path(bytes: &[u8]) -> Result<ValidLine, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        LineError::NotUtf8 {
+            column: e.valid_up_to() + 1,
+        }
+        .to_string()
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        LineError::MalformedJson {
+            column: e.column(),
+            reason: e.to_string(),
+        }
+        .to_string()
+    })?;
     line_validator()
         .parse_value(value)
-        .map_err(|e: LineError| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
