@@ -8,7 +8,8 @@
 //! - `validation`: invalid values are rejected both by the schema validator and by typed
 //!   deserialization, with errors that name the field;
 //! - `versions`: the version 1 `ContractSigned` line validates and is upcast to version 2;
-//! - `fast_path`: the importer's fast path and the full path agree on every line.
+//! - `fast_path`: the importer's fast path and the full path agree on every line;
+//! - `fuzz_lines`: differential fuzzing of the two paths on arbitrary bytes and mutated lines.
 //!
 //! `generators` holds the one set of proptest strategies and sample lines they all use;
 //! `validators` the compiled schemas and the schema-free typed decoding.
@@ -17,6 +18,7 @@ mod generators;
 mod validators;
 
 mod fast_path;
+mod fuzz_lines;
 mod published;
 mod round_trip;
 mod validation;
