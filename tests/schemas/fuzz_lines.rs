@@ -175,7 +175,7 @@ fn compare(bytes: &[u8]) -> Result<Agreement, String> {
         )),
         (Err(_), Ok(_)) => Ok(Agreement::ParseRefusedOnly),
         (Err(a), Err(b)) => Ok(Agreement::BothRefused {
-            same_message: a.to_string() == b.to_string(),
+            same_message: a.to_string() == *b.to_string(),
         }),
     }
 }
