@@ -2,7 +2,12 @@
 //!
 //! Every customer interaction is appended as an immutable event; projections rebuild lifecycle
 //! state, stage conversion and rep activity from them. See ARCHITECTURE.md for the map and the
-//! layer order these modules follow (each imports only modules listed before it).
+//! layer order these modules follow (each imports only modules of lower layers; rustfmt sorts
+//! the declarations below, so their order here says nothing). `tests/architecture.rs` checks it.
+//!
+//! - Write side: [`domain`], [`contract`], [`store`], [`ledger`] (with [`limits`] under all).
+//! - Read side: [`projections`] (pure), [`read_models`] (the port), [`runner`], [`query`].
+//! - [`demo`]: the seeded generator of realistic histories.
 
 pub mod contract;
 pub mod demo;

@@ -21,7 +21,7 @@
 //! [`is_canonical`] refuses object keys that are not strictly ascending; the full path then names
 //! the key (`unique.rs`).
 //!
-//! `tests/schemas.rs` checks that both paths agree on valid, invalid and mutated lines.
+//! `tests/schemas/fast_path.rs` and `tests/schemas/fuzz_lines.rs` check that both paths agree on valid, invalid and mutated lines.
 
 use super::{ValidLine, truncate_to_micros};
 use crate::domain::{ActorId, CustomerId, EventPayload, EventType, ProposedEvent};
