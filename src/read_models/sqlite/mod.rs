@@ -117,7 +117,10 @@ impl SqliteReadModels {
     /// Creates the file (with its mode) if missing, refuses one that is not a read-models file
     /// before anything is written to it, and stamps a new one with
     /// [`READ_MODELS_APPLICATION_ID`].
-    fn claim_file(&self) -> Result<(), ReadModelError> {
+    /// Returns the connection it identified the file with, for the caller to set up and use:
+    /// opening and closing a connection of its own made every first use pay for SQLite's
+    /// checkpoint-on-last-close of the WAL.
+    fn claim_file(&self) -> Result<Connection, ReadModelError> {
         files::create_file(&self.path, self.file_mode).map_err(|source| {
             ReadModelError::Create {
                 path: self.path.clone(),
@@ -152,7 +155,7 @@ impl SqliteReadModels {
             conn.pragma_update(None, "application_id", READ_MODELS_APPLICATION_ID)
                 .map_err(|e| self.sqlite(e))?;
         }
-        Ok(())
+        Ok(conn)
     }
 
     /// Opens the file and makes its live tables ready, once.
@@ -161,8 +164,8 @@ impl SqliteReadModels {
             return Ok(());
         }
         let rm = self;
-        rm.claim_file()?;
-        let mut conn = rm.connect()?;
+        let mut conn = rm.claim_file()?;
+        rm.configure(&mut conn)?;
         let sql = |e| rm.sqlite(e);
         conn.execute_batch(&columns::schema(LIVE)).map_err(sql)?;
         conn.execute_batch(&indexes(LIVE)).map_err(sql)?;
@@ -258,9 +261,15 @@ impl SqliteReadModels {
 
     /// A new connection to the file, set up for the read models.
     fn connect(&self) -> Result<Connection, ReadModelError> {
+        let mut conn = Connection::open(&self.path).map_err(|e| self.sqlite(e))?;
+        self.configure(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Sets a connection up for the read models.
+    fn configure(&self, conn: &mut Connection) -> Result<(), ReadModelError> {
         let sql = |e| self.sqlite(e);
-        let mut conn = Connection::open(&self.path).map_err(sql)?;
-        crate::store::sqlite::wait_when_busy(&mut conn).map_err(sql)?;
+        crate::store::sqlite::wait_when_busy(conn).map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         // Read models are derived data: a commit lost to a power cut is redone from the
         // checkpoint that was lost with it, so they need not wait for the WAL's fsync.
@@ -270,7 +279,7 @@ impl SqliteReadModels {
         let _: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(sql)?;
-        Ok(conn)
+        Ok(())
     }
 
     fn give_back(&self, conn: Connection) {
