@@ -5,6 +5,8 @@
 #   scripts/soak.sh [ROUNDS] [KINDS]        # defaults: 1000 rounds; record,import,project,rebuild
 #   SOAK_DIR=/tmp/soak scripts/soak.sh 50 record
 #   SOAK_BUILD=0 ...                        # use target/release/pipeline-ledger as it is
+#   SOAK_BIN=/path/to/pipeline-ledger ...   # use that binary (a copy, so that rebuilding the
+#                                           # tree during a long soak does not swap it mid-run)
 #
 # Kinds:
 #   record   a loop of `record` (SOAK_WRITERS of them at once, default 2) on a store of at least
@@ -38,8 +40,12 @@ cd "$(dirname "$0")/.."
 for tool in cargo sqlite3 shuf; do
   command -v "$tool" >/dev/null || { echo "soak.sh needs $tool" >&2; exit 2; }
 done
-[[ ${SOAK_BUILD:-1} == 0 ]] || cargo build --release --locked --quiet
-BIN=$PWD/target/release/pipeline-ledger
+if [[ -n ${SOAK_BIN:-} ]]; then
+  BIN=$(realpath "$SOAK_BIN")
+else
+  [[ ${SOAK_BUILD:-1} == 0 ]] || cargo build --release --locked --quiet
+  BIN=$PWD/target/release/pipeline-ledger
+fi
 mkdir -p "$SOAK_DIR/data"
 DATA=$SOAK_DIR/data
 WORK=$SOAK_DIR/work
