@@ -361,11 +361,12 @@ fn decided_random_proposals_reach_every_transition() {
     assert!(corrections > 10, "{corrections} corrections");
 }
 
-/// Filtered replays (`--as-of`, `--known-at`, `--at-position`) can cut off a deal's stage
-/// interaction yet keep its loss. The walk records the loss at the stage the deal is in, as it
-/// did before the state machine moved to the domain (pinned here until that is decided anew).
+/// Filtered replays (`--as-of`, `--known-at`) can cut off a deal's stage interaction yet keep
+/// its loss. The walk decides each event by the rules at its place in the filtered history: a
+/// loss naming a stage the deal has not reached there is refused, and left out entirely (issue
+/// 11; until then it was booked at the stage the deal was in).
 #[test]
-fn a_filtered_loss_is_applied_at_the_stage_the_deal_is_in() {
+fn a_filtered_loss_naming_a_stage_not_reached_is_left_out() {
     // Given a deal lost at its demo, the demo logged after the loss occurred,
     let mut log = LogBuilder::default();
     log.push(CUSTOMER, day(0), lead("d0", "r1", LeadSource::Web));
@@ -391,13 +392,24 @@ fn a_filtered_loss_is_applied_at_the_stage_the_deal_is_in() {
         &CustomerId::new(CUSTOMER).unwrap(),
         &events,
     );
-    // then the loss applies, at the lead stage.
-    assert!(unapplied(&w).is_empty());
-    assert_eq!(w.deals[0].status, DealStatus::Lost);
+    // then the loss is refused: the deal is open at lead, and the loss is not even activity.
+    assert_eq!(w.refused, 1);
+    assert_eq!(w.deals[0].status, DealStatus::Open);
     assert_eq!(w.deals[0].stage(), Stage::Lead);
     assert_eq!(w.deals[0].stays.len(), 1);
-    assert_eq!(w.deals[0].lost_at, Some(day(3)));
-    // A follow-up without its contract stays activity only.
+    assert_eq!(w.deals[0].lost_at, None);
+    assert_eq!(w.activities.len(), 1, "only the lead");
+    assert!(unapplied(&w).is_empty());
+    // As of day 7, the loss applies at the demo it names.
+    let w = walk(
+        &Policy::default(),
+        &CustomerId::new(CUSTOMER).unwrap(),
+        &as_of(day(7)),
+    );
+    assert_eq!(w.refused, 0);
+    assert_eq!(w.deals[0].status, DealStatus::Lost);
+    assert_eq!(w.deals[0].stage(), Stage::Demo);
+    // A follow-up without its contract is refused the same way.
     let mut log = LogBuilder::default();
     log.push(CUSTOMER, day(0), lead("d0", "r1", LeadSource::Web));
     log.push(CUSTOMER, day(1), follow_up("d0", "r1", None));
@@ -406,6 +418,7 @@ fn a_filtered_loss_is_applied_at_the_stage_the_deal_is_in() {
         &CustomerId::new(CUSTOMER).unwrap(),
         &log.events,
     );
-    assert_eq!(unapplied(&w).len(), 1);
+    assert_eq!(w.refused, 1);
+    assert_eq!(w.activities.len(), 1);
     assert_eq!(w.deals[0].status, DealStatus::Open);
 }

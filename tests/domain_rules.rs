@@ -953,3 +953,45 @@ async fn a_given_recorded_at_in_the_future_does_not_let_occurred_at_into_the_fut
     let history = ledger.history(&customer()).await.unwrap();
     assert_eq!(history[0].recorded_at, past);
 }
+
+/// Issue 11: a customer whose only lead was retracted can be corrected back.
+#[test]
+fn a_retracted_only_lead_can_be_amended_back() {
+    let history = given(&[lead("d1"), retract(ev(0))])
+        .when(amend(ev(0), lead("d1")))
+        .then_ok();
+    assert!(history.is_known());
+    assert_eq!(
+        history.deal(&DealId::new("d1").unwrap()).map(|d| d.status),
+        Some(DealStatus::Open)
+    );
+}
+
+/// Issue 11: after its only lead was retracted, the customer is unknown again, and the refusal
+/// says why and how to correct it; a new lead is accepted.
+#[test]
+fn after_a_retracted_only_lead_the_refusal_says_the_lead_was_retracted() {
+    let e = given(&[lead("d1"), retract(ev(0))])
+        .when(first_visit("d1"))
+        .then_error(|e| {
+            matches!(
+                e,
+                RuleViolation::LeadRetracted {
+                    event_type: EventType::FirstVisitMade,
+                    ..
+                }
+            )
+        });
+    let msg = e.to_string();
+    assert!(
+        msg.contains("retracted") && msg.contains("amend") && msg.contains("cust-1"),
+        "{msg}"
+    );
+    given(&[lead("d1"), retract(ev(0))])
+        .when(lead("d2"))
+        .then_ok();
+    // Any correction is still decided against the history: it must name one of its events.
+    given(&[lead("d1"), retract(ev(0))])
+        .when(retract(ev(9)))
+        .then_error(|e| matches!(e, RuleViolation::UnknownCorrectedEvent { .. }));
+}

@@ -111,7 +111,7 @@ fn check(
     lost: u64,
     back: u64,
     still: u64,
-    next: (u64, u64),
+    (next, forward): (Option<(u64, u64)>, Option<(u64, u64)>),
     cumulative: (u64, u64),
 ) {
     assert_eq!(
@@ -120,7 +120,14 @@ fn check(
         "{:?}",
         f.stage
     );
-    assert_eq!(f.next_step, Ratio::new(next.0, next.1), "{:?}", f.stage);
+    let ratio = |r: Option<(u64, u64)>| r.map(|(count, of)| Ratio::new(count, of));
+    assert_eq!(f.next_step, ratio(next), "next step, {:?}", f.stage);
+    assert_eq!(
+        f.moved_forward,
+        ratio(forward),
+        "moved forward, {:?}",
+        f.stage
+    );
     assert_eq!(
         f.cumulative,
         Ratio::new(cumulative.0, cumulative.1),
@@ -144,15 +151,19 @@ fn funnel_by_hand() {
     assert_eq!(c.win_rate, Ratio::new(1, 2));
     assert_eq!(c.win_rate.rate, Some(0.5));
     assert_eq!(c.open_share, Ratio::new(2, 4));
-    // Lead: a1 and b1 advanced, g1 lost there, d1 still in it.
-    check(stage(&c.stages, Stage::Lead), 4, 2, 1, 0, 1, (2, 4), (4, 4));
+    // Lead: a1 and b1 advanced, g1 lost there, d1 still in it. Only a1 went straight to the
+    // next stage (first visit); b1 skipped to demo, which counts as moved forward only.
+    let lead = (Some((1, 4)), Some((2, 4)));
+    check(stage(&c.stages, Stage::Lead), 4, 2, 1, 0, 1, lead, (4, 4));
     // First visit: a1, and b1 whose latest stay (after the reopen) advanced; b1 entered it
-    // three times in all: back from demo, and reopened.
+    // three times in all: back from demo, and reopened. b1 left it for negotiation, skipping
+    // demo: moved forward, not the next step.
     let fv = stage(&c.stages, Stage::FirstVisit);
-    check(fv, 2, 2, 0, 0, 0, (2, 2), (2, 4));
+    check(fv, 2, 2, 0, 0, 0, (Some((1, 2)), Some((2, 2))), (2, 4));
     assert_eq!((fv.entries, fv.re_entries, fv.skipped), (3, 2, 0));
     // Demo: a1 advanced, b1 moved back (so only a1 converted).
-    check(stage(&c.stages, Stage::Demo), 2, 1, 0, 1, 0, (1, 2), (2, 4));
+    let demo = (Some((1, 2)), Some((1, 2)));
+    check(stage(&c.stages, Stage::Demo), 2, 1, 0, 1, 0, demo, (2, 4));
     check(
         stage(&c.stages, Stage::Negotiation),
         2,
@@ -160,10 +171,20 @@ fn funnel_by_hand() {
         0,
         0,
         1,
-        (1, 2),
+        (Some((1, 2)), Some((1, 2))),
         (2, 4),
     );
-    check(stage(&c.stages, Stage::Won), 1, 0, 0, 0, 1, (0, 1), (1, 4));
+    // Won is the last stage: no next step to take (null, not 0%).
+    check(
+        stage(&c.stages, Stage::Won),
+        1,
+        0,
+        0,
+        0,
+        1,
+        (None, None),
+        (1, 4),
+    );
     // Days from first entry to first move forward: lead a1 3, b1 4; first visit a1 7, b1 20.
     let lead_days = &stage(&c.stages, Stage::Lead).days_to_next;
     assert_eq!(

@@ -122,9 +122,20 @@ proptest! {
                     );
                     prop_assert!(s.entries >= s.entered);
                     prop_assert!(s.entered + s.skipped <= c.deals);
-                    check_ratio(&s.next_step);
                     check_ratio(&s.cumulative);
-                    prop_assert_eq!(s.next_step.of, s.entered);
+                    // The last stage has no next one; every other has both rates, and the
+                    // strict one never exceeds "moved forward".
+                    prop_assert_eq!(s.next_step.is_none(), s.stage == Stage::Won);
+                    prop_assert_eq!(s.moved_forward.is_none(), s.stage == Stage::Won);
+                    if let (Some(next), Some(forward)) = (&s.next_step, &s.moved_forward) {
+                        check_ratio(next);
+                        check_ratio(forward);
+                        prop_assert_eq!(next.of, s.entered);
+                        prop_assert_eq!(forward.of, s.entered);
+                        prop_assert!(next.count <= forward.count);
+                        prop_assert!(forward.count <= s.entered);
+                    }
+                    prop_assert!(g.period.lost_final <= g.period.lost);
                     prop_assert!(s.cumulative.count <= previous_cumulative);
                     previous_cumulative = s.cumulative.count;
                     if s.stage == Stage::Won {

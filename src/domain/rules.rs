@@ -34,6 +34,13 @@ pub enum RuleViolation {
         occurred_at: DateTime<Utc>,
         now: DateTime<Utc>,
     },
+    #[error(
+        "customer {customer}'s leads were all retracted, so it is unknown again and {event_type} cannot follow: amend a retracted LeadSourced back with an EventCorrected naming it, or record a new LeadSourced"
+    )]
+    LeadRetracted {
+        customer: CustomerId,
+        event_type: EventType,
+    },
     #[error("deal {deal} already exists for customer {customer}; a new lead needs a new deal_id")]
     DealExists { customer: CustomerId, deal: DealId },
     #[error("deal {deal} is unknown for customer {customer}; a deal starts with LeadSourced")]
@@ -403,12 +410,52 @@ impl CustomerHistory {
                 now,
             });
         }
-        let fact = Fact::of(&proposed.payload);
-        self.derived.check(&self.customer, &fact)?;
-        if let EventPayload::EventCorrected(c) = &proposed.payload {
-            self.check_correction(proposed.event_id, c, &fact)?;
-        }
+        self.check(
+            proposed.event_id,
+            &proposed.payload,
+            &Fact::of(&proposed.payload),
+        )
+    }
+
+    /// Decides a recorded event again, by the rules but not the clock (whether it was in the
+    /// future is a matter of when it was recorded, which does not change), and folds it when the
+    /// rules accept it. This is how a filtered history (`--as-of`, `--known-at`) is read: each
+    /// event is decided at its place in the stream, as if only the events that pass the filter
+    /// had been recorded, and one the rules refuse there is left out.
+    pub fn admit(&mut self, event_id: Uuid, payload: &EventPayload) -> Result<(), RuleViolation> {
+        let fact = Fact::of(payload);
+        self.check(event_id, payload, &fact)?;
+        self.push(event_id, fact);
+        self.revision = Some(self.revision.map_or(0, |r| r + 1));
         Ok(())
+    }
+
+    /// The rules (not the clock) for an event with these facts after this history.
+    fn check(
+        &self,
+        event_id: Uuid,
+        payload: &EventPayload,
+        fact: &Fact,
+    ) -> Result<(), RuleViolation> {
+        // A customer whose every lead was retracted is unknown again, but its history is still
+        // there: a correction of it (amending a lead back) is decided against that history, and
+        // anything else is told why the customer is unknown.
+        let retracted = !self.derived.known && !self.events.is_empty();
+        match payload {
+            EventPayload::EventCorrected(c) => {
+                if !retracted {
+                    self.derived.check(&self.customer, fact)?;
+                }
+                self.check_correction(event_id, c, fact)
+            }
+            _ if retracted && fact.event_type != EventType::LeadSourced => {
+                Err(RuleViolation::LeadRetracted {
+                    customer: self.customer.clone(),
+                    event_type: fact.event_type,
+                })
+            }
+            _ => self.derived.check(&self.customer, fact),
+        }
     }
 
     /// Folds an event that has been decided (or was already recorded).

@@ -141,6 +141,19 @@ pub fn ratio(r: &Ratio) -> String {
     }
 }
 
+/// A rate that has no meaning where it is (`next_step` of the last stage): `–`.
+fn ratio_or_dash(r: &Option<Ratio>) -> String {
+    r.as_ref().map_or_else(|| "–".to_string(), ratio)
+}
+
+/// A rate's CSV cells (count, of, rate), empty when the rate has no meaning.
+fn ratio_cells(r: &Option<Ratio>) -> [String; 3] {
+    match r {
+        Some(r) => [r.count.to_string(), r.of.to_string(), rate(r)],
+        None => Default::default(),
+    }
+}
+
 fn rate(r: &Ratio) -> String {
     r.rate.map_or_else(String::new, |x| format!("{x:.6}"))
 }
@@ -226,7 +239,8 @@ fn funnel_stage_table(tables: &mut Table, g: &FunnelGroup) {
             s.still_in.to_string(),
             s.skipped.to_string(),
             s.re_entries.to_string(),
-            ratio(&s.next_step),
+            ratio_or_dash(&s.next_step),
+            ratio_or_dash(&s.moved_forward),
             ratio(&s.cumulative),
             spread(&s.days_to_next),
             spread(&s.latest_stay_days),
@@ -254,6 +268,9 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
                 "next_step_count",
                 "next_step_of",
                 "next_step_rate",
+                "moved_forward_count",
+                "moved_forward_of",
+                "moved_forward_rate",
                 "cumulative_count",
                 "cumulative_of",
                 "cumulative_rate",
@@ -265,7 +282,7 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
         );
         for g in std::iter::once(&r.total).chain(&r.groups) {
             for s in &g.cohort.stages {
-                t.row(vec![
+                let mut row = vec![
                     g.key.clone(),
                     s.stage.as_str().into(),
                     s.entered.to_string(),
@@ -275,9 +292,10 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
                     s.still_in.to_string(),
                     s.skipped.to_string(),
                     s.re_entries.to_string(),
-                    s.next_step.count.to_string(),
-                    s.next_step.of.to_string(),
-                    rate(&s.next_step),
+                ];
+                row.extend(ratio_cells(&s.next_step));
+                row.extend(ratio_cells(&s.moved_forward));
+                row.extend([
                     s.cumulative.count.to_string(),
                     s.cumulative.of.to_string(),
                     rate(&s.cumulative),
@@ -292,13 +310,20 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
                         .median
                         .map_or(String::new(), |v| v.to_string()),
                 ]);
+                t.row(row);
             }
         }
         tables.push(t);
         return write_out(out, format, &r.meta, r, tables);
     }
+    let cohort_title = match r.rep_credit {
+        Some(_) => {
+            "Cohort view: deals sourced in the window, followed to their outcome; each deal in the group of the rep who owned the customer when its lead was sourced (`reps` credits results to the owner at the contract)"
+        }
+        None => "Cohort view: deals sourced in the window, followed to their outcome",
+    };
     let mut summary = Table::new(
-        "Cohort view: deals sourced in the window, followed to their outcome",
+        cohort_title,
         &[
             "group",
             "deals",
@@ -310,7 +335,7 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
         ],
     );
     let mut stages = Table::new(
-        "Stages (days: median / p90)",
+        "Stages (next step: moved straight into the next stage; moved forward: left forward at least once, skips included; days: median / p90)",
         &[
             "group",
             "stage",
@@ -322,6 +347,7 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
             "skipped",
             "re-entries",
             "next step",
+            "moved forward",
             "cumulative",
             "days to next",
             "latest stay",
@@ -334,13 +360,14 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
         &["group", "from", "to", "count"],
     );
     let mut period = Table::new(
-        "Period view: what happened inside the window",
+        "Period view: what happened inside the window (win rate: won / (won + lost for good), a loss reopened since is no outcome)",
         &[
             "group",
             "new deals",
             "entries",
             "won",
             "lost",
+            "lost for good",
             "reopened",
             "win rate",
         ],
@@ -394,6 +421,7 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
             entries.join(" "),
             p.won.to_string(),
             p.lost.to_string(),
+            p.lost_final.to_string(),
             p.reopened.to_string(),
             ratio(&p.win_rate),
         ]);

@@ -131,8 +131,14 @@ pub struct StageFunnel {
     pub re_entries: u64,
     /// Deals that went past the stage without entering it.
     pub skipped: u64,
-    /// Deals that left the stage forward at least once, of those that entered it.
-    pub next_step: Ratio,
+    /// Next-step conversion: deals that moved from this stage directly into the next one (in
+    /// the policy's stage order) at least once, of those that entered it. `None` for the last
+    /// stage, which has no next one.
+    pub next_step: Option<Ratio>,
+    /// Deals that left the stage forward at least once, to any later stage (skips included), of
+    /// those that entered it. `None` for the last stage. (Before derivation 2 this figure was
+    /// called `next_step`.)
+    pub moved_forward: Option<Ratio>,
     /// Deals that got at least as far as this stage, of all deals.
     pub cumulative: Ratio,
     /// Days from the first entry into the stage to the first move forward out of it.
@@ -178,8 +184,12 @@ pub struct PeriodFunnel {
     pub won: u64,
     /// Losses inside the window (a loss later reopened still happened).
     pub lost: u64,
+    /// Deals whose final outcome (at the report's position) is a loss, lost inside the window:
+    /// `lost` less the losses that were reopened later.
+    pub lost_final: u64,
     pub reopened: u64,
-    /// won / (won + lost), inside the window.
+    /// Final outcomes inside the window: won / (won + lost_final). A loss that was reopened is
+    /// not an outcome.
     pub win_rate: Ratio,
     pub lost_by_reason: BTreeMap<String, u64>,
     pub transitions: Vec<Transition>,
@@ -193,11 +203,19 @@ pub struct FunnelGroup {
     pub period: PeriodFunnel,
 }
 
+/// Whom `--by rep` credits a deal to: the rep who owned the customer when its lead was sourced
+/// (`rm_deals.owner_at_open`). The rep report credits results to the owner when the contract
+/// was signed or the deal lost, so the two can name different reps for one deal.
+pub const REP_CREDIT_OWNER_AT_LEAD: &str = "owner_at_lead";
+
 /// The `funnel` report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunnelReport {
     pub meta: ReportMeta,
     pub params: FunnelParams,
+    /// With `by: rep`, the credit rule of the groups: [`REP_CREDIT_OWNER_AT_LEAD`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rep_credit: Option<String>,
     pub total: FunnelGroup,
     pub groups: Vec<FunnelGroup>,
 }
@@ -340,6 +358,8 @@ impl<'p> FunnelFold<'p> {
         FunnelReport {
             meta,
             params: self.params,
+            rep_credit: (self.params.by == Some(GroupBy::Rep))
+                .then(|| REP_CREDIT_OWNER_AT_LEAD.to_string()),
             total: total.finish("all".to_string()),
             groups: self
                 .groups
@@ -391,7 +411,12 @@ impl GroupFold {
 /// A stage of the cohort view being folded.
 struct StageFold {
     funnel: StageFunnel,
+    /// The next stage in the policy's order (`None` for the last).
+    next: Option<Stage>,
+    /// Deals that left the stage forward at least once.
     converted: u64,
+    /// Deals that moved from the stage directly into `next` at least once.
+    to_next_stage: u64,
     passed: u64,
     to_next: Vec<f64>,
     latest_days: Vec<f64>,
@@ -417,7 +442,9 @@ impl CohortFold {
         let stages = policy
             .stage_order
             .iter()
-            .map(|&stage| StageFold {
+            .enumerate()
+            .map(|(i, &stage)| StageFold {
+                next: policy.stage_order.get(i + 1).copied(),
                 funnel: StageFunnel {
                     stage,
                     entered: 0,
@@ -428,13 +455,15 @@ impl CohortFold {
                     entries: 0,
                     re_entries: 0,
                     skipped: 0,
-                    next_step: Ratio::new(0, 0),
+                    next_step: None,
+                    moved_forward: None,
                     cumulative: Ratio::new(0, 0),
                     days_to_next: Spread::default(),
                     latest_stay_days: Spread::default(),
                     cumulative_days: Spread::default(),
                 },
                 converted: 0,
+                to_next_stage: 0,
                 passed: 0,
                 to_next: Vec::new(),
                 latest_days: Vec::new(),
@@ -506,6 +535,13 @@ impl CohortFold {
                 Some(ExitKind::Lost) => f.lost_here += 1,
                 None => f.still_in += 1,
             }
+            if sf.next.is_some()
+                && here
+                    .iter()
+                    .any(|s| s.exit == Some(ExitKind::Advanced) && s.to_stage == sf.next)
+            {
+                sf.to_next_stage += 1;
+            }
             if let Some(first_forward) = here.iter().find(|s| s.exit == Some(ExitKind::Advanced)) {
                 sf.converted += 1;
                 if let Some(out) = first_forward.exited_at {
@@ -533,7 +569,10 @@ impl CohortFold {
             .into_iter()
             .map(|sf| {
                 let mut f = sf.funnel;
-                f.next_step = Ratio::new(sf.converted, f.entered);
+                if sf.next.is_some() {
+                    f.next_step = Some(Ratio::new(sf.to_next_stage, f.entered));
+                    f.moved_forward = Some(Ratio::new(sf.converted, f.entered));
+                }
                 f.cumulative = Ratio::new(sf.passed, n);
                 f.days_to_next = Spread::of(sf.to_next);
                 f.latest_stay_days = Spread::of(sf.latest_days);
@@ -606,6 +645,7 @@ struct PeriodFold {
     entries: BTreeMap<String, u64>,
     won: u64,
     lost: u64,
+    lost_final: u64,
     reopened: u64,
     lost_by_reason: BTreeMap<String, u64>,
     cells: Cells,
@@ -625,6 +665,9 @@ impl PeriodFold {
         }
         if d.won_at.is_some_and(inside) {
             self.won += 1;
+        }
+        if d.status == DealStatus::Lost && d.lost_at.is_some_and(inside) {
+            self.lost_final += 1;
         }
         for s in stays {
             if inside(s.entered_at) {
@@ -651,8 +694,9 @@ impl PeriodFold {
             entries: self.entries,
             won: self.won,
             lost: self.lost,
+            lost_final: self.lost_final,
             reopened: self.reopened,
-            win_rate: Ratio::new(self.won, self.won + self.lost),
+            win_rate: Ratio::new(self.won, self.won + self.lost_final),
             lost_by_reason: self.lost_by_reason,
             transitions: transitions_of(self.cells),
         }

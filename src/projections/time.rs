@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// Seconds in a day, to express durations in days.
 pub const SECONDS_PER_DAY: f64 = 86_400.0;
+/// Microseconds in a day.
+pub const MICROS_PER_DAY: f64 = SECONDS_PER_DAY * 1e6;
 
 /// A reporting period granularity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,10 +118,15 @@ pub fn day_end(d: NaiveDate) -> DateTime<Utc> {
         - Duration::microseconds(1)
 }
 
-/// A duration in days, as a fraction.
+/// A duration in days, as a fraction, computed from the microseconds the times are stored in.
 pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     // Events logged late can make `to` precede `from`; such a span counts as zero, not negative.
-    ((to - from).num_seconds().max(0)) as f64 / SECONDS_PER_DAY
+    let span = to - from;
+    // Microseconds overflow an i64 only past 292,000 years; whole seconds serve then.
+    let micros = span
+        .num_microseconds()
+        .unwrap_or_else(|| span.num_seconds().saturating_mul(1_000_000));
+    micros.max(0) as f64 / MICROS_PER_DAY
 }
 
 /// Median and 90th percentile of a sample.

@@ -2,20 +2,27 @@
 //! derives its rows from. Pure: events in, a [`Walk`] out.
 //!
 //! Events are walked in stream order (the order the rules decided them in); durations use
-//! `occurred_at`. Deals move through the domain's deal state machine ([`crate::domain::deal`]),
-//! the same the rules decide with. Events that the machine refuses (possible only in filtered replays,
-//! where an event's predecessor may fall outside the filter) are kept as activity but change no
-//! deal (`applied = false`).
+//! `occurred_at`. Each event is first decided again by the rules
+//! ([`CustomerHistory::admit`]) at its place in the history given: in the whole stream every
+//! event passes (the rules accepted it when it was recorded), while in a filtered one (`--as-of`,
+//! `--known-at`) an event whose predecessors fell outside the filter may be refused, and is then
+//! left out as if it had never been recorded: neither counted nor booked elsewhere. Deals move
+//! through the domain's deal state machine ([`crate::domain::deal`]), the same the rules decide
+//! with.
+//!
+//! "Latest" means the greatest `occurred_at`, stream order breaking ties: the current deal, the
+//! latest contract, and what happened since it (retention, re-engagement) are read on that time
+//! axis, not in the order events happened to be logged.
 
 use super::model::{ActivityRow, DealStatus, EntryKind, ExitKind};
 use super::policy::Policy;
 use crate::domain::deal::{self, DealEvent, DealState, DealTransition};
-use crate::domain::rules::effective_history;
+use crate::domain::rules::{CustomerHistory, effective_history};
 use crate::domain::{
     CustomerId, DealId, EventPayload, FollowUpLogged, LeadSource, LeadSourced, LedgerEvent,
     LostReason, Money, RepId, Stage,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
 
 /// One stay of a deal in a stage.
@@ -178,6 +185,9 @@ pub struct Walk {
     pub owner: Option<RepId>,
     /// Ownership changes in stream order: (when, new owner); the first is the first lead.
     pub owner_changes: Vec<(DateTime<Utc>, RepId)>,
+    /// Events of this history the rules refuse at their place in it (only a filtered history
+    /// has any): left out of every row.
+    pub refused: u32,
     pub first_seen: Option<DateTime<Utc>>,
     pub last_interaction: Option<DateTime<Utc>>,
     pub last_position: u64,
@@ -204,12 +214,21 @@ impl Walk {
     }
 
     /// The deal shown as the customer's current one: the latest-opened open deal, else the
-    /// latest won deal, else the latest deal.
+    /// latest-won deal, else the latest-opened deal. Latest by `occurred_at` (of the lead, of
+    /// the contract); of two at the same instant, the later in the stream.
     pub fn current_deal(&self) -> Option<&DealWalk> {
-        let latest = |status| self.deals.iter().rev().find(|d| d.status == status);
-        latest(DealStatus::Open)
-            .or_else(|| latest(DealStatus::Won))
-            .or_else(|| self.deals.last())
+        // `deals` is in stream order of the leads, so the index breaks ties by stream order.
+        let latest = |status: Option<DealStatus>, at: fn(&DealWalk) -> Option<DateTime<Utc>>| {
+            self.deals
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| status.is_none_or(|s| d.status == s))
+                .max_by_key(|(i, d)| (at(d), *i))
+                .map(|(_, d)| d)
+        };
+        latest(Some(DealStatus::Open), |d| Some(d.opened_at))
+            .or_else(|| latest(Some(DealStatus::Won), |d| d.won_at))
+            .or_else(|| latest(None, |d| Some(d.opened_at)))
     }
 }
 
@@ -228,6 +247,7 @@ impl Walk {
             company: None,
             owner: None,
             owner_changes: Vec::new(),
+            refused: 0,
             first_seen: None,
             last_interaction: None,
             last_position,
@@ -257,9 +277,6 @@ impl Walk {
             .or_default();
         totals.contracts_minor = totals.contracts_minor.saturating_add(value.amount_minor);
         totals.contract_count += 1;
-        self.latest_win_at = Some(t);
-        self.followup_since_win = false;
-        self.reengaged_since_win = false;
         Credit {
             value: Some(value),
             close_seconds,
@@ -269,7 +286,6 @@ impl Walk {
     /// A follow-up of a won deal at `t`: it meets every due date still open, sets the next one
     /// and may carry a repeat order, whose value it returns.
     fn follow_up(&mut self, id: uuid::Uuid, f: &FollowUpLogged, t: DateTime<Utc>) -> Option<Money> {
-        self.followup_since_win = true;
         for o in self
             .obligations
             .iter_mut()
@@ -297,14 +313,40 @@ impl Walk {
     }
 }
 
+/// An interaction of the customer (an event of one of its deals), for the signals read on the
+/// time axis: the latest contract, and what happened since.
+struct Touch {
+    at: DateTime<Utc>,
+    /// Place in the effective history: stream order, to break ties.
+    seq: usize,
+    kind: TouchKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TouchKind {
+    /// A contract that won its deal.
+    Win,
+    /// A follow-up of a won deal.
+    FollowUp,
+    Other,
+}
+
 /// Walks a customer's events (stream order; corrections included, they are applied here).
 pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -> Walk {
-    let by_id: HashMap<uuid::Uuid, &LedgerEvent> = events.iter().map(|e| (e.event_id, e)).collect();
-    let effective = effective_history(events.iter().map(|e| (e.event_id, &e.payload)));
-    let last_position = events.iter().map(|e| e.position).max().unwrap_or(0);
+    // Each event decided again where it stands in this history; the refused are left out.
+    let mut rules = CustomerHistory::new(customer_id.clone());
+    let admitted: Vec<&LedgerEvent> = events
+        .iter()
+        .filter(|e| rules.admit(e.event_id, &e.payload).is_ok())
+        .collect();
+    let by_id: HashMap<uuid::Uuid, &LedgerEvent> =
+        admitted.iter().map(|e| (e.event_id, *e)).collect();
+    let effective = effective_history(admitted.iter().map(|e| (e.event_id, &e.payload)));
+    let last_position = admitted.iter().map(|e| e.position).max().unwrap_or(0);
     let mut w = Walk::empty(customer_id, last_position);
-    let dormant = policy.dormant_after();
-    for (id, payload) in effective {
+    w.refused = (events.len() - admitted.len()) as u32;
+    let mut touches = Vec::new();
+    for (seq, (id, payload)) in effective.into_iter().enumerate() {
         let Some(env) = by_id.get(&id) else { continue };
         w.effective_count += 1;
         let t = env.occurred_at;
@@ -312,17 +354,6 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
         let mut applied = true;
         let mut credit = Credit::default();
         let (mut from_rep, mut to_rep) = (None, None);
-
-        if payload.deal_id().is_some() {
-            // A won customer that comes back after a dormant spell is re-engaged.
-            if let (Some(_), Some(last)) = (w.latest_win_at, w.last_interaction)
-                && t - last > dormant
-            {
-                w.reengagements += 1;
-                w.reengaged_since_win = true;
-            }
-            w.last_interaction = Some(w.last_interaction.map_or(t, |l| l.max(t)));
-        }
 
         match payload {
             EventPayload::LeadSourced(e) => {
@@ -354,6 +385,13 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
                 Some(c) => credit = c,
                 None => applied = false,
             }
+            let kind = match payload {
+                _ if !applied => TouchKind::Other,
+                EventPayload::ContractSigned(_) => TouchKind::Win,
+                EventPayload::FollowUpLogged(_) => TouchKind::FollowUp,
+                _ => TouchKind::Other,
+            };
+            touches.push(Touch { at: t, seq, kind });
         }
 
         w.activities.push(ActivityRow {
@@ -375,12 +413,38 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
             applied,
         });
     }
+    read_since_latest_win(&mut w, policy.dormant_after(), touches);
     w
 }
 
+/// The last interaction, the latest contract and what happened since it, read in time order
+/// (`occurred_at`, then stream order): a won customer that comes back after a gap longer than
+/// `dormant` is re-engaged; a follow-up after the latest contract retains it.
+fn read_since_latest_win(w: &mut Walk, dormant: Duration, mut touches: Vec<Touch>) {
+    touches.sort_by_key(|t| (t.at, t.seq));
+    for touch in touches {
+        if let (Some(_), Some(last)) = (w.latest_win_at, w.last_interaction)
+            && touch.at - last > dormant
+        {
+            w.reengagements += 1;
+            w.reengaged_since_win = true;
+        }
+        w.last_interaction = Some(touch.at);
+        match touch.kind {
+            TouchKind::Win => {
+                w.latest_win_at = Some(touch.at);
+                w.followup_since_win = false;
+                w.reengaged_since_win = false;
+            }
+            TouchKind::FollowUp => w.followup_since_win = true,
+            TouchKind::Other => {}
+        }
+    }
+}
+
 /// Moves an event's deal through the deal state machine and records the step in the walk.
-/// `None` when the machine refuses the event, which only filtered replays produce (an event
-/// whose predecessor fell outside the filter): the event then changes no deal.
+/// `None` when the machine refuses the event, which the rules' admission above rules out but for
+/// histories recorded under other rules: the event then changes no deal.
 fn step_deal(
     w: &mut Walk,
     policy: &Policy,
@@ -391,13 +455,8 @@ fn step_deal(
     let deal_id = payload.deal_id().expect("deal events name a deal");
     let index = w.deals.iter().position(|d| &d.id == deal_id);
     let state = index.map(|i| w.deals[i].state());
-    let event = match (event, state) {
-        // In a filtered replay the stage interaction that brought the deal to the stage a loss
-        // names can fall outside the filter; the walk then records the loss at the stage the deal
-        // is in, as it always has (the rules, seeing the whole history, insist on the match).
-        (DealEvent::Lose { .. }, Some(s)) => DealEvent::Lose { stage: s.stage },
-        (event, _) => event,
-    };
+    // The rules admitted the event, with the same machine: a refusal here is a history that
+    // was recorded under other rules (the event then changes no deal, `applied = false`).
     let step = deal::transition(state, event).ok()?;
     let mut credit = Credit::default();
     let i = match (index, step.transition) {

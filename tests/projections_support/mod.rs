@@ -223,6 +223,35 @@ const REPS: [&str; 4] = ["r1", "r2", "r3", "r4"];
 /// `CustomerHistory::decide` before it is kept. Includes skipped stages, moves back, losses,
 /// reopenings, follow-ups, reassignments, retractions, amendments and late logging.
 pub fn generate(seed: u64, customers: usize, steps: usize) -> Vec<LedgerEvent> {
+    generate_late(seed, customers, steps, Lateness::default())
+}
+
+/// How often, and how late, generated events are logged after they occurred.
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    /// Share of events logged late, in percent.
+    pub percent: u64,
+    /// The most days an event can be logged after it occurred.
+    pub max_days: u64,
+}
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Lateness {
+            percent: 20,
+            max_days: 10,
+        }
+    }
+}
+
+/// [`generate`], with late logging as given: backdated leads, losses and reassignments among
+/// them.
+pub fn generate_late(
+    seed: u64,
+    customers: usize,
+    steps: usize,
+    lateness: Lateness,
+) -> Vec<LedgerEvent> {
     let mut rng = Rng::new(seed);
     // Ids differ between seeds, so that two generated histories can share a store.
     let mut log = LogBuilder {
@@ -314,9 +343,10 @@ pub fn generate(seed: u64, customers: usize, steps: usize) -> Vec<LedgerEvent> {
                 None => continue,
             }
         };
-        // Reps log some interactions late: occurred up to 10 days before being recorded.
-        let occurred = if rng.chance(20) {
-            now - Duration::days(rng.below(10) as i64)
+        // Reps log some interactions late: occurred up to `max_days` before being recorded.
+        let occurred = if rng.chance(lateness.percent) {
+            now - Duration::days(rng.below(lateness.max_days) as i64)
+                - Duration::minutes(rng.below(24 * 60) as i64)
         } else {
             now
         };
