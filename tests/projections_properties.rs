@@ -5,11 +5,12 @@ mod projections_support;
 use pipeline_ledger::domain::{CustomerId, EventPayload, LedgerEvent, Stage};
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy, Ratio, funnel};
+use pipeline_ledger::projections::lifecycle::customer_report;
 use pipeline_ledger::projections::meta::{ReportAt, ReportSource, meta_for};
 use pipeline_ledger::projections::model::{CustomerRows, ReadModel};
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::projections::{Policy, Projector, replay};
-use pipeline_ledger::query::Queries;
+use pipeline_ledger::query::{CustomerRequest, Queries};
 use pipeline_ledger::read_models::ReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
 use pipeline_ledger::runner;
@@ -251,6 +252,16 @@ proptest! {
                 let filtered: Vec<LedgerEvent> = stored.iter().filter(|e| at.includes(e)).cloned().collect();
                 assert_eq!(model, replay(&policy, &filtered));
                 assert_eq!(meta.source, ReportSource::Replay);
+                // One customer's past state, which the query layer replays from that
+                // customer's stream alone, equals the customer in the whole replay.
+                let at = ReportAt { now: Some(t), ..at };
+                let (whole, whole_meta) = queries.model(&at).await.unwrap();
+                for c in &whole.customers {
+                    let request = CustomerRequest { customer_id: c.customer_id.clone(), at };
+                    let report = queries.customer(request).await.unwrap();
+                    let expected = customer_report(&whole, whole_meta.clone(), &c.customer_id).unwrap();
+                    assert_eq!(serde_json::to_value(report).unwrap(), serde_json::to_value(expected).unwrap());
+                }
             }
         });
     }
