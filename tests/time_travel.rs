@@ -519,3 +519,83 @@ fn a_retracted_only_lead_can_be_amended_back() {
     assert_eq!(model.deals.len(), 1);
     assert_eq!(model.deals[0].source, LeadSource::Referral);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Through the binary
+// ---------------------------------------------------------------------------------------------
+
+/// One NDJSON line of the interchange format.
+fn line(n: u32, ty: &str, occurred: &str, recorded: &str, data: &str) -> String {
+    format!(
+        r#"{{"event_id":"00000000-0000-4000-8000-{n:012}","customer_id":"t1","type":"{ty}","schema_version":1,"occurred_at":"{occurred}","recorded_at":"{recorded}","recorded_by":"importer","data":{data}}}"#
+    )
+}
+
+fn binary(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline-ledger"))
+        .current_dir(dir)
+        .env_remove("PIPELINE_LEDGER_STORE")
+        .env_remove("PIPELINE_LEDGER_READ_MODELS")
+        .env_remove("PIPELINE_LEDGER_POLICY")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `import`, `project`, then `funnel --as-of` and `customer --as-of` on the loss that names a
+/// stage the deal had not reached at the cut.
+#[test]
+fn the_binary_leaves_out_a_loss_the_rules_refuse_at_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let visit = r#"{"purpose":"p","action_plan":"a","expected_result":"e","actual_outcome":"o"}"#;
+    let lines = [
+        line(
+            1,
+            "LeadSourced",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T01:00:00Z",
+            r#"{"deal_id":"t1-d1","rep_id":"rep-a","source":"web","company":"T","contact":{"name":"N"}}"#,
+        ),
+        line(
+            2,
+            "DemoGiven",
+            "2026-01-10T00:00:00Z",
+            "2026-01-10T01:00:00Z",
+            &format!(
+                r#"{{"deal_id":"t1-d1","rep_id":"rep-a","visit":{visit},"lead_presenter":"rep-a","products_shown":["Core"]}}"#
+            ),
+        ),
+        line(
+            3,
+            "DealLost",
+            "2026-01-05T00:00:00Z",
+            "2026-01-12T01:00:00Z",
+            r#"{"deal_id":"t1-d1","rep_id":"rep-a","stage":"demo","reason":"price"}"#,
+        ),
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), lines.join("\n") + "\n").unwrap();
+    binary(dir.path(), &["--store", "l.db", "import", "events.ndjson"]);
+    binary(dir.path(), &["--store", "l.db", "project"]);
+    let json = |args: &[&str]| -> Value {
+        let mut all = vec!["--store", "l.db"];
+        all.extend(args);
+        all.push("--json");
+        serde_json::from_slice(&binary(dir.path(), &all).stdout).unwrap()
+    };
+    let funnel = json(&["funnel", "--as-of", "2026-01-07"]);
+    let cohort = &funnel["total"]["cohort"];
+    assert_eq!((cohort["open"].as_u64(), cohort["lost"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(cohort["lost_by_stage"], serde_json::json!({}));
+    let customer = json(&["customer", "t1", "--as-of", "2026-01-07"]);
+    assert_eq!(customer["customer"]["state"], "lead");
+    assert_eq!(customer["deals"][0]["status"], "open");
+    // Live, the loss is at the demo it names.
+    let funnel = json(&["funnel"]);
+    assert_eq!(funnel["total"]["cohort"]["lost_by_stage"]["demo"], 1);
+}
