@@ -137,3 +137,72 @@ async fn an_unreachable_server_is_a_clear_error() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("cannot be reached"), "{}", out.stderr);
 }
+
+/// Issue 16: an operator hard-deletes one customer's stream. `export`, `project` and the
+/// reports go on with the other customers and say, on standard error, which stream was deleted;
+/// `record` for that customer fails with an error that says so and that nothing was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_deleted_customer_stream_stops_no_reader() {
+    let double = Double::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = double.url();
+    let demo = [
+        "demo",
+        "--customers",
+        "12",
+        "--seed",
+        "5",
+        "--until",
+        "2026-10-01",
+    ];
+    ok(&demo, &run(dir.path(), &url, &demo).await);
+    let export = run(dir.path(), &url, &["export"]).await;
+    ok(&["export"], &export);
+    let before = export.stdout.lines().count();
+    let first: serde_json::Value =
+        serde_json::from_str(export.stdout.lines().next().unwrap()).unwrap();
+    let customer = first["customer_id"].as_str().unwrap().to_string();
+    double.tombstone(&format!("customer-{customer}"));
+
+    // Every event is still exported (they stay in `$all` until a scavenge); the tombstone is not
+    // an event, and the warning names the stream.
+    let export = run(dir.path(), &url, &["export"]).await;
+    ok(&["export after the tombstone"], &export);
+    assert_eq!(export.stdout.lines().count(), before);
+    assert!(
+        export.stderr.contains(&format!(
+            "warning: stream customer-{customer} was hard-deleted"
+        )),
+        "{}",
+        export.stderr
+    );
+    let project = run(dir.path(), &url, &["project"]).await;
+    ok(&["project"], &project);
+    assert!(project.stdout.contains("lag 0"), "{}", project.stdout);
+    let funnel = run(dir.path(), &url, &["funnel", "--json"]).await;
+    ok(&["funnel"], &funnel);
+
+    let record = [
+        "record",
+        "lead-sourced",
+        "--customer",
+        &customer,
+        "--rep",
+        "rep-01",
+        "--deal",
+        "d-new",
+        "--source",
+        "web",
+        "--company",
+        "Again",
+        "--contact-name",
+        "N",
+    ];
+    let refused = run(dir.path(), &url, &record).await;
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("hard-deleted") && refused.stderr.contains("nothing was written"),
+        "{}",
+        refused.stderr
+    );
+}

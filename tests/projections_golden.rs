@@ -103,6 +103,10 @@ fn stage(stages: &[StageFunnel], s: Stage) -> &StageFunnel {
     stages.iter().find(|x| x.stage == s).unwrap()
 }
 
+/// A stage's next-step and moved-forward conversions as (count, of); `None` where the rate has
+/// no meaning (the last stage).
+type Conversions = (Option<(u64, u64)>, Option<(u64, u64)>);
+
 #[allow(clippy::too_many_arguments)]
 fn check(
     f: &StageFunnel,
@@ -111,7 +115,7 @@ fn check(
     lost: u64,
     back: u64,
     still: u64,
-    (next, forward): (Option<(u64, u64)>, Option<(u64, u64)>),
+    (next, forward): Conversions,
     cumulative: (u64, u64),
 ) {
     assert_eq!(

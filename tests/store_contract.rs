@@ -43,6 +43,8 @@ struct Fixture {
     store: Arc<dyn EventStore>,
     kind: Kind,
     double: Option<Double>,
+    /// The real server's connection string, for what the store cannot do (deleting a stream).
+    real_url: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -54,6 +56,7 @@ impl Fixture {
             store: Arc::new(store),
             kind: Kind::Sqlite,
             double: None,
+            real_url: None,
             _dir: Some(dir),
         }
     }
@@ -66,6 +69,7 @@ impl Fixture {
             store: Arc::new(store),
             kind: Kind::Kurrent,
             double: Some(double),
+            real_url: None,
             _dir: None,
         }
     }
@@ -78,8 +82,26 @@ impl Fixture {
             store: Arc::new(store),
             kind: Kind::Kurrent,
             double: None,
+            real_url: Some(url),
             _dir: None,
         })
+    }
+
+    /// Hard-deletes (tombstones) a stream, as an operator would: on the double, or through the
+    /// client on a real server.
+    async fn tombstone(&self, stream: &str) {
+        match (&self.double, &self.real_url) {
+            (Some(double), _) => double.tombstone(stream),
+            (None, Some(url)) => {
+                let client = kurrentdb::Client::new(url.parse().expect("a connection string"))
+                    .expect("a client");
+                client
+                    .tombstone_stream(stream, &kurrentdb::TombstoneStreamOptions::default())
+                    .await
+                    .expect("tombstone");
+            }
+            (None, None) => panic!("the embedded store has no delete"),
+        }
     }
 }
 
@@ -597,6 +619,92 @@ contract!(
     resume_from_checkpoint,
     append_many_across_streams,
 );
+
+// ---- KurrentDB only: what a real cluster does that the embedded store cannot ----
+
+/// An operator hard-deletes one customer's stream while a subscription runs. Its tombstone
+/// (`$streamDeleted`, in `$all` and through the `customer-` filter) is skipped and noted: the
+/// subscription, `read_all` (paged across it) and the head go on with the other customers, and
+/// the deleted stream refuses reads and appends with an error that says so.
+async fn tombstone_during_a_running_subscription(f: &Fixture) {
+    let (a, b, c) = (stream(), stream(), stream());
+    f.store
+        .append(&a, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    f.store
+        .append(&b, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let before = f.store.read_all(None, 1000).await.unwrap();
+    let mut sub = f.store.subscribe_all(None).await.unwrap();
+    let first = take_events(&mut sub, before.len()).await;
+    assert_eq!(ids(&first), ids(&before));
+
+    f.tombstone(&a).await;
+    let later = events(1);
+    f.store
+        .append(&c, ExpectedRevision::NoStream, later.clone())
+        .await
+        .unwrap();
+    // The subscription skips the tombstone and delivers what follows it.
+    let next_events = take_events(&mut sub, 1).await;
+    assert_eq!(ids(&next_events), new_ids(&later));
+    // Reading the log: every event (the deleted stream's stay until a scavenge), no tombstone,
+    // and a page that starts just before the tombstone reaches past it.
+    let all = f.store.read_all(None, 1000).await.unwrap();
+    assert_eq!(all.len(), before.len() + 1);
+    assert!(all.iter().all(|r| r.event_type != "$streamDeleted"));
+    let last_before = before.last().map(|r| r.position);
+    let page = f.store.read_all(last_before, 1).await.unwrap();
+    assert_eq!(ids(&page), new_ids(&later));
+    assert_eq!(
+        f.store.head_position().await.unwrap(),
+        Some(next_events[0].position)
+    );
+    // A tombstone at the very end is not the head either.
+    f.tombstone(&c).await;
+    assert_eq!(
+        f.store.head_position().await.unwrap(),
+        Some(next_events[0].position)
+    );
+    let notices = f.store.notices().join("\n");
+    assert!(notices.contains(&a), "{notices}");
+    // The deleted stream refuses, and says why and that nothing was written.
+    let err = f
+        .store
+        .append(&a, ExpectedRevision::Any, events(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hard-deleted") && err.contains("nothing was written"),
+        "{err}"
+    );
+    let err = f
+        .store
+        .read_stream(&a, Direction::Forwards, None, 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hard-deleted") && err.contains(&a), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_via_double_tombstone_during_a_running_subscription() {
+    tombstone_during_a_running_subscription(&Fixture::double().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_real_server_tombstone_during_a_running_subscription() {
+    match Fixture::real() {
+        Some(f) => tombstone_during_a_running_subscription(&f).await,
+        None => eprintln!(
+            "note: KURRENTDB_URL is not set; the tombstone case was not run against a real \
+             KurrentDB server"
+        ),
+    }
+}
 
 // ---- faults (the double only: a real server cannot be unplugged from here) ----
 

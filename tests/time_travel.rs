@@ -590,7 +590,10 @@ fn the_binary_leaves_out_a_loss_the_rules_refuse_at_the_cut() {
     };
     let funnel = json(&["funnel", "--as-of", "2026-01-07"]);
     let cohort = &funnel["total"]["cohort"];
-    assert_eq!((cohort["open"].as_u64(), cohort["lost"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (cohort["open"].as_u64(), cohort["lost"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(cohort["lost_by_stage"], serde_json::json!({}));
     let customer = json(&["customer", "t1", "--as-of", "2026-01-07"]);
     assert_eq!(customer["customer"]["state"], "lead");

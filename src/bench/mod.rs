@@ -37,6 +37,8 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Query repetitions per query kind.
     pub query_samples: usize,
+    /// Repetitions of the past-date queries that replay the log (`funnel --as-of`, …).
+    pub replay_samples: usize,
     /// Appends per writer in the append figures.
     pub appends_per_writer: usize,
     /// Single-writer appends.
@@ -194,6 +196,20 @@ enum Query<'a> {
     Funnel,
     Customer(&'a str),
     Reps,
+    /// `funnel --as-of T` or (`known`) `funnel --known-at T`.
+    FunnelPast {
+        at: DateTime<Utc>,
+        known: bool,
+    },
+    /// `customer ID --as-of T`.
+    CustomerAsOf(&'a str, DateTime<Utc>),
+    /// `pipeline --as-of T`.
+    PipelineAsOf(DateTime<Utc>),
+}
+
+/// The cut of the past-date queries: a quarter before the dataset's end.
+fn past_date() -> DateTime<Utc> {
+    dataset_until() - ChronoDuration::days(90)
 }
 
 /// Answers one query as `pipeline-ledger <query>` does, from the policy file to the printed
@@ -204,8 +220,13 @@ async fn query(
     path: &Path,
     query: Query<'_>,
 ) -> Result<usize, BenchError> {
-    use crate::present::reports::{Format, write_customer, write_funnel, write_reps};
-    use pipeline_ledger::query::{CustomerRequest, FunnelRequest, Queries, RepsRequest};
+    use crate::present::reports::{
+        Format, write_customer, write_funnel, write_pipeline, write_reps,
+    };
+    use pipeline_ledger::projections::ReportAt;
+    use pipeline_ledger::query::{
+        CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest,
+    };
     let policy = Policy::load(None).map_err(step("policy"))?;
     let store: Arc<dyn EventStore> = store.clone();
     let queries = Queries::new(store, open_read_models(path), policy);
@@ -233,6 +254,45 @@ async fn query(
                 .map_err(step("reps"))?;
             write_reps(&mut out, Format::Table, &r)?;
         }
+        Query::FunnelPast { at, known } => {
+            let at = match known {
+                false => ReportAt {
+                    as_of: Some(at),
+                    ..ReportAt::default()
+                },
+                true => ReportAt {
+                    known_at: Some(at),
+                    ..ReportAt::default()
+                },
+            };
+            let request = FunnelRequest {
+                at,
+                ..FunnelRequest::default()
+            };
+            let r = queries.funnel(request).await.map_err(step("funnel"))?;
+            write_funnel(&mut out, Format::Table, &r)?;
+        }
+        Query::CustomerAsOf(id, at) => {
+            let request = CustomerRequest {
+                customer_id: id.to_string(),
+                at: ReportAt {
+                    as_of: Some(at),
+                    ..ReportAt::default()
+                },
+            };
+            let r = queries.customer(request).await.map_err(step("customer"))?;
+            write_customer(&mut out, Format::Table, &r)?;
+        }
+        Query::PipelineAsOf(at) => {
+            let request = PipelineRequest {
+                at: ReportAt {
+                    as_of: Some(at),
+                    ..ReportAt::default()
+                },
+            };
+            let r = queries.pipeline(request).await.map_err(step("pipeline"))?;
+            write_pipeline(&mut out, Format::Table, &r)?;
+        }
     }
     Ok(out.len())
 }
@@ -248,6 +308,10 @@ struct Sample {
     funnel_p99_ms: f64,
     customer_p99_ms: f64,
     reps_p99_ms: f64,
+    customer_as_of_p99_ms: f64,
+    funnel_as_of_max_ms: f64,
+    funnel_known_at_max_ms: f64,
+    pipeline_as_of_max_ms: f64,
     concurrent_eps: f64,
     single_eps: f64,
     single_latency_ms: f64,
@@ -378,6 +442,37 @@ async fn measure(
     s.customer_p99_ms = percentile(&sorted(customer), 0.99);
     s.reps_p99_ms = percentile(&sorted(reps), 0.99);
     writeln!(log, "[{size}] queried the read models")?;
+
+    // Past-date queries: one customer's stream, or (the funnel, the pipeline) a replay of the
+    // log up to the cut, which takes long enough that a few samples are all a run can afford.
+    let past = past_date();
+    let mut customer_as_of = Vec::new();
+    for i in 0..config.query_samples {
+        let id = &sample_customers[i % sample_customers.len()];
+        let t = Instant::now();
+        query(&store, &read_models, Query::CustomerAsOf(id, past)).await?;
+        customer_as_of.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    s.customer_as_of_p99_ms = percentile(&sorted(customer_as_of), 0.99);
+    let replays = config.replay_samples.max(1);
+    let slowest = async |q: &dyn Fn() -> Query<'static>| {
+        let mut max: f64 = 0.0;
+        for _ in 0..replays {
+            let t = Instant::now();
+            query(&store, &read_models, q()).await?;
+            max = max.max(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok::<f64, BenchError>(max)
+    };
+    let (as_of, known) = (false, true);
+    s.funnel_as_of_max_ms = slowest(&|| Query::FunnelPast {
+        at: past,
+        known: as_of,
+    })
+    .await?;
+    s.funnel_known_at_max_ms = slowest(&|| Query::FunnelPast { at: past, known }).await?;
+    s.pipeline_as_of_max_ms = slowest(&|| Query::PipelineAsOf(past)).await?;
+    writeln!(log, "[{size}] queried past dates ({replays} replays each)")?;
 
     // Durable single-event appends: 64 concurrent writers (group commit), then one writer.
     let now = Utc::now();
@@ -618,6 +713,34 @@ pub async fn run(config: &BenchConfig, log: &mut dyn Write) -> Result<Vec<Figure
         figure("rep report p99", "ms", Target::AtMost(10.0), false, &|s| {
             Some(s.reps_p99_ms)
         }),
+        figure(
+            "customer --as-of query p99",
+            "ms",
+            Target::AtMost(10.0),
+            false,
+            &|s| Some(s.customer_as_of_p99_ms),
+        ),
+        figure(
+            "funnel --as-of query (slowest replay)",
+            "ms",
+            Target::AtMost(100.0),
+            true,
+            &|s| Some(s.funnel_as_of_max_ms),
+        ),
+        figure(
+            "funnel --known-at query (slowest replay)",
+            "ms",
+            Target::AtMost(100.0),
+            true,
+            &|s| Some(s.funnel_known_at_max_ms),
+        ),
+        figure(
+            "pipeline --as-of query (slowest replay)",
+            "ms",
+            Target::AtMost(100.0),
+            true,
+            &|s| Some(s.pipeline_as_of_max_ms),
+        ),
         figure(
             "rebuild peak memory",
             "MiB",

@@ -114,6 +114,9 @@ pub enum Command {
         /// Repetitions of each query.
         #[arg(long, default_value_t = 200)]
         query_samples: usize,
+        /// Repetitions of each past-date query that replays the log (`funnel --as-of`, …).
+        #[arg(long, default_value_t = 5)]
+        replay_samples: usize,
         /// Appends per writer (64 writers) in the group-commit figure.
         #[arg(long, default_value_t = 500)]
         appends_per_writer: usize,
@@ -154,7 +157,15 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // What the stores skipped while the command read them (a hard-deleted KurrentDB stream),
+    // said whether the command succeeded or not.
+    for store in OPENED.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for notice in store.notices() {
+            eprintln!("warning: {notice}");
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed pipe (`export | head`) is the reader's choice, not an error.
@@ -227,6 +238,9 @@ fn spool_dir(store: &Path) -> PathBuf {
     }
 }
 
+/// The stores this process opened, for their notices at exit.
+static OPENED: std::sync::Mutex<Vec<Arc<dyn EventStore>>> = std::sync::Mutex::new(Vec::new());
+
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
 fn open(location: &Path, options: StoreOptions) -> anyhow::Result<(Arc<dyn EventStore>, Ledger)> {
     let created = options.access == Access::CreateIfMissing
@@ -240,6 +254,10 @@ fn open(location: &Path, options: StoreOptions) -> anyhow::Result<(Arc<dyn Event
     if created {
         eprintln!("created a new store at {}", location.display());
     }
+    OPENED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(store.clone());
     let ledger = Ledger::new(store.clone());
     Ok((store, ledger))
 }
@@ -400,6 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             seed,
             query_samples,
+            replay_samples,
             appends_per_writer,
             single_appends,
             lag_seconds,
@@ -410,6 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 seed,
                 query_samples,
+                replay_samples,
                 appends_per_writer,
                 single_appends,
                 lag_duration: std::time::Duration::from_secs(lag_seconds),

@@ -55,6 +55,8 @@ pub const READ_DEADLINE: Duration = Duration::from_secs(30);
 pub const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 /// Events read per page by `read_all` callers inside this backend.
 pub const PAGE_EVENTS: usize = 1024;
+/// Records read per page when looking for the head backwards past tombstones.
+pub const HEAD_PAGE_EVENTS: usize = 16;
 /// First pause before a subscription reconnects; doubled after each failure up to the maximum.
 pub const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(50);
 /// Longest pause between two reconnection attempts.
@@ -111,6 +113,9 @@ pub struct EventMetadata {
 pub const IDENTITY_STREAM: &str = "pipeline-ledger-identity";
 /// The type of the one event of [`IDENTITY_STREAM`].
 pub const IDENTITY_EVENT_TYPE: &str = "StoreIdentified";
+/// The type of the record a hard delete (tombstone) writes into the deleted stream, which `$all`
+/// readers and subscriptions receive (KurrentDB `SystemNames.cs`, `SystemEventTypes.StreamDeleted`).
+pub const TOMBSTONE_EVENT_TYPE: &str = "$streamDeleted";
 
 #[derive(Clone)]
 
@@ -127,6 +132,8 @@ struct Inner {
     display: String,
     /// The streams of `$all` this store reads and subscribes to.
     filter: StreamFilter,
+    /// Streams found hard-deleted (tombstoned) while reading `$all`: skipped, and told.
+    deleted_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for KurrentStore {
@@ -190,8 +197,23 @@ impl KurrentStore {
                 client: RwLock::new(client),
                 display: redact(connection_string),
                 filter,
+                deleted_seen: Default::default(),
             }),
         })
+    }
+
+    /// Whether a record of `$all` is a tombstone (a hard delete of its stream), which carries no
+    /// event of ours: readers skip it, and the stream is noted for [`EventStore::notices`].
+    fn is_tombstone(&self, event: &kurrentdb::RecordedEvent) -> bool {
+        if event.event_type != TOMBSTONE_EVENT_TYPE {
+            return false;
+        }
+        self.inner
+            .deleted_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event.stream_id().to_string());
+        true
     }
 
     /// The server-side filter of `$all` to the caller's streams.
@@ -293,6 +315,9 @@ impl KurrentStore {
                     },
                 });
             }
+            Err(kurrentdb::Error::ResourceDeleted) => {
+                return Err(self.deleted(append.stream.as_str()).into());
+            }
             Err(e) => return Err(self.storage_error(e).into()),
         };
         // The reply does not say whether the server wrote the events or recognised a retry, nor
@@ -354,43 +379,57 @@ impl KurrentStore {
         after: Option<u64>,
         max_count: usize,
     ) -> Result<Vec<Record>, ReadError> {
-        if max_count == 0 {
-            return Ok(Vec::new());
-        }
-        let start = match after {
-            // Reading `$all` from a position includes the event at it; it is skipped below.
-            Some(p) => StreamPosition::Position(Position {
-                commit: p,
-                prepare: p,
-            }),
-            None => StreamPosition::Start,
-        };
-        let options = ReadAllOptions::default()
-            .forwards()
-            .position(start)
-            .filter(self.subscription_filter())
-            .max_count(max_count.saturating_add(1))
-            .deadline(READ_DEADLINE);
-        let mut stream = self
-            .client()
-            .read_all(&options)
-            .await
-            .map_err(|e| self.storage_error(e))?;
         let mut records = Vec::new();
-        let mut last = after;
+        // Where the next server page starts: after the last record seen, ours or a tombstone.
+        // Tombstones are skipped, so a server page can yield fewer records than asked for
+        // without being the end of the log; only a short server page is.
+        let mut from = after;
         while records.len() < max_count {
-            let Some(event) = stream.next().await.map_err(|e| self.storage_error(e))? else {
-                break;
+            let asked = max_count - records.len() + 1;
+            let start = match from {
+                // Reading `$all` from a position includes the event at it; it is skipped below.
+                Some(p) => StreamPosition::Position(Position {
+                    commit: p,
+                    prepare: p,
+                }),
+                None => StreamPosition::Start,
             };
-            let (record, _) = to_record(event.get_original_event())?;
-            if after.is_some_and(|a| record.position <= a) {
-                continue;
+            let options = ReadAllOptions::default()
+                .forwards()
+                .position(start)
+                .filter(self.subscription_filter())
+                .max_count(asked)
+                .deadline(READ_DEADLINE);
+            let mut stream = self
+                .client()
+                .read_all(&options)
+                .await
+                .map_err(|e| self.storage_error(e))?;
+            let mut received = 0;
+            let page_start = from;
+            while records.len() < max_count {
+                let Some(event) = stream.next().await.map_err(|e| self.storage_error(e))? else {
+                    break;
+                };
+                received += 1;
+                let event = event.get_original_event();
+                let position = event.position.commit;
+                if page_start.is_some_and(|a| position <= a) {
+                    continue;
+                }
+                if from.is_some_and(|l| position <= l) {
+                    return Err(not_increasing(from, position));
+                }
+                from = Some(position);
+                if self.is_tombstone(event) {
+                    continue;
+                }
+                let (record, _) = to_record(event)?;
+                records.push(record);
             }
-            if last.is_some_and(|l| record.position <= l) {
-                return Err(not_increasing(last, record.position));
+            if received < asked {
+                break;
             }
-            last = Some(record.position);
-            records.push(record);
         }
         Ok(records)
     }
@@ -416,11 +455,11 @@ impl KurrentStore {
         // Count 0 would read nothing and so could not tell a missing stream: read one, drop it.
         .max_count(max_count.max(1))
         .deadline(READ_DEADLINE);
-        let mut read = self
-            .client()
-            .read_stream(stream, &options)
-            .await
-            .map_err(|e| self.storage_error(e))?;
+        let mut read = match self.client().read_stream(stream, &options).await {
+            Ok(read) => read,
+            Err(kurrentdb::Error::ResourceDeleted) => return Err(self.deleted(stream).into()),
+            Err(e) => return Err(self.storage_error(e).into()),
+        };
         let mut records = Vec::new();
         loop {
             match read.next().await {
@@ -433,6 +472,7 @@ impl KurrentStore {
                 Err(kurrentdb::Error::ResourceNotFound) => {
                     return Err(ReadError::StreamNotFound(stream.to_string()));
                 }
+                Err(kurrentdb::Error::ResourceDeleted) => return Err(self.deleted(stream).into()),
                 Err(e) => return Err(self.storage_error(e).into()),
             }
         }
@@ -447,18 +487,41 @@ impl KurrentStore {
     }
 
     /// [`Self::head`] with the client's own error, for callers that report it their own way.
+    /// Tombstones are not events of ours: the head is the last record before them.
     async fn head_raw(&self) -> Result<Option<u64>, kurrentdb::Error> {
-        let options = ReadAllOptions::default()
-            .position(StreamPosition::End)
-            .backwards()
-            .filter(self.subscription_filter())
-            .max_count(1)
-            .deadline(READ_DEADLINE);
-        let mut read = self.client().read_all(&options).await?;
-        Ok(read
-            .next()
-            .await?
-            .map(|event| event.get_original_event().position.commit))
+        let mut before = StreamPosition::End;
+        loop {
+            let options = ReadAllOptions::default()
+                .position(before)
+                .backwards()
+                .filter(self.subscription_filter())
+                .max_count(HEAD_PAGE_EVENTS)
+                .deadline(READ_DEADLINE);
+            let mut read = self.client().read_all(&options).await?;
+            let mut received = 0;
+            while let Some(event) = read.next().await? {
+                received += 1;
+                let event = event.get_original_event();
+                if !self.is_tombstone(event) {
+                    return Ok(Some(event.position.commit));
+                }
+                // Reading backwards from a position excludes the record at it.
+                before = StreamPosition::Position(event.position);
+            }
+            if received < HEAD_PAGE_EVENTS {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The error for an append to, or a read of, a hard-deleted stream.
+    fn deleted(&self, stream: &str) -> StorageError {
+        StorageError::Other(format!(
+            "stream {stream} was hard-deleted (tombstoned) in KurrentDB at {}: it can no longer \
+             be read or appended to, and nothing was written. Record the customer under a new \
+             id; the ledger's other customers are not affected",
+            self.inner.display
+        ))
     }
 }
 
@@ -558,6 +621,25 @@ impl EventStore for KurrentStore {
 
     async fn head_position(&self) -> Result<Option<u64>, ReadError> {
         self.head().await
+    }
+
+    fn notices(&self) -> Vec<String> {
+        let deleted = self
+            .inner
+            .deleted_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        deleted
+            .iter()
+            .map(|stream| {
+                format!(
+                    "stream {stream} was hard-deleted (tombstoned) in KurrentDB at {}; its \
+                     tombstone was skipped. Its earlier events stay in the log until the server \
+                     scavenges it, and the customer can no longer be recorded",
+                    self.inner.display
+                )
+            })
+            .collect()
     }
 }
 
@@ -688,6 +770,11 @@ impl Subscription for KurrentSubscription {
                 Ok(SubscriptionEvent::EventAppeared(event)) => {
                     self.failures = 0;
                     self.reached = true;
+                    if self.store.is_tombstone(event.get_original_event()) {
+                        // A hard delete of one customer's stream: no event of ours, and no
+                        // reason to stop (noted for `notices`).
+                        continue;
+                    }
                     let (record, _) = to_record(event.get_original_event())?;
                     if self.after.is_some_and(|a| record.position <= a) {
                         // Resent after a reconnection: already delivered.

@@ -374,6 +374,13 @@ pub trait EventStore: Send + Sync {
     /// The position of the last event, `None` for an empty log.
     async fn head_position(&self) -> Result<Option<u64>, ReadError>;
 
+    /// What this store skipped while reading that its user should know of, each once: on
+    /// KurrentDB, the streams found hard-deleted (their tombstones carry no event and are
+    /// skipped, so that no reader stops at them). Empty for a store that skips nothing.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The store's identity: an id given to it once, when it was created, and kept by copies
     /// and backups of it. Derived data (the read models) records it, so that it is never read
     /// against another store. `None` when the store has none and cannot be given one now (a

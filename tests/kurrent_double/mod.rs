@@ -18,6 +18,9 @@
 //! - a subscription sends a confirmation, the catch-up events, a checkpoint, caught-up, then live
 //!   events; it never sends `StreamNotFound`, and it starts after the position it is given.
 //!
+//! Switches a test can turn on, each modelling what a real server does (citations beside each):
+//! - [`Double::tombstone`]: a hard delete of one stream.
+//!
 //! The double can be stopped and restarted on the same port ([`Double::pull_plug`],
 //! [`Double::restore`]): its data survive, its open subscriptions fail with `Unavailable` and its
 //! connections close, as when a server restarts.
@@ -84,7 +87,30 @@ struct Log {
     events: Vec<StoredEvent>,
     /// Indexes into `events`, per stream, in revision order.
     streams: HashMap<Vec<u8>, Vec<usize>>,
+    /// Hard-deleted (tombstoned) streams.
+    tombstoned: std::collections::HashSet<Vec<u8>>,
     next_position: u64,
+}
+
+/// The revision of a tombstone record: `long.MaxValue` (KurrentDB `Data/EventNumber.cs`,
+/// `EventNumber.DeletedStream`).
+const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+
+/// What the server answers an append to, or a read of, a hard-deleted stream (KurrentDB v25.1.4
+/// `Transport/Grpc/RpcExceptions.cs` `StreamDeleted`: `FailedPrecondition` with the trailers
+/// `exception: stream-deleted` and `stream-name`; the same shape since 20.10).
+fn stream_deleted(stream: &[u8]) -> Status {
+    let name = String::from_utf8_lossy(stream).to_string();
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("exception", "stream-deleted".parse().expect("ascii"));
+    if let Ok(value) = name.parse() {
+        metadata.insert("stream-name", value);
+    }
+    Status::with_metadata(
+        tonic::Code::FailedPrecondition,
+        format!("Event stream '{name}' is deleted."),
+        metadata,
+    )
 }
 
 struct Shared {
@@ -148,6 +174,41 @@ impl Double {
             "kurrentdb://{}?tls=false&discoveryInterval=0&maxDiscoverAttempts=3",
             self.addr
         )
+    }
+
+    /// Hard-deletes (tombstones) a stream, as `$ kurrentdb tombstone` or the client's
+    /// `tombstone_stream` does: the server writes a `$streamDeleted` record *into the stream
+    /// itself* at revision `long.MaxValue`, with empty data and metadata and content type
+    /// `application/octet-stream` (KurrentDB v25.1.4 `StorageWriterService.cs` 505–513,
+    /// `LogRecord.DeleteTombstone`; `MetadataHelpers.cs` for the gRPC metadata). `$all` readers
+    /// and subscriptions receive it, through a stream-prefix filter too (`EventFilter.cs`
+    /// `StreamIdPrefixStrategy` looks at the stream name only). From then on every append to the
+    /// stream and every read of it is refused with [`stream_deleted`].
+    pub fn tombstone(&self, stream: &str) {
+        let mut log = self.shared.log.lock().expect("log lock");
+        let position = log.next_position;
+        log.next_position += RECORD_OVERHEAD;
+        let metadata = HashMap::from([
+            ("type".to_string(), "$streamDeleted".to_string()),
+            (
+                "content-type".to_string(),
+                "application/octet-stream".to_string(),
+            ),
+            ("created".to_string(), now_ticks()),
+        ]);
+        log.events.push(StoredEvent {
+            id: Uuid::new_v4(),
+            stream: stream.as_bytes().to_vec(),
+            revision: TOMBSTONE_REVISION,
+            position,
+            metadata,
+            custom_metadata: Vec::new(),
+            data: Vec::new(),
+        });
+        log.tombstoned.insert(stream.as_bytes().to_vec());
+        let len = log.events.len();
+        drop(log);
+        self.shared.appended.send_replace(len);
     }
 
     /// How many appends the double has served.
@@ -423,6 +484,11 @@ impl Streams for Service {
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut log = self.shared.log.lock().expect("log lock");
+        // Before any expected-version check: whatever the expected revision (KurrentDB v25.1.4
+        // `IndexWriter.cs` 160–163, `CommitDecision.Deleted`).
+        if log.tombstoned.contains(&stream) {
+            return Err(stream_deleted(&stream));
+        }
         let indexes = log.streams.get(&stream).cloned().unwrap_or_default();
         let current = indexes.len().checked_sub(1).map(|r| r as u64);
         let wrong = |current: Option<u64>| {
@@ -557,6 +623,11 @@ impl Streams for Service {
                     .stream_identifier
                     .ok_or_else(|| Status::invalid_argument("a read needs a stream"))?
                     .stream_name;
+                // Refused before any message is sent: a trailers-only reply, which the client
+                // returns from the read call itself (KurrentDB `Streams.Read.cs`).
+                if log.tombstoned.contains(&name) {
+                    return Err(stream_deleted(&name));
+                }
                 match log.streams.get(&name) {
                     None => vec![ReadResp {
                         content: Some(read_resp::Content::StreamNotFound(
