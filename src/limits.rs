@@ -96,3 +96,15 @@ pub const IMPORT_CHUNK_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// 16 GiB holds about 30 million events of typical size; the bound keeps a runaway producer
 /// from filling the disk the store itself needs. Larger inputs: write a file and import it.
 pub const IMPORT_SPOOL_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Bytes one append to KurrentDB may carry, counted as the server counts them (each event's
+/// data, custom metadata and twice its type): KurrentDB refuses larger appends, by default over
+/// 1 MiB up to v25.0 (`MaxAppendSize`; 256 MiB from v25.1). The KurrentDB backend splits a
+/// larger append into consecutive appends on the stream's expected-revision chain. Override it
+/// with `PIPELINE_LEDGER_KURRENT_APPEND_BYTES_MAX` to match a server configured otherwise.
+pub const KURRENT_APPEND_BYTES_MAX: usize = 1024 * 1024;
+
+/// Times an append refused by a follower ("not leader") is sent again: the client reconnects
+/// to the leader it was told of, but does not retry the call. Bounded, so that a cluster that
+/// keeps electing fails the append with a clear error instead of hanging it.
+pub const KURRENT_NOT_LEADER_RETRIES_MAX: u32 = 3;

@@ -706,6 +706,160 @@ async fn kurrent_real_server_tombstone_during_a_running_subscription() {
     }
 }
 
+/// A KurrentDB store on a fresh double, kept with it.
+async fn double_store() -> (Double, KurrentStore) {
+    let double = Double::start().await;
+    let store = KurrentStore::connect(&double.url(), ledger_streams()).expect("connect");
+    (double, store)
+}
+
+/// Issue 16: a write that reaches a follower during a leader election is refused once with
+/// "not leader"; the store sends it again, to the leader, and it is written once. A cluster that
+/// keeps refusing fails the append with an error that says nothing was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_not_leader_is_sent_again_to_the_leader() {
+    let (double, store) = double_store().await;
+    let s = stream();
+    double.refuse_as_follower(1);
+    let appended = events(2);
+    let result = store
+        .append(&s, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .expect("written on the second attempt");
+    assert!(result.written);
+    assert_eq!(double.appends_served(), 2, "refused once, then written");
+    let read = store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&appended));
+
+    let other = stream();
+    double.refuse_as_follower(100);
+    let err = store
+        .append(&other, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not the leader") && err.contains("nothing was written"),
+        "{err}"
+    );
+    double.refuse_as_follower(0);
+    assert!(matches!(
+        store
+            .read_stream(&other, Direction::Forwards, None, 1)
+            .await,
+        Err(ReadError::StreamNotFound(_))
+    ));
+}
+
+/// Issue 16: a commit timeout (`Aborted`) after the events were written is an unknown outcome:
+/// the error says so and how to retry; the retry with the same ids recognises what was written
+/// and writes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_commit_timeout_is_an_unknown_outcome_that_a_retry_resolves() {
+    let (double, store) = double_store().await;
+    let s = stream();
+    let appended = events(3);
+    double.time_out_commits(1);
+    let err = store
+        .append(&s, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::Storage(StorageError::Unavailable(_))),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("may or may not have been written") && message.contains("same event ids"),
+        "{message}"
+    );
+    let retry = store
+        .append(&s, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .expect("the retry is recognised");
+    assert!(!retry.written, "nothing is written twice");
+    let read = store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&appended));
+}
+
+/// Issue 16: 2,000 events of one customer in one append, under the server's 1 MiB limit: sent
+/// as consecutive appends on the stream's revision chain, read back whole and in order; a retry
+/// of the whole writes nothing. A store that allows more than the server refuses clearly, and
+/// nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_appends_over_the_size_limit_are_split() {
+    let (double, store) = double_store().await;
+    let limit = 1024 * 1024;
+    double.limit_append_size(Some(limit as u64));
+    let padding = "x".repeat(1000);
+    let big: Vec<NewRecord> = (0..2000)
+        .map(|n| NewRecord {
+            data: format!(r#"{{"n": {n}, "padding": "{padding}"}}"#),
+            ..event(n)
+        })
+        .collect();
+    let s = stream();
+    let before = double.appends_served();
+    let result = store
+        .append(&s, ExpectedRevision::NoStream, big.clone())
+        .await
+        .expect("split under the limit");
+    assert!(result.written);
+    assert_eq!(result.next_expected_revision, 1999);
+    let parts = double.appends_served() - before;
+    assert!(
+        parts >= 3,
+        "about 2.4 MB in appends of at most 1 MiB: {parts}"
+    );
+    let read = store
+        .read_stream(&s, Direction::Forwards, None, 5000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&big));
+    assert!(read.iter().enumerate().all(|(i, r)| r.revision == i as u64));
+    let retry = store
+        .append(&s, ExpectedRevision::NoStream, big.clone())
+        .await
+        .expect("the retry is recognised, part by part");
+    assert!(!retry.written);
+    assert_eq!(
+        store
+            .read_stream(&s, Direction::Forwards, None, 5000)
+            .await
+            .unwrap()
+            .len(),
+        2000
+    );
+
+    let too_trusting = KurrentStore::connect(&double.url(), ledger_streams())
+        .unwrap()
+        .with_append_bytes_max(8 * limit);
+    let other = stream();
+    let err = too_trusting
+        .append(&other, ExpectedRevision::NoStream, big.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("too large")
+            && err.contains("PIPELINE_LEDGER_KURRENT_APPEND_BYTES_MAX")
+            && err.contains("nothing of it was written"),
+        "{err}"
+    );
+    assert!(matches!(
+        store
+            .read_stream(&other, Direction::Forwards, None, 1)
+            .await,
+        Err(ReadError::StreamNotFound(_))
+    ));
+}
+
 // ---- faults (the double only: a real server cannot be unplugged from here) ----
 
 /// Writes to an unreachable server fail with a clear error, never silently; once the server is

@@ -81,6 +81,22 @@ pub enum KurrentOpenError {
     Client(String),
     #[error("opening a KurrentDB store needs a running tokio runtime")]
     NoRuntime,
+    #[error(
+        "PIPELINE_LEDGER_KURRENT_APPEND_BYTES_MAX is {0:?}; give the server's maximum append size in bytes (a whole number above 0)"
+    )]
+    BadAppendBytesMax(String),
+}
+
+/// The bytes one append may carry: `PIPELINE_LEDGER_KURRENT_APPEND_BYTES_MAX`, else
+/// [`crate::limits::KURRENT_APPEND_BYTES_MAX`].
+fn append_bytes_max() -> Result<usize, KurrentOpenError> {
+    match std::env::var("PIPELINE_LEDGER_KURRENT_APPEND_BYTES_MAX") {
+        Err(_) => Ok(crate::limits::KURRENT_APPEND_BYTES_MAX),
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(bytes) if bytes > 0 => Ok(bytes),
+            _ => Err(KurrentOpenError::BadAppendBytesMax(text)),
+        },
+    }
 }
 
 /// The metadata this backend stores with each event (KurrentDB's custom metadata, JSON).
@@ -134,6 +150,8 @@ struct Inner {
     filter: StreamFilter,
     /// Streams found hard-deleted (tombstoned) while reading `$all`: skipped, and told.
     deleted_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Bytes one append may carry ([`crate::limits::KURRENT_APPEND_BYTES_MAX`]).
+    append_bytes_max: usize,
 }
 
 impl std::fmt::Debug for KurrentStore {
@@ -198,8 +216,25 @@ impl KurrentStore {
                 display: redact(connection_string),
                 filter,
                 deleted_seen: Default::default(),
+                append_bytes_max: append_bytes_max()?,
             }),
         })
+    }
+
+    /// The same store, splitting appends over `bytes` (for a server whose `MaxAppendSize` is
+    /// not the default).
+    pub fn with_append_bytes_max(self, bytes: usize) -> Self {
+        let inner = Inner {
+            settings: self.inner.settings.clone(),
+            client: RwLock::new(self.client()),
+            display: self.inner.display.clone(),
+            filter: self.inner.filter.clone(),
+            deleted_seen: Default::default(),
+            append_bytes_max: bytes.max(1),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Whether a record of `$all` is a tombstone (a hard delete of its stream), which carries no
@@ -254,6 +289,33 @@ impl KurrentStore {
                  may not have been written: retry it with the same event ids",
                 self.inner.display
             )),
+            E::Grpc {
+                code: tonic::Code::Aborted,
+                message,
+            } => StorageError::Unavailable(format!(
+                "KurrentDB at {} did not confirm the append ({message}): it may or may not have \
+                 been written. Retry it with the same event ids: what was written is recognised \
+                 and not written twice",
+                self.inner.display
+            )),
+            E::NotLeaderException(leader) => StorageError::Unavailable(format!(
+                "KurrentDB at {} answered that it is not the leader (the leader is {}:{}), again \
+                 after {} attempts: nothing was written; retry once the cluster has elected its \
+                 leader",
+                self.inner.display,
+                leader.host,
+                leader.port,
+                crate::limits::KURRENT_NOT_LEADER_RETRIES_MAX + 1
+            )),
+            E::Grpc {
+                code: tonic::Code::InvalidArgument,
+                message,
+            } if message.starts_with("Maximum Append Size") => StorageError::Other(format!(
+                "KurrentDB at {} refused an append as too large ({message}); nothing of it was \
+                 written. Set PIPELINE_LEDGER_KURRENT_APPEND_BYTES_MAX to the server's \
+                 MaxAppendSize (now {} bytes)",
+                self.inner.display, self.inner.append_bytes_max
+            )),
             E::AccessDenied => StorageError::Other(format!(
                 "KurrentDB at {} refused access: check the credentials in the connection string",
                 self.inner.display
@@ -262,12 +324,15 @@ impl KurrentStore {
         }
     }
 
-    /// Appends to one stream; see the module documentation for the semantics.
+    /// Appends to one stream; see the module documentation for the semantics. An append over
+    /// the server's size limit goes as consecutive appends, each expecting the revision the one
+    /// before it ended at: atomic per part, and a retry of the whole (same ids) completes it.
     async fn append_one(&self, append: &StreamAppend) -> Result<AppendResult, AppendError> {
         let now = super::sqlite::truncate_to_micros(Utc::now());
         let append_id = Uuid::new_v4();
-        let mut events = Vec::with_capacity(append.events.len());
-        for e in &append.events {
+        let mut parts: Vec<(Vec<EventData>, std::ops::Range<usize>)> = Vec::new();
+        let (mut part, mut part_start, mut part_bytes) = (Vec::new(), 0, 0);
+        for (i, e) in append.events.iter().enumerate() {
             let metadata = EventMetadata {
                 schema_version: e.schema_version,
                 occurred_at: super::sqlite::truncate_to_micros(e.occurred_at),
@@ -280,6 +345,7 @@ impl KurrentStore {
                 causation_id: e.causation_id,
                 append_id,
             };
+            let custom = Metadata::from(&metadata);
             // Sent verbatim (a raw JSON value): re-serializing would reorder keys, and a retry's
             // data must compare equal with what was stored.
             let data = serde_json::value::RawValue::from_string(e.data.clone()).map_err(|err| {
@@ -289,40 +355,91 @@ impl KurrentStore {
                 ))
             })?;
             let event = EventData::json(&e.event_type, &data)
-                .and_then(|d| d.metadata_as_json(&Metadata::from(&metadata)))
+                .and_then(|d| d.metadata_as_json(&custom))
                 .map_err(|err| {
                     StorageError::Other(format!("encoding event {}: {err}", e.event_id))
                 })?
                 .id(e.event_id);
-            events.push(event);
+            // As the server counts it (`Data/Event.cs`): data, custom metadata, twice the type.
+            let custom_bytes = serde_json::to_vec(&custom).map_or(0, |v| v.len());
+            let bytes = e.data.len() + custom_bytes + 2 * e.event_type.len();
+            if !part.is_empty() && part_bytes + bytes > self.inner.append_bytes_max {
+                parts.push((std::mem::take(&mut part), part_start..i));
+                (part_start, part_bytes) = (i, 0);
+            }
+            part.push(event);
+            part_bytes += bytes;
         }
+        parts.push((part, part_start..append.events.len()));
+        let mut expected = append.expected;
+        let mut done: Option<AppendResult> = None;
+        for (events, range) in parts {
+            let result = self
+                .append_part(append, expected, events, range, append_id)
+                .await?;
+            expected = ExpectedRevision::Exact(result.next_expected_revision);
+            done = Some(match done {
+                None => result,
+                Some(before) => AppendResult {
+                    next_expected_revision: result.next_expected_revision,
+                    first_position: before.first_position,
+                    last_position: result.last_position,
+                    written: before.written || result.written,
+                },
+            });
+        }
+        Ok(done.expect("an append has at least one event"))
+    }
+
+    /// Appends the events `range` of `append` (encoded as `events`), expecting `expected`, and
+    /// checks what the server acknowledged against them. A refusal by a follower is sent again,
+    /// to the leader the client was told of, a bounded number of times.
+    async fn append_part(
+        &self,
+        append: &StreamAppend,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+        range: std::ops::Range<usize>,
+        append_id: Uuid,
+    ) -> Result<AppendResult, AppendError> {
         let options = AppendToStreamOptions::default()
-            .stream_state(stream_state(append.expected))
+            .stream_state(stream_state(expected))
             .deadline(APPEND_DEADLINE);
-        let written = match self
-            .client()
-            .append_to_stream(append.stream.as_str(), &options, events)
-            .await
-        {
-            Ok(w) => w,
-            Err(kurrentdb::Error::WrongExpectedVersion { current, .. }) => {
-                return Err(AppendError::WrongExpectedRevision {
-                    stream: append.stream.clone(),
-                    expected: append.expected,
-                    actual: match current {
-                        kurrentdb::CurrentRevision::Current(r) => CurrentRevision::Current(r),
-                        kurrentdb::CurrentRevision::NoStream => CurrentRevision::NoStream,
-                    },
-                });
+        let mut attempt = 0;
+        let written = loop {
+            let sent = self
+                .client()
+                .append_to_stream(append.stream.as_str(), &options, events.clone())
+                .await;
+            match sent {
+                Ok(w) => break w,
+                Err(kurrentdb::Error::NotLeaderException(_))
+                    if attempt < crate::limits::KURRENT_NOT_LEADER_RETRIES_MAX =>
+                {
+                    // Nothing was written; the client now talks to the leader it was told of.
+                    attempt += 1;
+                    tokio::time::sleep(RECONNECT_DELAY_MIN * attempt).await;
+                }
+                Err(kurrentdb::Error::WrongExpectedVersion { current, .. }) => {
+                    return Err(AppendError::WrongExpectedRevision {
+                        stream: append.stream.clone(),
+                        expected,
+                        actual: match current {
+                            kurrentdb::CurrentRevision::Current(r) => CurrentRevision::Current(r),
+                            kurrentdb::CurrentRevision::NoStream => CurrentRevision::NoStream,
+                        },
+                    });
+                }
+                Err(kurrentdb::Error::ResourceDeleted) => {
+                    return Err(self.deleted(append.stream.as_str()).into());
+                }
+                Err(e) => return Err(self.storage_error(e).into()),
             }
-            Err(kurrentdb::Error::ResourceDeleted) => {
-                return Err(self.deleted(append.stream.as_str()).into());
-            }
-            Err(e) => return Err(self.storage_error(e).into()),
         };
+        let sent = &append.events[range];
         // The reply does not say whether the server wrote the events or recognised a retry, nor
         // where the first event landed: read them back. They end at `next_expected_version`.
-        let count = append.events.len();
+        let count = sent.len();
         let last = written.next_expected_version;
         let first = (last + 1).checked_sub(count as u64).ok_or_else(|| {
             StorageError::Other(format!(
@@ -346,7 +463,7 @@ impl KurrentStore {
             .into());
         }
         let mut all_ours = true;
-        for (new, (record, stored_append_id)) in append.events.iter().zip(&stored) {
+        for (new, (record, stored_append_id)) in sent.iter().zip(&stored) {
             if record.event_id != new.event_id {
                 // The server matched a retry by the first ids but these differ: not one append.
                 return Err(AppendError::IdempotencyConflict {

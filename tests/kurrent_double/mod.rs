@@ -20,6 +20,10 @@
 //!
 //! Switches a test can turn on, each modelling what a real server does (citations beside each):
 //! - [`Double::tombstone`]: a hard delete of one stream.
+//! - [`Double::refuse_as_follower`]: appends answered as a follower answers a client that
+//!   requires the leader.
+//! - [`Double::time_out_commits`]: appends committed, then answered with a commit timeout.
+//! - [`Double::limit_append_size`]: the server's maximum append size.
 //!
 //! The double can be stopped and restarted on the same port ([`Double::pull_plug`],
 //! [`Double::restore`]): its data survive, its open subscriptions fail with `Unavailable` and its
@@ -113,8 +117,22 @@ fn stream_deleted(stream: &[u8]) -> Status {
     )
 }
 
+/// The switches a test has turned on.
+#[derive(Default)]
+struct Faults {
+    /// Appends still to refuse as a follower would.
+    not_leader_appends: u32,
+    /// Appends still to commit and then answer with a commit timeout.
+    commit_timeouts: u32,
+    /// The maximum append size in bytes (`None`: no limit).
+    max_append_size: Option<u64>,
+}
+
 struct Shared {
     log: Mutex<Log>,
+    faults: Mutex<Faults>,
+    /// Where the double listens: the leader endpoint it names when it refuses as a follower.
+    addr: SocketAddr,
     /// The number of events in the log, for live subscriptions.
     appended: watch::Sender<usize>,
     /// Bumped when the plug is pulled: open subscriptions end with `Unavailable`.
@@ -154,6 +172,8 @@ impl Double {
                 next_position: FIRST_POSITION,
                 ..Log::default()
             }),
+            faults: Mutex::default(),
+            addr,
             appended,
             plug,
             appends: Default::default(),
@@ -209,6 +229,46 @@ impl Double {
         let len = log.events.len();
         drop(log);
         self.shared.appended.send_replace(len);
+    }
+
+    /// The next `appends` appends are refused as a follower refuses a client that requires the
+    /// leader (the client's default): `NotFound` "Leader info available" with the trailers
+    /// `exception: not-leader`, `leader-endpoint-host` and `leader-endpoint-port`, naming this
+    /// double as the leader (KurrentDB v25.1.4 `RpcExceptions.cs` `LeaderInfo`, from
+    /// `ClusterVNodeController.cs` `DenyRequestBecauseNotLeader`). Nothing is written. The client
+    /// then connects to the leader it was told of, but does not retry the call itself.
+    pub fn refuse_as_follower(&self, appends: u32) {
+        self.shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .not_leader_appends = appends;
+    }
+
+    /// The next `appends` appends are committed, then answered `Aborted` "Operation timed out:
+    /// Commit phase timeout." with no trailers (KurrentDB v25.1.4 `RpcExceptions.cs` `Timeout`,
+    /// raised for `CommitTimeout` in `Streams.Append.cs`): the caller cannot tell whether the
+    /// events were written, and here they were.
+    pub fn time_out_commits(&self, appends: u32) {
+        self.shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .commit_timeouts = appends;
+    }
+
+    /// The server's maximum append size (KurrentDB `MaxAppendSize`: 1 MiB by default up to
+    /// v25.0, 256 MiB from v25.1). An append whose events' sizes (data, custom metadata and
+    /// twice the event type, `Data/Event.cs`) add up to more is refused before anything is
+    /// written: `InvalidArgument` "Maximum Append Size of N Exceeded." with the trailers
+    /// `exception: maximum-append-size-exceeded` and `maximum-append-size: N`
+    /// (`Streams.Append.cs`, `RpcExceptions.cs` `MaxAppendSizeExceeded`).
+    pub fn limit_append_size(&self, bytes: Option<u64>) {
+        self.shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .max_append_size = bytes;
     }
 
     /// How many appends the double has served.
@@ -429,11 +489,9 @@ enum Expected {
     Revision(u64),
 }
 
-#[tonic::async_trait]
-impl Streams for Service {
-    type ReadStream = ReadStream;
-
-    async fn append(
+impl Service {
+    /// Reads an append's messages, then answers as the switches and the log say.
+    async fn receive_append(
         &self,
         request: Request<Streaming<AppendReq>>,
     ) -> Result<Response<AppendResp>, Status> {
@@ -483,6 +541,72 @@ impl Streams for Service {
         self.shared
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let commit_timeout = {
+            let mut faults = self.shared.faults.lock().expect("faults lock");
+            if let Some(max) = faults.max_append_size {
+                let size: u64 = proposed
+                    .iter()
+                    .map(|(_, metadata, custom, data)| {
+                        let event_type = metadata.get("type").map_or(0, String::len);
+                        (data.len() + custom.len() + 2 * event_type) as u64
+                    })
+                    .sum();
+                if size > max {
+                    let mut trailers = tonic::metadata::MetadataMap::new();
+                    trailers.insert(
+                        "exception",
+                        "maximum-append-size-exceeded".parse().expect("ascii"),
+                    );
+                    trailers.insert(
+                        "maximum-append-size",
+                        max.to_string().parse().expect("ascii"),
+                    );
+                    return Err(Status::with_metadata(
+                        tonic::Code::InvalidArgument,
+                        format!("Maximum Append Size of {max} Exceeded."),
+                        trailers,
+                    ));
+                }
+            }
+            if faults.not_leader_appends > 0 {
+                faults.not_leader_appends -= 1;
+                let mut trailers = tonic::metadata::MetadataMap::new();
+                trailers.insert("exception", "not-leader".parse().expect("ascii"));
+                let host = self.shared.addr.ip().to_string();
+                let port = self.shared.addr.port().to_string();
+                trailers.insert("leader-endpoint-host", host.parse().expect("ascii"));
+                trailers.insert("leader-endpoint-port", port.parse().expect("ascii"));
+                return Err(Status::with_metadata(
+                    tonic::Code::NotFound,
+                    "Leader info available",
+                    trailers,
+                ));
+            }
+            let timeout = faults.commit_timeouts > 0;
+            faults.commit_timeouts = faults.commit_timeouts.saturating_sub(1);
+            timeout
+        };
+        let reply = self.append_to_log(stream, expected, proposed);
+        if commit_timeout && reply.is_ok() {
+            return Err(Status::aborted(
+                "Operation timed out: Commit phase timeout.",
+            ));
+        }
+        reply
+    }
+}
+
+/// One event of an append, as received: id, metadata, custom metadata, data.
+type Proposed = (Uuid, HashMap<String, String>, Vec<u8>, Vec<u8>);
+
+impl Service {
+    /// Decides and writes an append whose messages have been read.
+    fn append_to_log(
+        &self,
+        stream: Vec<u8>,
+        expected: Expected,
+        proposed: Vec<Proposed>,
+    ) -> Result<Response<AppendResp>, Status> {
         let mut log = self.shared.log.lock().expect("log lock");
         // Before any expected-version check: whatever the expected revision (KurrentDB v25.1.4
         // `IndexWriter.cs` 160–163, `CommitDecision.Deleted`).
@@ -590,6 +714,18 @@ impl Streams for Service {
         drop(log);
         self.shared.appended.send_replace(len);
         Ok(success(Some(revision - 1), Some(last_position)))
+    }
+}
+
+#[tonic::async_trait]
+impl Streams for Service {
+    type ReadStream = ReadStream;
+
+    async fn append(
+        &self,
+        request: Request<Streaming<AppendReq>>,
+    ) -> Result<Response<AppendResp>, Status> {
+        self.receive_append(request).await
     }
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<ReadStream>, Status> {
