@@ -244,16 +244,7 @@ fn check_customer(policy: &Policy, events: &[LedgerEvent]) -> Result<(), TestCas
     let mut history = CustomerHistory::new(customer.clone());
     for (k, e) in events.iter().enumerate() {
         // The history was recorded through the rules: every event is accepted in turn.
-        let proposed = ProposedEvent {
-            event_id: e.event_id,
-            customer_id: e.customer_id.clone(),
-            occurred_at: e.occurred_at,
-            recorded_at: Some(e.recorded_at),
-            recorded_by: e.recorded_by.clone(),
-            correlation_id: None,
-            causation_id: None,
-            payload: e.payload.clone(),
-        };
+        let proposed = proposed_of(e);
         prop_assert_eq!(
             history.decide(&proposed, e.recorded_at),
             Ok(()),

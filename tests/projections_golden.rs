@@ -5,8 +5,7 @@ mod projections_support;
 
 use chrono::NaiveDate;
 use pipeline_ledger::domain::{
-    Correction, CustomerHistory, CustomerId, LeadSource, LedgerEvent, LostReason, ProposedEvent,
-    Stage,
+    Correction, CustomerHistory, CustomerId, LeadSource, LedgerEvent, LostReason, Stage,
 };
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::conversion::{FunnelParams, Ratio, StageFunnel, funnel};
@@ -26,16 +25,7 @@ fn assert_valid(events: &[LedgerEvent]) {
         let h = histories
             .entry(e.customer_id.clone())
             .or_insert_with(|| CustomerHistory::new(e.customer_id.clone()));
-        let proposed = ProposedEvent {
-            event_id: e.event_id,
-            customer_id: e.customer_id.clone(),
-            occurred_at: e.occurred_at,
-            recorded_at: Some(e.recorded_at),
-            recorded_by: e.recorded_by.clone(),
-            correlation_id: None,
-            causation_id: None,
-            payload: e.payload.clone(),
-        };
+        let proposed = proposed_of(e);
         h.decide(&proposed, e.recorded_at)
             .unwrap_or_else(|err| panic!("position {}: {err}", e.position));
         h.record(e.event_id, e.payload.clone());

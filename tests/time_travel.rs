@@ -12,8 +12,7 @@ mod projections_support;
 
 use chrono::{DateTime, Duration, Utc};
 use pipeline_ledger::domain::{
-    Correction, CustomerHistory, CustomerId, LeadSource, LedgerEvent, LostReason, ProposedEvent,
-    Stage,
+    Correction, CustomerHistory, CustomerId, LeadSource, LedgerEvent, LostReason, Stage,
 };
 use pipeline_ledger::projections::activity::{RepsParams, reps};
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy, funnel};
@@ -42,16 +41,7 @@ fn fed_fresh(events: &[LedgerEvent], keep: impl Fn(&LedgerEvent) -> bool) -> Vec
         let history = histories
             .entry(e.customer_id.clone())
             .or_insert_with(|| CustomerHistory::new(e.customer_id.clone()));
-        let proposed = ProposedEvent {
-            event_id: e.event_id,
-            customer_id: e.customer_id.clone(),
-            occurred_at: e.occurred_at,
-            recorded_at: Some(e.recorded_at),
-            recorded_by: e.recorded_by.clone(),
-            correlation_id: None,
-            causation_id: None,
-            payload: e.payload.clone(),
-        };
+        let proposed = proposed_of(e);
         if history.decide(&proposed, e.recorded_at).is_ok() {
             history.record(e.event_id, e.payload.clone());
             recorded.push(e.clone());

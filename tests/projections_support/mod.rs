@@ -377,6 +377,20 @@ pub fn generate_late(
     log.events
 }
 
+/// The event as its writer proposed it, recorded when it was (to decide it again by the rules).
+pub fn proposed_of(e: &LedgerEvent) -> ProposedEvent {
+    ProposedEvent {
+        event_id: e.event_id,
+        customer_id: e.customer_id.clone(),
+        occurred_at: e.occurred_at,
+        recorded_at: Some(e.recorded_at),
+        recorded_by: e.recorded_by.clone(),
+        correlation_id: None,
+        causation_id: None,
+        payload: e.payload.clone(),
+    }
+}
+
 /// The store record of an event.
 pub fn to_record(e: &LedgerEvent) -> NewRecord {
     NewRecord {
