@@ -19,7 +19,7 @@
 mod kurrent_double;
 
 use chrono::{TimeZone, Utc};
-use kurrent_double::Double;
+use kurrent_double::{Double, SubscriptionShape};
 use pipeline_ledger::store::kurrent::KurrentStore;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use pipeline_ledger::store::{
@@ -858,6 +858,64 @@ async fn kurrent_appends_over_the_size_limit_are_split() {
             .await,
         Err(ReadError::StreamNotFound(_))
     ));
+}
+
+/// Issue 16: the `$all` subscription messages of KurrentDB 21.10 (no caught-up message),
+/// 23.10–25.0 (an empty one), 25.1+ (a filled one), and a server that sends a checkpoint before
+/// the first event and caught-up twice: every shape gives the caller the catch-up events, one
+/// `CaughtUp`, then the live events, with no gap and no duplicate; an empty log too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_subscriptions_of_every_server_version_catch_up_once() {
+    for shape in [
+        SubscriptionShape::V25,
+        SubscriptionShape::V23,
+        SubscriptionShape::V21,
+        SubscriptionShape::Restless,
+    ] {
+        let (double, store) = double_store().await;
+        double.subscriptions_as(shape);
+        // An empty log: caught up at once.
+        let mut sub = store.subscribe_all(None).await.unwrap();
+        assert!(
+            matches!(
+                next(&mut sub).await,
+                SubscriptionMessage::CaughtUp { position: None }
+            ),
+            "{shape:?}"
+        );
+        let s = stream();
+        let caught_up_on = events(3);
+        store
+            .append(&s, ExpectedRevision::NoStream, caught_up_on.clone())
+            .await
+            .unwrap();
+        let mut sub = store.subscribe_all(None).await.unwrap();
+        let mut before = Vec::new();
+        loop {
+            match next(&mut sub).await {
+                SubscriptionMessage::Event(r) => before.push(r),
+                SubscriptionMessage::CaughtUp { position } => {
+                    assert_eq!(position, before.last().map(|r| r.position), "{shape:?}");
+                    break;
+                }
+                other => panic!("{shape:?}: {other:?}"),
+            }
+        }
+        assert_eq!(ids(&before), new_ids(&caught_up_on), "{shape:?}");
+        let live = events(2);
+        store
+            .append(&s, ExpectedRevision::Exact(2), live.clone())
+            .await
+            .unwrap();
+        let mut after = Vec::new();
+        while after.len() < live.len() {
+            match next(&mut sub).await {
+                SubscriptionMessage::Event(r) => after.push(r),
+                other => panic!("{shape:?}: after catching up, {other:?}"),
+            }
+        }
+        assert_eq!(ids(&after), new_ids(&live), "{shape:?}");
+    }
 }
 
 // ---- faults (the double only: a real server cannot be unplugged from here) ----

@@ -24,6 +24,7 @@
 //!   requires the leader.
 //! - [`Double::time_out_commits`]: appends committed, then answered with a commit timeout.
 //! - [`Double::limit_append_size`]: the server's maximum append size.
+//! - [`Double::subscriptions_as`]: the `$all` subscription messages of another server version.
 //!
 //! The double can be stopped and restarted on the same port ([`Double::pull_plug`],
 //! [`Double::restore`]): its data survive, its open subscriptions fail with `Unavailable` and its
@@ -117,9 +118,28 @@ fn stream_deleted(stream: &[u8]) -> Status {
     )
 }
 
+/// How a server version shapes a filtered `$all` subscription around going live (KurrentDB
+/// `Streams.Read.cs` and `Enumerator.AllSubscriptionFiltered.cs` of each release). Every
+/// version sends the confirmation first and never `FellBehind` (not sent up to 26.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SubscriptionShape {
+    /// 25.1 and later: a checkpoint, then `CaughtUp` with its timestamp and position.
+    #[default]
+    V25,
+    /// 23.10 to 25.0: an empty `CaughtUp {}` (the client yields `CaughtUp(None)`).
+    V23,
+    /// 21.10: no caught-up message at all; a checkpoint says the catch-up ended.
+    V21,
+    /// A periodic checkpoint before the first event too, and `CaughtUp` sent twice: shapes a
+    /// client must take in its stride.
+    Restless,
+}
+
 /// The switches a test has turned on.
 #[derive(Default)]
 struct Faults {
+    /// The subscription messages' shape.
+    shape: SubscriptionShape,
     /// Appends still to refuse as a follower would.
     not_leader_appends: u32,
     /// Appends still to commit and then answer with a commit timeout.
@@ -269,6 +289,11 @@ impl Double {
             .lock()
             .expect("faults lock")
             .max_append_size = bytes;
+    }
+
+    /// Subscriptions made from now on speak as `shape`'s server version does.
+    pub fn subscriptions_as(&self, shape: SubscriptionShape) {
+        self.shared.faults.lock().expect("faults lock").shape = shape;
     }
 
     /// How many appends the double has served.
@@ -865,6 +890,7 @@ impl Service {
         let mut appended = shared.appended.subscribe();
         let mut plug = shared.plug.subscribe();
         plug.borrow_and_update();
+        let shape = shared.faults.lock().expect("faults lock").shape;
         tokio::spawn(async move {
             let confirmation = ReadResp {
                 content: Some(read_resp::Content::Confirmation(
@@ -875,6 +901,19 @@ impl Service {
             };
             if tx.send(Ok(confirmation)).await.is_err() {
                 return;
+            }
+            if shape == SubscriptionShape::Restless {
+                // A checkpoint at the start position, before any event.
+                let checkpoint = ReadResp {
+                    content: Some(read_resp::Content::Checkpoint(read_resp::Checkpoint {
+                        commit_position: 0,
+                        prepare_position: 0,
+                        timestamp: Some(now_timestamp()),
+                    })),
+                };
+                if tx.send(Ok(checkpoint)).await.is_err() {
+                    return;
+                }
             }
             let mut caught_up = false;
             loop {
@@ -913,14 +952,22 @@ impl Service {
                             timestamp: Some(now_timestamp()),
                         })),
                     };
-                    let caught = ReadResp {
+                    let caught = |filled: bool| ReadResp {
                         content: Some(read_resp::Content::CaughtUp(read_resp::CaughtUp {
-                            timestamp: Some(now_timestamp()),
+                            timestamp: filled.then(now_timestamp),
                             stream_revision: None,
-                            position,
+                            position: if filled { position } else { None },
                         })),
                     };
-                    for message in [checkpoint, caught] {
+                    let messages = match shape {
+                        SubscriptionShape::V25 => vec![checkpoint, caught(true)],
+                        SubscriptionShape::V23 => vec![caught(false)],
+                        SubscriptionShape::V21 => vec![checkpoint],
+                        SubscriptionShape::Restless => {
+                            vec![checkpoint, caught(true), caught(false)]
+                        }
+                    };
+                    for message in messages {
                         if tx.send(Ok(message)).await.is_err() {
                             return;
                         }
