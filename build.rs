@@ -11,6 +11,7 @@ fn main() {
         format!("{dir}/shared.proto"),
         format!("{dir}/serverfeatures.proto"),
         format!("{dir}/streams.proto"),
+        format!("{dir}/gossip.proto"),
     ];
     let descriptors = match protox::compile(&files, [dir]) {
         Ok(d) => d,

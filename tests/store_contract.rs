@@ -19,7 +19,7 @@
 mod kurrent_double;
 
 use chrono::{TimeZone, Utc};
-use kurrent_double::{Double, SubscriptionShape};
+use kurrent_double::{Double, Role, SubscriptionShape};
 use pipeline_ledger::store::kurrent::KurrentStore;
 use pipeline_ledger::store::sqlite::SqliteStore;
 use pipeline_ledger::store::{
@@ -916,6 +916,66 @@ async fn kurrent_subscriptions_of_every_server_version_catch_up_once() {
         }
         assert_eq!(ids(&after), new_ids(&live), "{shape:?}");
     }
+}
+
+/// Issue 16: a cluster connection string (several hosts) goes through gossip: the client asks a
+/// seed, connects to the leader it names, and the ledger writes, reads and follows there. When
+/// the leader changes, the old one refuses the next write as a follower naming the new leader,
+/// and the store sends the write again to the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_cluster_connection_strings_find_the_leader_through_gossip() {
+    let (a, b) = (Double::start().await, Double::start().await);
+    for node in [&a, &b] {
+        node.gossip(&[(a.addr(), Role::Leader), (b.addr(), Role::Follower)]);
+    }
+    // A follower refuses writes from a client that requires the leader.
+    b.refuse_as_follower(u32::MAX);
+    let url = Double::cluster_url(&[b.addr(), a.addr()]);
+    let store = KurrentStore::connect(&url, ledger_streams()).expect("a cluster string");
+    let s = stream();
+    let appended = events(3);
+    store
+        .append(&s, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .expect("written on the leader");
+    let on_leader = KurrentStore::connect(&a.url(), ledger_streams()).unwrap();
+    let read = on_leader
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&appended));
+    assert_eq!(b.appends_served(), 0, "the follower was never written to");
+    assert_eq!(
+        ids(&store.read_all(None, 100).await.unwrap()),
+        new_ids(&appended)
+    );
+    let mut sub = store.subscribe_all(None).await.unwrap();
+    assert_eq!(ids(&take_events(&mut sub, 3).await), new_ids(&appended));
+
+    // B is elected: A refuses the next write, naming B, and the store writes it there.
+    b.refuse_as_follower(0);
+    for node in [&a, &b] {
+        node.gossip(&[(b.addr(), Role::Leader), (a.addr(), Role::Follower)]);
+    }
+    a.refuse_as_follower(1);
+    let t = stream();
+    let after_election = events(1);
+    store
+        .append(&t, ExpectedRevision::NoStream, after_election.clone())
+        .await
+        .expect("sent again to the new leader");
+    let on_new_leader = KurrentStore::connect(&b.url(), ledger_streams()).unwrap();
+    let read = on_new_leader
+        .read_stream(&t, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&after_election));
+    assert!(matches!(
+        on_leader
+            .read_stream(&t, Direction::Forwards, None, 1)
+            .await,
+        Err(ReadError::StreamNotFound(_))
+    ));
 }
 
 // ---- faults (the double only: a real server cannot be unplugged from here) ----

@@ -25,6 +25,7 @@
 //! - [`Double::time_out_commits`]: appends committed, then answered with a commit timeout.
 //! - [`Double::limit_append_size`]: the server's maximum append size.
 //! - [`Double::subscriptions_as`]: the `$all` subscription messages of another server version.
+//! - [`Double::gossip`]: the cluster members its gossip names (by default, itself as leader).
 //!
 //! The double can be stopped and restarted on the same port ([`Double::pull_plug`],
 //! [`Double::restore`]): its data survive, its open subscriptions fail with `Unavailable` and its
@@ -48,10 +49,15 @@ pub mod proto {
                     "/event_store.client.server_features.rs"
                 ));
             }
+            pub mod gossip {
+                include!(concat!(env!("OUT_DIR"), "/event_store.client.gossip.rs"));
+            }
         }
     }
 }
 
+use proto::event_store::client::gossip::gossip_server::{Gossip, GossipServer};
+use proto::event_store::client::gossip::{ClusterInfo, EndPoint, MemberInfo, member_info};
 use proto::event_store::client::server_features::server_features_server::{
     ServerFeatures, ServerFeaturesServer,
 };
@@ -135,9 +141,18 @@ pub enum SubscriptionShape {
     Restless,
 }
 
+/// A cluster member's role, as gossip tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+}
+
 /// The switches a test has turned on.
 #[derive(Default)]
 struct Faults {
+    /// The members gossip names; `None`: this double alone, as leader.
+    gossip: Option<Vec<(SocketAddr, Role)>>,
     /// The subscription messages' shape.
     shape: SubscriptionShape,
     /// Appends still to refuse as a follower would.
@@ -253,8 +268,8 @@ impl Double {
 
     /// The next `appends` appends are refused as a follower refuses a client that requires the
     /// leader (the client's default): `NotFound` "Leader info available" with the trailers
-    /// `exception: not-leader`, `leader-endpoint-host` and `leader-endpoint-port`, naming this
-    /// double as the leader (KurrentDB v25.1.4 `RpcExceptions.cs` `LeaderInfo`, from
+    /// `exception: not-leader`, `leader-endpoint-host` and `leader-endpoint-port`, naming the
+    /// leader of [`Double::gossip`] (else this double) (KurrentDB v25.1.4 `RpcExceptions.cs` `LeaderInfo`, from
     /// `ClusterVNodeController.cs` `DenyRequestBecauseNotLeader`). Nothing is written. The client
     /// then connects to the leader it was told of, but does not retry the call itself.
     pub fn refuse_as_follower(&self, appends: u32) {
@@ -291,6 +306,29 @@ impl Double {
             .max_append_size = bytes;
     }
 
+    /// Where the double listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The members the double's gossip names from now on (`Gossip/Read`, as KurrentDB v25.1.4
+    /// `Transport/Grpc/Gossip.Read.cs` answers it: each member alive, with its instance id, a
+    /// timestamp, its state and the address clients connect to). A client given several hosts,
+    /// or a `+discover` scheme, asks a seed's gossip and connects to the leader it names.
+    pub fn gossip(&self, members: &[(SocketAddr, Role)]) {
+        self.shared.faults.lock().expect("faults lock").gossip = Some(members.to_vec());
+    }
+
+    /// A connection string that makes the client discover the cluster through gossip, with
+    /// these seeds (and no pause between discovery rounds).
+    pub fn cluster_url(seeds: &[SocketAddr]) -> String {
+        let hosts: Vec<String> = seeds.iter().map(|a| a.to_string()).collect();
+        format!(
+            "kurrentdb://{}?tls=false&discoveryInterval=0&maxDiscoverAttempts=3",
+            hosts.join(",")
+        )
+    }
+
     /// Subscriptions made from now on speak as `shape`'s server version does.
     pub fn subscriptions_as(&self, shape: SubscriptionShape) {
         self.shared.faults.lock().expect("faults lock").shape = shape;
@@ -321,6 +359,7 @@ impl Double {
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(StreamsServer::new(service.clone()))
+                .add_service(GossipServer::new(service.clone()))
                 .add_service(ServerFeaturesServer::new(service))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop.await;
@@ -507,6 +546,42 @@ impl ServerFeatures for Service {
     }
 }
 
+#[tonic::async_trait]
+impl Gossip for Service {
+    async fn read(&self, _: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+        let members = self
+            .shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .gossip
+            .clone()
+            .unwrap_or_else(|| vec![(self.shared.addr, Role::Leader)]);
+        let ticks = now_ticks().parse::<i64>().unwrap_or(0);
+        let members = members
+            .into_iter()
+            .map(|(addr, role)| MemberInfo {
+                // Stable per address, as a node's instance id is.
+                instance_id: Some(uuid_to_proto(
+                    Uuid::from_u128(u128::from(addr.port())),
+                    false,
+                )),
+                time_stamp: ticks,
+                state: match role {
+                    Role::Leader => member_info::VNodeState::Leader,
+                    Role::Follower => member_info::VNodeState::Follower,
+                } as i32,
+                is_alive: true,
+                http_end_point: Some(EndPoint {
+                    address: addr.ip().to_string(),
+                    port: u32::from(addr.port()),
+                }),
+            })
+            .collect();
+        Ok(Response::new(ClusterInfo { members }))
+    }
+}
+
 enum Expected {
     Any,
     NoStream,
@@ -597,8 +672,15 @@ impl Service {
                 faults.not_leader_appends -= 1;
                 let mut trailers = tonic::metadata::MetadataMap::new();
                 trailers.insert("exception", "not-leader".parse().expect("ascii"));
-                let host = self.shared.addr.ip().to_string();
-                let port = self.shared.addr.port().to_string();
+                // The leader its gossip names, else itself.
+                let leader = faults
+                    .gossip
+                    .iter()
+                    .flatten()
+                    .find(|(_, role)| *role == Role::Leader)
+                    .map_or(self.shared.addr, |(addr, _)| *addr);
+                let host = leader.ip().to_string();
+                let port = leader.port().to_string();
                 trailers.insert("leader-endpoint-host", host.parse().expect("ascii"));
                 trailers.insert("leader-endpoint-port", port.parse().expect("ascii"));
                 return Err(Status::with_metadata(
