@@ -978,6 +978,45 @@ async fn kurrent_cluster_connection_strings_find_the_leader_through_gossip() {
     ));
 }
 
+/// Issue 16: a read's deadline covers its whole stream. A slow scan (the server skipping other
+/// applications' events) that passes the deadline before the first event is tried again with a
+/// longer one; one that passes it mid-page hands over what it read, and the next page goes on
+/// from there. Every event is read, in order; the head is found. A server that never answers
+/// fails the read, saying it did not answer in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_slow_reads_outlast_their_deadline_without_failing() {
+    let (double, store) = double_store().await;
+    let store = store.with_read_deadline(Duration::from_millis(200));
+    let s = stream();
+    let appended = events(20);
+    store
+        .append(&s, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .unwrap();
+    double.slow_reads(Duration::from_millis(300), Duration::from_millis(30));
+    let mut read = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store.read_all(after, 100).await.expect("slow, not failed");
+        let Some(last) = page.last() else { break };
+        after = Some(last.position);
+        pages += 1;
+        read.extend(page);
+    }
+    assert_eq!(ids(&read), new_ids(&appended));
+    assert!(pages > 1, "the deadline cut the read into pages: {pages}");
+    assert_eq!(
+        store.head_position().await.unwrap(),
+        Some(read.last().unwrap().position)
+    );
+
+    double.slow_reads(Duration::from_secs(60), Duration::ZERO);
+    let store = store.with_read_deadline(Duration::from_millis(20));
+    let err = store.read_all(None, 10).await.unwrap_err().to_string();
+    assert!(err.contains("did not answer in time"), "{err}");
+}
+
 // ---- faults (the double only: a real server cannot be unplugged from here) ----
 
 /// Writes to an unreachable server fail with a clear error, never silently; once the server is

@@ -55,6 +55,10 @@ pub const READ_DEADLINE: Duration = Duration::from_secs(30);
 pub const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 /// Events read per page by `read_all` callers inside this backend.
 pub const PAGE_EVENTS: usize = 1024;
+/// How many times a read that found nothing before its deadline is tried again, each time with
+/// twice the deadline (30 s, 1, 2, 4, 8 min): on a server shared with other applications, a
+/// filtered `$all` read can scan for minutes before it meets one of the ledger's events.
+pub const READ_DEADLINE_GROWTH_MAX: u32 = 4;
 /// Records read per page when looking for the head backwards past tombstones.
 pub const HEAD_PAGE_EVENTS: usize = 16;
 /// First pause before a subscription reconnects; doubled after each failure up to the maximum.
@@ -152,6 +156,9 @@ struct Inner {
     deleted_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Bytes one append may carry ([`crate::limits::KURRENT_APPEND_BYTES_MAX`]).
     append_bytes_max: usize,
+    /// The first deadline of a read ([`READ_DEADLINE`]); doubled, up to
+    /// [`READ_DEADLINE_GROWTH_MAX`] times, for a read that finds nothing before it passes.
+    read_deadline: Duration,
 }
 
 impl std::fmt::Debug for KurrentStore {
@@ -217,6 +224,7 @@ impl KurrentStore {
                 filter,
                 deleted_seen: Default::default(),
                 append_bytes_max: append_bytes_max()?,
+                read_deadline: READ_DEADLINE,
             }),
         })
     }
@@ -224,13 +232,26 @@ impl KurrentStore {
     /// The same store, splitting appends over `bytes` (for a server whose `MaxAppendSize` is
     /// not the default).
     pub fn with_append_bytes_max(self, bytes: usize) -> Self {
+        let read_deadline = self.inner.read_deadline;
+        self.rebuilt(bytes.max(1), read_deadline)
+    }
+
+    /// The same store, giving reads `deadline` at first (for tests, and servers slower than
+    /// [`READ_DEADLINE`] allows for).
+    pub fn with_read_deadline(self, deadline: Duration) -> Self {
+        let append_bytes_max = self.inner.append_bytes_max;
+        self.rebuilt(append_bytes_max, deadline)
+    }
+
+    fn rebuilt(self, append_bytes_max: usize, read_deadline: Duration) -> Self {
         let inner = Inner {
             settings: self.inner.settings.clone(),
             client: RwLock::new(self.client()),
             display: self.inner.display.clone(),
             filter: self.inner.filter.clone(),
             deleted_seen: Default::default(),
-            append_bytes_max: bytes.max(1),
+            append_bytes_max,
+            read_deadline,
         };
         Self {
             inner: Arc::new(inner),
@@ -501,6 +522,8 @@ impl KurrentStore {
         // Tombstones are skipped, so a server page can yield fewer records than asked for
         // without being the end of the log; only a short server page is.
         let mut from = after;
+        let mut deadline = self.inner.read_deadline;
+        let mut growths = 0;
         while records.len() < max_count {
             let asked = max_count - records.len() + 1;
             let start = match from {
@@ -516,17 +539,33 @@ impl KurrentStore {
                 .position(start)
                 .filter(self.subscription_filter())
                 .max_count(asked)
-                .deadline(READ_DEADLINE);
-            let mut stream = self
-                .client()
-                .read_all(&options)
-                .await
-                .map_err(|e| self.storage_error(e))?;
+                .deadline(deadline);
             let mut received = 0;
             let page_start = from;
-            while records.len() < max_count {
-                let Some(event) = stream.next().await.map_err(|e| self.storage_error(e))? else {
-                    break;
+            // The deadline covers the whole streamed read. Passed after some records: they are
+            // a page (the caller reads on from the last). Passed before any: the server is still
+            // scanning, so the read is made again with a longer deadline, a bounded number of
+            // times.
+            let mut timed_out = false;
+            let mut stream = match self.client().read_all(&options).await {
+                Ok(stream) => Some(stream),
+                Err(kurrentdb::Error::DeadlineExceeded) => {
+                    timed_out = true;
+                    None
+                }
+                Err(e) => return Err(self.storage_error(e).into()),
+            };
+            while let Some(reading) = stream.as_mut()
+                && records.len() < max_count
+            {
+                let event = match reading.next().await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(kurrentdb::Error::DeadlineExceeded) => {
+                        timed_out = true;
+                        break;
+                    }
+                    Err(e) => return Err(self.storage_error(e).into()),
                 };
                 received += 1;
                 let event = event.get_original_event();
@@ -543,6 +582,19 @@ impl KurrentStore {
                 }
                 let (record, _) = to_record(event)?;
                 records.push(record);
+            }
+            if timed_out {
+                if !records.is_empty() {
+                    break;
+                }
+                if growths == READ_DEADLINE_GROWTH_MAX {
+                    return Err(self
+                        .storage_error(kurrentdb::Error::DeadlineExceeded)
+                        .into());
+                }
+                growths += 1;
+                deadline *= 2;
+                continue;
             }
             if received < asked {
                 break;
@@ -607,16 +659,41 @@ impl KurrentStore {
     /// Tombstones are not events of ours: the head is the last record before them.
     async fn head_raw(&self) -> Result<Option<u64>, kurrentdb::Error> {
         let mut before = StreamPosition::End;
+        let mut deadline = self.inner.read_deadline;
+        let mut growths = 0;
         loop {
             let options = ReadAllOptions::default()
                 .position(before)
                 .backwards()
                 .filter(self.subscription_filter())
                 .max_count(HEAD_PAGE_EVENTS)
-                .deadline(READ_DEADLINE);
-            let mut read = self.client().read_all(&options).await?;
+                .deadline(deadline);
+            // The scan back to the last of the ledger's events may outlast a deadline on a
+            // shared server: tried again with a longer one, a bounded number of times.
+            let again = |e: &kurrentdb::Error, growths: u32| {
+                matches!(e, kurrentdb::Error::DeadlineExceeded)
+                    && growths < READ_DEADLINE_GROWTH_MAX
+            };
+            let mut read = match self.client().read_all(&options).await {
+                Ok(read) => read,
+                Err(e) if again(&e, growths) => {
+                    (growths, deadline) = (growths + 1, deadline * 2);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut received = 0;
-            while let Some(event) = read.next().await? {
+            loop {
+                let event = match read.next().await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(e) if again(&e, growths) => {
+                        (growths, deadline) = (growths + 1, deadline * 2);
+                        received = HEAD_PAGE_EVENTS;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 received += 1;
                 let event = event.get_original_event();
                 if !self.is_tombstone(event) {

@@ -26,6 +26,8 @@
 //! - [`Double::limit_append_size`]: the server's maximum append size.
 //! - [`Double::subscriptions_as`]: the `$all` subscription messages of another server version.
 //! - [`Double::gossip`]: the cluster members its gossip names (by default, itself as leader).
+//! - [`Double::slow_reads`]: reads that take their time; the double, as a server does, holds a
+//!   read's deadline over its whole stream.
 //!
 //! The double can be stopped and restarted on the same port ([`Double::pull_plug`],
 //! [`Double::restore`]): its data survive, its open subscriptions fail with `Unavailable` and its
@@ -151,6 +153,9 @@ pub enum Role {
 /// The switches a test has turned on.
 #[derive(Default)]
 struct Faults {
+    /// Reads (not subscriptions) wait this long before their first message, then this long
+    /// before each next one.
+    slow_reads: Option<(Duration, Duration)>,
     /// The members gossip names; `None`: this double alone, as leader.
     gossip: Option<Vec<(SocketAddr, Role)>>,
     /// The subscription messages' shape.
@@ -304,6 +309,14 @@ impl Double {
             .lock()
             .expect("faults lock")
             .max_append_size = bytes;
+    }
+
+    /// Reads (of a stream or of `$all`; not subscriptions) wait `first` before their first
+    /// message, as a server scanning many events its filter skips does, then `each` before every
+    /// next one. A read's deadline (the client's `grpc-timeout`) covers its whole stream, as on
+    /// KurrentDB: once it has passed, the read ends with `DeadlineExceeded`.
+    pub fn slow_reads(&self, first: Duration, each: Duration) {
+        self.shared.faults.lock().expect("faults lock").slow_reads = Some((first, each));
     }
 
     /// Where the double listens.
@@ -836,6 +849,12 @@ impl Streams for Service {
     }
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<ReadStream>, Status> {
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc_timeout)
+            .map(|d| tokio::time::Instant::now() + d);
         let options = request
             .into_inner()
             .options
@@ -948,10 +967,50 @@ impl Streams for Service {
             }
             (None, _) => return Err(Status::invalid_argument("a read needs a stream or $all")),
         };
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            messages.into_iter().map(Ok),
-        ))))
+        let slow = self.shared.faults.lock().expect("faults lock").slow_reads;
+        let Some((first, each)) = slow else {
+            return Ok(Response::new(Box::pin(tokio_stream::iter(
+                messages.into_iter().map(Ok),
+            ))));
+        };
+        let (tx, rx) = mpsc::channel::<Result<ReadResp, Status>>(16);
+        tokio::spawn(async move {
+            let mut pause = first;
+            for message in messages {
+                let due = tokio::time::Instant::now() + pause;
+                pause = each;
+                if let Some(deadline) = deadline.filter(|d| *d < due) {
+                    tokio::time::sleep_until(deadline).await;
+                    let _ = tx
+                        .send(Err(Status::deadline_exceeded("Deadline Exceeded")))
+                        .await;
+                    return;
+                }
+                tokio::time::sleep_until(due).await;
+                if tx.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
+}
+
+/// A `grpc-timeout` header's duration: digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn expected_met(expected: &Expected, current: Option<u64>) -> bool {
