@@ -87,6 +87,15 @@ impl Fixture {
         })
     }
 
+    /// A connection string to the KurrentDB server of this fixture, for another program's client.
+    fn kurrent_url(&self) -> String {
+        match (&self.double, &self.real_url) {
+            (Some(double), _) => double.url(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => panic!("the embedded store has no server"),
+        }
+    }
+
     /// Hard-deletes (tombstones) a stream, as an operator would: on the double, or through the
     /// client on a real server.
     async fn tombstone(&self, stream: &str) {
@@ -688,6 +697,87 @@ async fn tombstone_during_a_running_subscription(f: &Fixture) {
         .unwrap_err()
         .to_string();
     assert!(err.contains("hard-deleted") && err.contains(&a), "{err}");
+}
+
+/// Another program writes an event of its own (its own metadata) into a customer stream.
+/// Readers of `$all` skip it, say so, and go on; reading that customer's stream says what is
+/// wrong and what to do.
+async fn a_foreign_event_in_a_customer_stream(f: &Fixture) {
+    let (s, t) = (stream(), stream());
+    let ours = events(1);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, ours.clone())
+        .await
+        .unwrap();
+    let client = kurrentdb::Client::new(f.kurrent_url().parse().expect("a connection string"))
+        .expect("a client");
+    let foreign = kurrentdb::EventData::json("CrmNote", &serde_json::json!({"note": "hello"}))
+        .unwrap()
+        .metadata_as_json(&serde_json::json!({"source": "crm"}))
+        .unwrap();
+    client
+        .append_to_stream(s.as_str(), &Default::default(), foreign)
+        .await
+        .expect("another program's append");
+    let later = events(1);
+    f.store
+        .append(&t, ExpectedRevision::NoStream, later.clone())
+        .await
+        .unwrap();
+    let mine = |records: Vec<Record>| -> Vec<Record> {
+        records
+            .into_iter()
+            .filter(|r| r.stream == s || r.stream == t)
+            .collect()
+    };
+    let all = mine(f.store.read_all(None, 100_000).await.unwrap());
+    let expected: Vec<Uuid> = new_ids(&ours).into_iter().chain(new_ids(&later)).collect();
+    assert_eq!(ids(&all), expected);
+    let mut sub = f
+        .store
+        .subscribe_all(all[0].position.checked_sub(1))
+        .await
+        .unwrap();
+    let mut followed = Vec::new();
+    while followed.len() < 2 {
+        if let SubscriptionMessage::Event(r) = next(&mut sub).await
+            && (r.stream == s || r.stream == t)
+        {
+            followed.push(r);
+        }
+    }
+    assert_eq!(ids(&followed), expected);
+    let notices = f.store.notices().join("\n");
+    assert!(
+        notices.contains(&s) && notices.contains("not the ledger's"),
+        "{notices}"
+    );
+    let err = f
+        .store
+        .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not this ledger's") && err.contains("cannot read this customer's history"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_via_double_a_foreign_event_in_a_customer_stream() {
+    a_foreign_event_in_a_customer_stream(&Fixture::double().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_real_server_a_foreign_event_in_a_customer_stream() {
+    match Fixture::real() {
+        Some(f) => a_foreign_event_in_a_customer_stream(&f).await,
+        None => eprintln!(
+            "note: KURRENTDB_URL is not set; the foreign-event case was not run against a real \
+             KurrentDB server"
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

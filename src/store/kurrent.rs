@@ -154,6 +154,9 @@ struct Inner {
     filter: StreamFilter,
     /// Streams found hard-deleted (tombstoned) while reading `$all`: skipped, and told.
     deleted_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Records of `$all` in the caller's streams that are not the ledger's (another program
+    /// wrote them): skipped by readers, and told.
+    foreign_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Bytes one append may carry ([`crate::limits::KURRENT_APPEND_BYTES_MAX`]).
     append_bytes_max: usize,
     /// The first deadline of a read ([`READ_DEADLINE`]); doubled, up to
@@ -223,6 +226,7 @@ impl KurrentStore {
                 display: redact(connection_string),
                 filter,
                 deleted_seen: Default::default(),
+                foreign_seen: Default::default(),
                 append_bytes_max: append_bytes_max()?,
                 read_deadline: READ_DEADLINE,
             }),
@@ -250,6 +254,7 @@ impl KurrentStore {
             display: self.inner.display.clone(),
             filter: self.inner.filter.clone(),
             deleted_seen: Default::default(),
+            foreign_seen: Default::default(),
             append_bytes_max,
             read_deadline,
         };
@@ -270,6 +275,23 @@ impl KurrentStore {
             .unwrap_or_else(|p| p.into_inner())
             .insert(event.stream_id().to_string());
         true
+    }
+
+    /// A record of `$all` as the ledger's [`Record`], or `None` for one another program wrote
+    /// into the caller's streams (its metadata is not the ledger's): `$all` readers skip it,
+    /// noted for [`EventStore::notices`], rather than stop at it for good.
+    fn ledger_record(&self, event: &kurrentdb::RecordedEvent) -> Option<Record> {
+        match to_record(event) {
+            Ok((record, _)) => Some(record),
+            Err(why) => {
+                self.inner
+                    .foreign_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(why.to_string());
+                None
+            }
+        }
     }
 
     /// The server-side filter of `$all` to the caller's streams.
@@ -580,8 +602,9 @@ impl KurrentStore {
                 if self.is_tombstone(event) {
                     continue;
                 }
-                let (record, _) = to_record(event)?;
-                records.push(record);
+                if let Some(record) = self.ledger_record(event) {
+                    records.push(record);
+                }
             }
             if timed_out {
                 if !records.is_empty() {
@@ -823,6 +846,11 @@ impl EventStore for KurrentStore {
             .deleted_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let foreign = self
+            .inner
+            .foreign_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         deleted
             .iter()
             .map(|stream| {
@@ -833,6 +861,13 @@ impl EventStore for KurrentStore {
                     self.inner.display
                 )
             })
+            .chain(foreign.iter().map(|why| {
+                format!(
+                    "skipped a record that is not the ledger's: {why}. Reports leave it out; \
+                     remove it from that stream (or move it out of the ledger's streams) to \
+                     record for that customer again"
+                )
+            }))
             .collect()
     }
 }
@@ -969,7 +1004,9 @@ impl Subscription for KurrentSubscription {
                         // reason to stop (noted for `notices`).
                         continue;
                     }
-                    let (record, _) = to_record(event.get_original_event())?;
+                    let Some(record) = self.store.ledger_record(event.get_original_event()) else {
+                        continue;
+                    };
                     if self.after.is_some_and(|a| record.position <= a) {
                         // Resent after a reconnection: already delivered.
                         continue;
@@ -1055,7 +1092,8 @@ fn to_record(event: &kurrentdb::RecordedEvent) -> Result<(Record, Uuid), ReadErr
     };
     let metadata: EventMetadata = serde_json::from_slice(&event.custom_metadata).map_err(|e| {
         corrupt(format!(
-            "metadata is not this ledger's ({e}); was it written by another program?"
+            "metadata is not this ledger's ({e}); was it written by another program? The ledger \
+             cannot read this customer's history while that record is in its stream"
         ))
     })?;
     let data = String::from_utf8(event.data.to_vec())
