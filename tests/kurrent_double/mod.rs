@@ -20,6 +20,7 @@
 //!
 //! Switches a test can turn on, each modelling what a real server does (citations beside each):
 //! - [`Double::tombstone`]: a hard delete of one stream.
+//! - [`Double::soft_delete`]: a soft delete of one stream.
 //! - [`Double::refuse_as_follower`]: appends answered as a follower answers a client that
 //!   requires the leader.
 //! - [`Double::time_out_commits`]: appends committed, then answered with a commit timeout.
@@ -102,6 +103,8 @@ struct Log {
     streams: HashMap<Vec<u8>, Vec<usize>>,
     /// Hard-deleted (tombstoned) streams.
     tombstoned: std::collections::HashSet<Vec<u8>>,
+    /// Soft-deleted streams: the revision their events start from (`$tb`, truncate before).
+    truncated: HashMap<Vec<u8>, u64>,
     next_position: u64,
 }
 
@@ -345,6 +348,42 @@ impl Double {
     /// Subscriptions made from now on speak as `shape`'s server version does.
     pub fn subscriptions_as(&self, shape: SubscriptionShape) {
         self.shared.faults.lock().expect("faults lock").shape = shape;
+    }
+
+    /// Soft-deletes a stream, as the client's `delete_stream` does: the server writes a
+    /// `$metadata` event to `$$<stream>` setting its truncate-before past its last event
+    /// (KurrentDB v25.1.4 `StorageWriterService.cs` 514–539; the `$$` stream is outside a
+    /// `customer-` prefix filter). Reads of the stream then answer `StreamNotFound`; the next
+    /// append, expecting no stream, lands at the old last revision + 1; `$all` keeps the old
+    /// events (until a scavenge, which the double never runs).
+    pub fn soft_delete(&self, stream: &str) {
+        let mut log = self.shared.log.lock().expect("log lock");
+        let key = stream.as_bytes().to_vec();
+        let next = log.streams.get(&key).map_or(0, |i| i.len() as u64);
+        log.truncated.insert(key, next);
+        let position = log.next_position;
+        let data = br#"{"$tb":9223372036854775807}"#.to_vec();
+        log.next_position += RECORD_OVERHEAD + data.len() as u64;
+        let meta = format!("$${stream}").into_bytes();
+        let revision = log.streams.get(&meta).map_or(0, |i| i.len() as u64);
+        let index = log.events.len();
+        log.events.push(StoredEvent {
+            id: Uuid::new_v4(),
+            stream: meta.clone(),
+            revision,
+            position,
+            metadata: HashMap::from([
+                ("type".to_string(), "$metadata".to_string()),
+                ("content-type".to_string(), "application/json".to_string()),
+                ("created".to_string(), now_ticks()),
+            ]),
+            custom_metadata: Vec::new(),
+            data,
+        });
+        log.streams.entry(meta).or_default().push(index);
+        let len = log.events.len();
+        drop(log);
+        self.shared.appended.send_replace(len);
     }
 
     /// How many appends the double has served.
@@ -734,7 +773,14 @@ impl Service {
             return Err(stream_deleted(&stream));
         }
         let indexes = log.streams.get(&stream).cloned().unwrap_or_default();
-        let current = indexes.len().checked_sub(1).map(|r| r as u64);
+        let truncated_before = log.truncated.get(&stream).copied().unwrap_or(0);
+        // A soft-deleted stream with nothing after its truncation point counts as no stream for
+        // the expected revision; its next event still follows the old last revision.
+        let current = indexes
+            .len()
+            .checked_sub(1)
+            .map(|r| r as u64)
+            .filter(|r| *r >= truncated_before);
         let wrong = |current: Option<u64>| {
             use append_resp::wrong_expected_version::{
                 CurrentRevisionOption as C, ExpectedRevisionOption as X,
@@ -786,7 +832,7 @@ impl Service {
         // Idempotency: where would the original of a retry be?
         let retry_at = match expected {
             Expected::Revision(r) => Some(r + 1),
-            Expected::NoStream => Some(0),
+            Expected::NoStream => Some(truncated_before),
             Expected::Any | Expected::StreamExists => indexes
                 .iter()
                 .position(|&i| log.events[i].id == proposed[0].0)
@@ -810,7 +856,7 @@ impl Service {
         if !expected_met(&expected, current) {
             return Ok(wrong(current));
         }
-        let mut revision = current.map_or(0, |r| r + 1);
+        let mut revision = indexes.len() as u64;
         let mut last_position = 0;
         for (id, mut metadata, custom_metadata, data) in proposed {
             metadata.insert("created".into(), now_ticks());
@@ -898,9 +944,27 @@ impl Streams for Service {
                             },
                         )),
                     }],
+                    Some(indexes)
+                        if log
+                            .truncated
+                            .get(&name)
+                            .is_some_and(|tb| indexes.len() as u64 <= *tb) =>
+                    {
+                        vec![ReadResp {
+                            content: Some(read_resp::Content::StreamNotFound(
+                                read_resp::StreamNotFound {
+                                    stream_identifier: Some(StreamIdentifier { stream_name: name }),
+                                },
+                            )),
+                        }]
+                    }
                     Some(indexes) => {
                         use read_req::options::stream_options::RevisionOption as RO;
-                        let events = indexes.iter().map(|&i| &log.events[i]);
+                        let tb = log.truncated.get(&name).copied().unwrap_or(0);
+                        let events = indexes
+                            .iter()
+                            .map(|&i| &log.events[i])
+                            .filter(|e| e.revision >= tb);
                         let selected: Vec<&StoredEvent> = match (so.revision_option, backwards) {
                             (Some(RO::Revision(r)), false) => {
                                 events.filter(|e| e.revision >= r).collect()
