@@ -206,3 +206,104 @@ async fn a_hard_deleted_customer_stream_stops_no_reader() {
         refused.stderr
     );
 }
+
+/// Issue 16: one customer's 2,000 events in one import, under a server that refuses appends
+/// over 1 MiB: the backend sends them in parts on the stream's revision chain; every event is
+/// there, in order, once; importing again adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_one_long_history_fits_the_servers_append_size() {
+    let double = Double::start().await;
+    double.limit_append_size(Some(1024 * 1024));
+    let dir = tempfile::tempdir().unwrap();
+    let url = double.url();
+    let notes = "n".repeat(400);
+    let lines: Vec<String> = (0..2000)
+        .map(|n| {
+            format!(
+                r#"{{"event_id":"00000000-0000-4000-8000-{n:012}","customer_id":"long-history","type":"LeadSourced","schema_version":1,"occurred_at":"2026-01-01T00:00:00Z","recorded_at":"2026-01-01T01:00:00Z","recorded_by":"importer","data":{{"deal_id":"d{n}","rep_id":"rep-a","source":"web","company":"Long","contact":{{"name":"N"}},"notes":"{notes}"}}}}"#
+            )
+        })
+        .collect();
+    let file = dir.path().join("long.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let before = double.appends_served();
+    let import = run(dir.path(), &url, &["import", &file]).await;
+    ok(&["import"], &import);
+    assert!(
+        import.stdout.contains("imported 2000 events: 2000 written"),
+        "{}",
+        import.stdout
+    );
+    assert!(
+        double.appends_served() - before >= 2,
+        "about 1.3 MB went in more than one append"
+    );
+    let export = run(dir.path(), &url, &["export"]).await;
+    ok(&["export"], &export);
+    let ids: Vec<String> = export
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event_id"].to_string())
+        .collect();
+    let expected: Vec<String> = (0..2000)
+        .map(|n| format!("\"00000000-0000-4000-8000-{n:012}\""))
+        .collect();
+    assert_eq!(ids, expected);
+    let again = run(dir.path(), &url, &["import", &file]).await;
+    ok(&["import again"], &again);
+    assert!(
+        again.stdout.contains("0 written, 2000 already present"),
+        "{}",
+        again.stdout
+    );
+}
+
+/// Issue 16: `record --event-id` whose commit timed out (written, unconfirmed) says the outcome
+/// is unknown and to retry with the same id; the retry reports the original, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_retried_after_an_unknown_outcome_reports_the_original_once() {
+    let double = Double::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = double.url();
+    let id = "0197dfdd-0000-7000-8000-000000000042";
+    let record = [
+        "record",
+        "lead-sourced",
+        "--customer",
+        "unsure",
+        "--rep",
+        "rep-01",
+        "--deal",
+        "d1",
+        "--source",
+        "web",
+        "--company",
+        "Unsure",
+        "--contact-name",
+        "N",
+        "--event-id",
+        id,
+    ];
+    // The store's identity is written on first use; the timeout is for the record's append.
+    ok(&["init"], &run(dir.path(), &url, &["init"]).await);
+    double.time_out_commits(1);
+    let first = run(dir.path(), &url, &record).await;
+    assert_ne!(first.code, 0, "{}", first.stdout);
+    assert!(
+        first.stderr.contains("may or may not have been written")
+            && first.stderr.contains("same event ids"),
+        "{}",
+        first.stderr
+    );
+    let retry = run(dir.path(), &url, &record).await;
+    ok(&record, &retry);
+    assert!(
+        retry.stdout.starts_with(&format!("already recorded {id}")),
+        "{}",
+        retry.stdout
+    );
+    let export = run(dir.path(), &url, &["export"]).await;
+    ok(&["export"], &export);
+    assert_eq!(export.stdout.lines().count(), 1);
+}

@@ -915,7 +915,8 @@ async fn kurrent_not_leader_is_sent_again_to_the_leader() {
     ));
 }
 
-/// Issue 16: a commit timeout (`Aborted`) after the events were written is an unknown outcome:
+/// Issue 16: a commit timeout (`Aborted`), or a reply lost with the connection, after the events
+/// were written is an unknown outcome:
 /// the error says so and how to retry; the retry with the same ids recognises what was written
 /// and writes nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -944,6 +945,26 @@ async fn kurrent_commit_timeout_is_an_unknown_outcome_that_a_retry_resolves() {
     assert!(!retry.written, "nothing is written twice");
     let read = store
         .read_stream(&s, Direction::Forwards, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&read), new_ids(&appended));
+
+    // The same when the reply is lost with the connection after the commit.
+    let t = stream();
+    double.drop_replies(1);
+    let err = store
+        .append(&t, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("may or may not have been written"), "{err}");
+    let retry = store
+        .append(&t, ExpectedRevision::NoStream, appended.clone())
+        .await
+        .expect("the retry is recognised");
+    assert!(!retry.written);
+    let read = store
+        .read_stream(&t, Direction::Forwards, None, 10)
         .await
         .unwrap();
     assert_eq!(ids(&read), new_ids(&appended));

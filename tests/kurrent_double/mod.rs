@@ -24,6 +24,7 @@
 //! - [`Double::refuse_as_follower`]: appends answered as a follower answers a client that
 //!   requires the leader.
 //! - [`Double::time_out_commits`]: appends committed, then answered with a commit timeout.
+//! - [`Double::drop_replies`]: appends committed, then their reply lost with the connection.
 //! - [`Double::limit_append_size`]: the server's maximum append size.
 //! - [`Double::subscriptions_as`]: the `$all` subscription messages of another server version.
 //! - [`Double::gossip`]: the cluster members its gossip names (by default, itself as leader).
@@ -167,6 +168,8 @@ struct Faults {
     not_leader_appends: u32,
     /// Appends still to commit and then answer with a commit timeout.
     commit_timeouts: u32,
+    /// Appends still to commit and then lose the reply of.
+    dropped_replies: u32,
     /// The maximum append size in bytes (`None`: no limit).
     max_append_size: Option<u64>,
 }
@@ -298,6 +301,17 @@ impl Double {
             .lock()
             .expect("faults lock")
             .commit_timeouts = appends;
+    }
+
+    /// The next `appends` appends are committed, then their reply is lost as when the connection
+    /// breaks after the server wrote (the client sees `Unavailable`): the writer cannot tell
+    /// whether the events were written, and here they were.
+    pub fn drop_replies(&self, appends: u32) {
+        self.shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .dropped_replies = appends;
     }
 
     /// The server's maximum append size (KurrentDB `MaxAppendSize`: 1 MiB by default up to
@@ -743,15 +757,18 @@ impl Service {
             }
             let timeout = faults.commit_timeouts > 0;
             faults.commit_timeouts = faults.commit_timeouts.saturating_sub(1);
-            timeout
+            let dropped = !timeout && faults.dropped_replies > 0;
+            faults.dropped_replies = faults.dropped_replies.saturating_sub(u32::from(dropped));
+            (timeout, dropped)
         };
         let reply = self.append_to_log(stream, expected, proposed);
-        if commit_timeout && reply.is_ok() {
-            return Err(Status::aborted(
+        match commit_timeout {
+            (true, _) if reply.is_ok() => Err(Status::aborted(
                 "Operation timed out: Commit phase timeout.",
-            ));
+            )),
+            (_, true) if reply.is_ok() => Err(Status::unavailable("connection reset")),
+            _ => reply,
         }
-        reply
     }
 }
 
