@@ -159,11 +159,17 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(run(cli));
     // What the stores skipped while the command read them (a hard-deleted KurrentDB stream),
-    // said whether the command succeeded or not.
-    for store in OPENED.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    // said whether the command succeeded or not; then the stores go, inside the runtime their
+    // connections belong to.
+    let stores = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|p| p.into_inner()));
+    for store in &stores {
         for notice in store.notices() {
             eprintln!("warning: {notice}");
         }
+    }
+    {
+        let _runtime = runtime.enter();
+        drop(stores);
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,7 +244,9 @@ fn spool_dir(store: &Path) -> PathBuf {
     }
 }
 
-/// The stores this process opened, for their notices at exit.
+/// The KurrentDB stores this process opened, for their notices at exit. (Only those: an
+/// embedded store kept alive to the end would never be closed, and SQLite folds the WAL into the
+/// store file on the last close.)
 static OPENED: std::sync::Mutex<Vec<Arc<dyn EventStore>>> = std::sync::Mutex::new(Vec::new());
 
 /// Opens the store at `location`: a SQLite file, or KurrentDB for a connection string.
@@ -254,10 +262,12 @@ fn open(location: &Path, options: StoreOptions) -> anyhow::Result<(Arc<dyn Event
     if created {
         eprintln!("created a new store at {}", location.display());
     }
-    OPENED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(store.clone());
+    if Backend::of(&location.to_string_lossy()) == Backend::Kurrent {
+        OPENED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(store.clone());
+    }
     let ledger = Ledger::new(store.clone());
     Ok((store, ledger))
 }
