@@ -7,8 +7,10 @@
 //!
 //! - Write side: [`domain`], [`contract`], [`store`], [`ledger`] (with [`limits`] under all).
 //! - Read side: [`projections`] (pure), [`read_models`] (the port), [`runner`], [`query`].
+//! - [`access`]: the tokens and roles of the HTTP server.
 //! - [`demo`]: the seeded generator of realistic histories.
 
+pub mod access;
 pub mod contract;
 pub mod demo;
 pub mod domain;

@@ -108,3 +108,54 @@ pub const KURRENT_APPEND_BYTES_MAX: usize = 1024 * 1024;
 /// to the leader it was told of, but does not retry the call. Bounded, so that a cluster that
 /// keeps electing fails the append with a clear error instead of hanging it.
 pub const KURRENT_NOT_LEADER_RETRIES_MAX: u32 = 3;
+
+// ---- The HTTP server (`serve`) ----
+// Each is answered with a problem document naming the limit, and the server stays up.
+
+/// Bytes of the body of one event appended over HTTP: one interchange line's limit.
+pub const HTTP_EVENT_BODY_BYTES_MAX: usize = LINE_BYTES_MAX;
+
+/// Bytes of an NDJSON batch body. A batch is held in memory while it is validated and written
+/// atomically, so this bounds a writer's memory; larger loads go through `import`.
+pub const HTTP_BATCH_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Events in one NDJSON batch.
+pub const HTTP_BATCH_EVENTS_MAX: usize = 10_000;
+
+/// Seconds a request may take from its first byte to its response, body reading included: a
+/// slow client that never finishes its body is answered 408 and its connection closed. (The
+/// live feed is exempt: it is meant to stay open.)
+pub const HTTP_REQUEST_SECONDS_MAX: u64 = 30;
+
+/// Seconds a connection may take to send a request's headers, and may stay idle between
+/// requests: a client that opens a connection and never finishes its headers is cut off.
+pub const HTTP_HEADER_SECONDS_MAX: u64 = 10;
+
+/// Seconds a TLS handshake may take.
+pub const HTTP_TLS_HANDSHAKE_SECONDS_MAX: u64 = 10;
+
+/// Connections open at once. One more is answered 503 and closed at once, so that the sockets
+/// and memory of the server are bounded whatever the clients do.
+pub const HTTP_CONNECTIONS_MAX: usize = 512;
+
+/// Expensive queries (past-date replays, fresh funnels) running at once on one server. One
+/// more is answered 503 with Retry-After: a reader token cannot take every core.
+pub const HTTP_EXPENSIVE_QUERIES_MAX: usize = 2;
+
+/// Seconds an expensive query may run; then its work stops (the replay checks the deadline
+/// between pages and while folding), not only the response.
+pub const HTTP_EXPENSIVE_QUERY_SECONDS_MAX: u64 = 20;
+
+/// Events on one page of `GET /v1/log`.
+pub const HTTP_LOG_PAGE_EVENTS_MAX: usize = 10_000;
+
+/// Live-feed subscribers at once (each holds a catch-up subscription to the log).
+pub const HTTP_FEED_SUBSCRIBERS_MAX: usize = 64;
+
+/// Seconds between the server's reads of the tokens' log: a token revoked on one server is
+/// refused by every server of the cluster within this bound (plus one read of the log).
+pub const ACCESS_REFRESH_SECONDS: u64 = 2;
+
+/// Seconds `serve` waits, after SIGTERM, for requests in flight (appends first of all) to
+/// finish before it stops anyway.
+pub const HTTP_SHUTDOWN_GRACE_SECONDS: u64 = 20;

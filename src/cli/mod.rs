@@ -3,6 +3,7 @@
 
 pub mod projection_commands;
 pub mod record;
+pub mod serve_commands;
 
 use crate::present::history;
 use anyhow::{Context, bail};
@@ -100,6 +101,16 @@ pub enum Command {
     },
     #[command(flatten)]
     Projection(projection_commands::ProjectionCommand),
+    /// Serve the HTTP API (/v1), the live feed and the dashboard, following the log with the
+    /// projection runner; stops gracefully on SIGTERM or Ctrl-C.
+    ///
+    /// Example: pipeline-ledger --store ledger.db serve --listen 127.0.0.1:8080
+    Serve(serve_commands::ServeArgs),
+    /// Manage the server's bearer tokens (issue, list, revoke).
+    Token {
+        #[command(subcommand)]
+        command: serve_commands::TokenCommand,
+    },
     /// Measure import, appends, reads, rebuilds, projection lag and query latency on generated
     /// data at each size, and print one table against the targets (see BENCHMARKS.md).
     Bench {
@@ -318,7 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { file } => {
             // Standard input is copied to a temporary file first, so that the store's write
             // lock is held only while writing, never while a producer is slow.
-            let mut input: Box<dyn BufRead> = if file.as_os_str() == "-" {
+            let mut input: Box<dyn BufRead + Send> = if file.as_os_str() == "-" {
                 let spool = spool_dir(&store_path);
                 let copy = tokio::task::block_in_place(|| {
                     import::spool(&mut std::io::stdin().lock(), &spool)
@@ -422,6 +433,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let read_models = projection_commands::open_read_models(&read_models, mode);
             projection_commands::run(cmd, store, read_models, &mut out).await?;
+        }
+        Command::Serve(args) => {
+            let (store, _) = open(&store_path, with(Access::MustExist, mode))?;
+            let read_models = read_models_path(cli.read_models, &store_path);
+            if files::is_part_of(&read_models, &store_path) {
+                bail!(
+                    "--read-models names the store {} itself; name the read models' own file",
+                    store_path.display()
+                );
+            }
+            let read_models = projection_commands::open_read_models(&read_models, mode);
+            let access =
+                serve_commands::open_access(&store_path, &store, Access::CreateIfMissing, mode)?;
+            serve_commands::serve(args, store, read_models, access).await?;
+        }
+        Command::Token { command } => {
+            let (store, _) = open(&store_path, with(Access::MustExist, mode))?;
+            let access =
+                serve_commands::open_access(&store_path, &store, Access::CreateIfMissing, mode)?;
+            serve_commands::token(command, access, &mut out).await?;
         }
         Command::Bench {
             sizes,

@@ -156,16 +156,7 @@ impl LineValidator {
     /// The full path for one line of text: JSON with unique keys, then [`Self::parse_value`].
     /// [`LineValidator::parse`] gives the same result, faster for plainly valid lines.
     pub fn parse_text(&self, text: &str) -> Result<ValidLine, LineError> {
-        let value = unique::parse(text).map_err(|e| match e {
-            unique::ParseError::Malformed(e) => LineError::MalformedJson {
-                column: e.column(),
-                reason: e.to_string(),
-            },
-            unique::ParseError::Repeated(r) => LineError::RepeatedKey {
-                key: r.key,
-                pointer: r.pointer,
-            },
-        })?;
+        let value = parse_unique_json(text.as_bytes(), usize::MAX)?;
         self.parse_value(value)
     }
 
@@ -207,6 +198,28 @@ impl LineValidator {
             data,
         })
     }
+}
+
+/// Parses one JSON text of at most `bytes_max` bytes as the interchange format reads a line:
+/// UTF-8, well-formed, every key once. For front ends (the HTTP API) that add fields of their
+/// own to what a caller sent before [`LineValidator::parse_value`] judges it.
+pub fn parse_unique_json(bytes: &[u8], bytes_max: usize) -> Result<Value, LineError> {
+    if bytes.len() > bytes_max {
+        return Err(LineError::TooLong { bytes: bytes.len() });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| LineError::NotUtf8 {
+        column: e.valid_up_to() + 1,
+    })?;
+    unique::parse(text).map_err(|e| match e {
+        unique::ParseError::Malformed(e) => LineError::MalformedJson {
+            column: e.column(),
+            reason: e.to_string(),
+        },
+        unique::ParseError::Repeated(r) => LineError::RepeatedKey {
+            key: r.key,
+            pointer: r.pointer,
+        },
+    })
 }
 
 /// Rewrites every number with a zero fraction that fits an `i64` or `u64` as that integer.

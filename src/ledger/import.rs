@@ -323,7 +323,7 @@ impl<'l> Session<'l> {
     }
 
     /// Commits the batch if every line passed, or abandons it and reports every bad line.
-    async fn finish(mut self, progress: &dyn Fn(Progress)) -> Result<ImportReport, ImportError> {
+    async fn finish(mut self, progress: &(dyn Fn(Progress) + Sync)) -> Result<ImportReport, ImportError> {
         let sender = self.chunks.take();
         if self.bad_total > 0 {
             drop(sender); // abandons the bulk append: nothing is written
@@ -386,7 +386,7 @@ enum LineRead {
 /// Reads one line (newline included) onto `buf`, or past it without keeping it when it is
 /// longer than [`LINE_BYTES_KEPT_MAX`]: memory never follows a line's length.
 fn read_line_bounded(
-    input: &mut dyn BufRead,
+    input: &mut (dyn BufRead + Send),
     buf: &mut Vec<u8>,
     read: &mut u64,
 ) -> std::io::Result<LineRead> {
@@ -442,7 +442,7 @@ fn read_line_bounded(
 
 impl RawChunk {
     /// Reads the next chunk; `eof` says whether the input ended.
-    fn read(input: &mut dyn BufRead, line_no: &mut u64) -> std::io::Result<Self> {
+    fn read(input: &mut (dyn BufRead + Send), line_no: &mut u64) -> std::io::Result<Self> {
         let mut chunk = RawChunk {
             buf: Vec::with_capacity(CHUNK_BYTES_RESERVED),
             lines: Vec::with_capacity(IMPORT_CHUNK_LINES),
@@ -517,8 +517,8 @@ impl Ledger {
     /// atomically, or nothing.
     pub async fn import(
         &self,
-        input: &mut dyn BufRead,
-        progress: &dyn Fn(Progress),
+        input: &mut (dyn BufRead + Send),
+        progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<ImportReport, ImportError> {
         let mut session = Session::start(self);
         let mut line_no = 0u64;
@@ -562,7 +562,7 @@ impl Ledger {
     pub async fn record_batch(
         &self,
         lines: Vec<(u64, ValidLine)>,
-        progress: &dyn Fn(Progress),
+        progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<ImportReport, ImportError> {
         let mut session = Session::start(self);
         let mut lines = lines.into_iter().peekable();

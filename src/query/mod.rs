@@ -31,6 +31,7 @@ use crate::store::{EventStore, ReadError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Events read per page when replaying the log.
 pub const REPLAY_PAGE_EVENTS: usize = 4_096;
@@ -62,6 +63,10 @@ pub enum QueryError {
         "{0}; they are not reported from: run `pipeline-ledger project` (which rebuilds them) or `pipeline-ledger rebuild`, or replay the log with --at-position, --as-of or --known-at"
     )]
     Stale(Staleness),
+    #[error(
+        "the report needed a replay of the log that did not finish within its time limit; ask for a later date, a narrower report, or read the kept reports"
+    )]
+    DeadlineExceeded,
     #[error("the window is empty: from {from} is later than to {to}; give from at or before to")]
     EmptyWindow {
         from: DateTime<Utc>,
@@ -105,6 +110,9 @@ pub struct Queries {
     store: Arc<dyn EventStore>,
     read_models: Arc<dyn ReadModels>,
     policy: Arc<crate::projections::Policy>,
+    /// When given, a replay stops at this instant with [`QueryError::DeadlineExceeded`]: its
+    /// reading and its folding both check it, so the work itself stops, not only the answer.
+    deadline: Option<Instant>,
 }
 
 impl Queries {
@@ -118,6 +126,15 @@ impl Queries {
             store,
             read_models,
             policy: Arc::new(policy),
+            deadline: None,
+        }
+    }
+
+    /// The same reports, whose replays stop at `deadline` (a server's bound on expensive work).
+    pub fn with_deadline(&self, deadline: Instant) -> Queries {
+        Queries {
+            deadline: Some(deadline),
+            ..self.clone()
         }
     }
 
@@ -276,11 +293,24 @@ impl Queries {
             let meta = ReportMeta::live(model.position, head, model.log_time, at);
             return Ok((model, meta));
         }
-        let events = read_events(&*self.store, at).await?;
+        let events = read_events_until(&*self.store, at, self.deadline).await?;
         let policy = self.policy.clone();
-        let model = tokio::task::spawn_blocking(move || replay(&policy, &events))
-            .await
-            .map_err(|e| QueryError::Panicked(e.to_string()))?;
+        let deadline = self.deadline;
+        let model = tokio::task::spawn_blocking(move || {
+            let mut past = false;
+            let events = events.iter().enumerate().take_while(|(i, _)| {
+                // Checked every 4,096 events: often enough to stop within milliseconds.
+                if i % 4096 == 0 {
+                    past = deadline.is_some_and(|d| Instant::now() >= d);
+                }
+                !past
+            });
+            let model = replay(&policy, events.map(|(_, e)| e));
+            (!past).then_some(model)
+        })
+        .await
+        .map_err(|e| QueryError::Panicked(e.to_string()))?
+        .ok_or(QueryError::DeadlineExceeded)?;
         let meta = ReportMeta::replayed(at.at_position.or(head), head, model.log_time, at);
         Ok((model, meta))
     }
@@ -319,9 +349,23 @@ pub async fn read_events(
     store: &dyn EventStore,
     at: &ReportAt,
 ) -> Result<Vec<LedgerEvent>, QueryError> {
+    read_events_until(store, at, None).await
+}
+
+/// [`read_events`], stopping with [`QueryError::DeadlineExceeded`] at `deadline`.
+async fn read_events_until(
+    store: &dyn EventStore,
+    at: &ReportAt,
+    deadline: Option<Instant>,
+) -> Result<Vec<LedgerEvent>, QueryError> {
     use std::ops::ControlFlow;
     let mut out = Vec::new();
+    let mut past = false;
     read_decoded(store, REPLAY_PAGE_EVENTS, |page| {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            past = true;
+            return ControlFlow::Break(());
+        }
         for event in page {
             if at.at_position.is_some_and(|p| event.position > p) {
                 return ControlFlow::Break(());
@@ -333,6 +377,9 @@ pub async fn read_events(
         ControlFlow::Continue(())
     })
     .await?;
+    if past {
+        return Err(QueryError::DeadlineExceeded);
+    }
     Ok(out)
 }
 

@@ -1,0 +1,334 @@
+//! `pipeline-ledger serve`: the HTTP API (JSON under `/v1`), the live feed and the dashboard.
+//!
+//! Handlers parse, authorise and print; the ledger records (through the domain rules) and the
+//! query layer answers every report, exactly as for the command line: no handler computes a
+//! report itself. Reports are printed by `present`, so the API's JSON and CSV are the CLI's.
+//!
+//! One process holds one store: the projection runner follows the log inside it, the grants of
+//! the tokens are re-read every [`ACCESS_REFRESH_SECONDS`], and SIGTERM stops it gracefully
+//! (requests in flight finish and are answered, then the runner saves its checkpoint).
+
+mod auth;
+mod dashboard;
+mod listener;
+mod metrics;
+pub mod openapi;
+mod problem;
+mod read;
+mod reports;
+mod write;
+
+use crate::present::reports::Format;
+use auth::Registry;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pipeline_ledger::access::Access;
+use pipeline_ledger::ledger::Ledger;
+use pipeline_ledger::limits::{
+    ACCESS_REFRESH_SECONDS, HTTP_EXPENSIVE_QUERIES_MAX, HTTP_FEED_SUBSCRIBERS_MAX,
+    HTTP_REQUEST_SECONDS_MAX,
+};
+use pipeline_ledger::projections::Policy;
+use pipeline_ledger::query::Queries;
+use pipeline_ledger::read_models::ReadModels;
+use pipeline_ledger::runner::{self, Progress};
+use pipeline_ledger::store::EventStore;
+use problem::Problem;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+pub use listener::Tls;
+
+/// Events the read models may be behind the log for `/readyz` to say ready.
+pub const READY_LAG_EVENTS_MAX: u64 = 10_000;
+
+/// What `serve` needs.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub store: Arc<dyn EventStore>,
+    pub read_models: Arc<dyn ReadModels>,
+    pub access: Access,
+    pub policy: Policy,
+    pub tls: Option<Tls>,
+    /// Where the dashboard's login cookie may travel: `Secure` when served over TLS, or behind
+    /// a proxy that terminates it (`--behind-tls-proxy`).
+    pub secure_cookies: bool,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub ledger: Ledger,
+    pub queries: Queries,
+    pub store: Arc<dyn EventStore>,
+    pub registry: Registry,
+    pub metrics: metrics::Metrics,
+    /// Permits for expensive queries (past-date replays, fresh funnels).
+    pub expensive: Semaphore,
+    /// Permits for live-feed subscribers.
+    pub feeds: Arc<Semaphore>,
+    /// The projection runner's checkpoint (0: none yet) and whether it caught up once.
+    pub checkpoint: AtomicU64,
+    pub caught_up: std::sync::atomic::AtomicBool,
+    /// Flips to true when the server begins to stop; long-lived responses (the feed) end then.
+    pub stopping: watch::Receiver<bool>,
+    pub secure_cookies: bool,
+}
+
+type Shared = Arc<AppState>;
+
+/// The routes, with their limits and the request timeout.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/customers/{customer}/events",
+            post(write::append_one).layer(DefaultBodyLimit::max(
+                pipeline_ledger::limits::HTTP_EVENT_BODY_BYTES_MAX,
+            )),
+        )
+        .route(
+            "/v1/events",
+            post(write::append_batch).layer(DefaultBodyLimit::max(
+                pipeline_ledger::limits::HTTP_BATCH_BYTES_MAX,
+            )),
+        )
+        .route("/v1/customers/{customer}/history", get(read::history))
+        .route("/v1/customers/{customer}/report", get(reports::customer))
+        .route("/v1/log", get(read::log))
+        .route("/v1/reports/funnel", get(reports::funnel))
+        .route("/v1/reports/reps", get(reports::reps))
+        .route("/v1/reports/pipeline", get(reports::pipeline))
+        .route(
+            "/v1/session",
+            get(auth::session_get)
+                .post(auth::session_post)
+                .delete(auth::session_delete),
+        )
+        .route("/v1/definitions", get(dashboard::definitions))
+        .route("/v1/openapi.json", get(openapi::serve_document))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::serve))
+        .merge(dashboard::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), request_timeout));
+    // The feed stays open by design: outside the request timeout.
+    Router::new()
+        .route("/v1/feed", get(read::feed))
+        .merge(api)
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route; /v1/openapi.json lists them")
+}
+
+/// Answers 408 when a request (body reading included) takes longer than
+/// [`HTTP_REQUEST_SECONDS_MAX`]; its work is dropped with it.
+async fn request_timeout(State(_): State<Shared>, request: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(HTTP_REQUEST_SECONDS_MAX);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut r = Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                format!(
+                    "the request took longer than {HTTP_REQUEST_SECONDS_MAX} s (HTTP_REQUEST_SECONDS_MAX), body included; nothing of an unfinished append was written"
+                ),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            r
+        }
+    }
+}
+
+/// Headers on every response: no sniffing, no framing, and the dashboard's script policy.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(dashboard::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: the store answers, and the read models are within [`READY_LAG_EVENTS_MAX`] of it.
+async fn readyz(State(state): State<Shared>) -> Response {
+    let head = match tokio::time::timeout(Duration::from_secs(2), state.store.head_position()).await
+    {
+        Ok(Ok(head)) => head.unwrap_or(0),
+        Ok(Err(e)) => {
+            return Problem::unavailable("not-ready", format!("the store cannot be read: {e}"), 1)
+                .into_response();
+        }
+        Err(_) => {
+            return Problem::unavailable("not-ready", "the store did not answer within 2 s", 1)
+                .into_response();
+        }
+    };
+    let checkpoint = state.checkpoint.load(Ordering::Relaxed);
+    let lag = head.saturating_sub(checkpoint);
+    if !state.caught_up.load(Ordering::Relaxed) || lag > READY_LAG_EVENTS_MAX {
+        return Problem::unavailable(
+            "not-ready",
+            format!(
+                "the read models are {lag} events behind the log (at {checkpoint}, head {head}); ready within {READY_LAG_EVENTS_MAX}"
+            ),
+            1,
+        )
+        .into_response();
+    }
+    axum::Json(serde_json::json!({"status": "ready", "head": head, "checkpoint": checkpoint, "lag": lag}))
+        .into_response()
+}
+
+/// The report format a request asks for: CSV with `Accept: text/csv`, else JSON.
+pub fn format_of(headers: &HeaderMap) -> Format {
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|m| m.trim().starts_with("text/csv")));
+    if wants_csv { Format::Csv } else { Format::Json }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C. Prints `listening on <url>` once bound.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let ServeOptions {
+        listen,
+        store,
+        read_models,
+        access,
+        policy,
+        tls,
+        secure_cookies,
+    } = options;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Registry::load(access.clone()).await?;
+    let state = Arc::new(AppState {
+        ledger: Ledger::new(store.clone()),
+        queries: Queries::new(store.clone(), read_models.clone(), policy.clone()),
+        store: store.clone(),
+        registry,
+        metrics: metrics::Metrics::default(),
+        expensive: Semaphore::new(HTTP_EXPENSIVE_QUERIES_MAX),
+        feeds: Arc::new(Semaphore::new(HTTP_FEED_SUBSCRIBERS_MAX)),
+        checkpoint: AtomicU64::new(0),
+        caught_up: Default::default(),
+        stopping: stop_rx.clone(),
+        secure_cookies,
+    });
+
+    // The grants, re-read on a timer so that a revoke anywhere takes effect here too.
+    let refresher = {
+        let state = state.clone();
+        let mut stopping = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(ACCESS_REFRESH_SECONDS));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => state.registry.refresh().await,
+                    _ = stopping.changed() => return,
+                }
+            }
+        })
+    };
+
+    // The projection runner, following the log until the server stops.
+    let runner = {
+        let state = state.clone();
+        let mut stopping = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut progress = |p: &Progress| {
+                if let Some(notice) = &p.retrying {
+                    eprintln!("projections: {notice}");
+                }
+                state
+                    .checkpoint
+                    .store(p.position.unwrap_or(0), Ordering::Relaxed);
+                if p.caught_up {
+                    state.caught_up.store(true, Ordering::Relaxed);
+                }
+            };
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            runner::project(&*store, &read_models, &policy, true, &mut progress, stop).await
+        })
+    };
+
+    let app = router(state.clone());
+    let bound = listener::Bound::bind(listen, tls).await?;
+    println!("listening on {}", bound.url());
+    let shutdown = async {
+        wait_for_signal().await;
+        eprintln!("stopping: finishing requests in flight");
+    };
+    bound.run(app, shutdown, stop_tx).await;
+    refresher.abort();
+    match runner.await {
+        Ok(Ok(done)) => eprintln!(
+            "stopped; read models at position {}",
+            done.position.map_or("-".into(), |p| p.to_string())
+        ),
+        Ok(Err(e)) => eprintln!("the projection runner stopped with an error: {e}"),
+        Err(e) => eprintln!("the projection runner failed: {e}"),
+    }
+    Ok(())
+}
+
+/// SIGTERM (service managers) or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The path of the access store beside a SQLite store (re-exported for the command line).
+pub fn access_store_path(store: &std::path::Path) -> PathBuf {
+    pipeline_ledger::access::access_store_beside(store)
+}
