@@ -2,6 +2,7 @@
 //! them (CSV, JSON). The library returns typed reports; every front end of the binary (the
 //! command line, the benchmark, the server to come) prints them through here.
 
+pub mod definitions;
 pub mod history;
 pub mod reports;
 
