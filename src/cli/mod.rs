@@ -106,6 +106,8 @@ pub enum Command {
     ///
     /// Example: pipeline-ledger --store ledger.db serve --listen 127.0.0.1:8080
     Serve(serve_commands::ServeArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the copy checked in as schemas/openapi.json).
+    Openapi,
     /// Manage the server's bearer tokens (issue, list, revoke).
     Token {
         #[command(subcommand)]
@@ -447,6 +449,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let access =
                 serve_commands::open_access(&store_path, &store, Access::CreateIfMissing, mode)?;
             serve_commands::serve(args, store, read_models, access).await?;
+        }
+        Command::Openapi => {
+            out.write_all(crate::server::openapi::document_text().as_bytes())?;
         }
         Command::Token { command } => {
             let (store, _) = open(&store_path, with(Access::MustExist, mode))?;

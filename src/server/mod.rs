@@ -39,7 +39,6 @@ use pipeline_ledger::runner::{self, Progress};
 use pipeline_ledger::store::EventStore;
 use problem::Problem;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -326,9 +325,4 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// The path of the access store beside a SQLite store (re-exported for the command line).
-pub fn access_store_path(store: &std::path::Path) -> PathBuf {
-    pipeline_ledger::access::access_store_beside(store)
 }

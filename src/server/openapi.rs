@@ -10,8 +10,6 @@ use axum::Json;
 use pipeline_ledger::contract::interchange_line_schema;
 use serde_json::{Map, Value, json};
 
-/// Where the checked-in copy lives, relative to the repository.
-pub const OPENAPI_FILE: &str = "schemas/openapi.json";
 
 /// A parameter of an operation.
 #[derive(Clone)]
@@ -552,4 +550,52 @@ pub fn document_text() -> String {
 /// `GET /v1/openapi.json`.
 pub async fn serve_document() -> Json<Value> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the checked-in copy lives, relative to the repository.
+    const OPENAPI_FILE: &str = "schemas/openapi.json";
+
+    /// The checked-in copy is the published contract: it must be what the code generates.
+    /// `UPDATE_SCHEMAS=1 cargo test` rewrites it.
+    #[test]
+    fn the_checked_in_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(OPENAPI_FILE);
+        let now = document_text();
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == now,
+            "{OPENAPI_FILE} is stale: run `UPDATE_SCHEMAS=1 cargo test --bin pipeline-ledger openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_reference_resolves_inside_the_document() {
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let pointer = r.strip_prefix('#').expect("local references only");
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
 }
