@@ -1,6 +1,6 @@
-//! Accepting connections: plain TCP or TLS (rustls), at most [`HTTP_CONNECTIONS_MAX`] at once,
-//! each served by hyper with a header timeout ([`HTTP_HEADER_SECONDS_MAX`]), and a graceful
-//! stop that lets requests in flight finish.
+//! Accepting connections: plain TCP or TLS (rustls), at most `HTTP_CONNECTIONS_MAX` at once,
+//! each served by hyper with a header timeout (`HTTP_HEADER_SECONDS_MAX`), and a graceful stop
+//! that lets requests in flight finish.
 
 use anyhow::Context;
 use axum::Router;
@@ -8,10 +8,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use pipeline_ledger::limits::{
-    HTTP_CONNECTIONS_MAX, HTTP_HEADER_SECONDS_MAX, HTTP_SHUTDOWN_GRACE_SECONDS,
-    HTTP_TLS_HANDSHAKE_SECONDS_MAX,
-};
+use super::ServerLimits;
+use pipeline_ledger::limits::{HTTP_SHUTDOWN_GRACE_SECONDS, HTTP_TLS_HANDSHAKE_SECONDS_MAX};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,17 +53,27 @@ pub struct Bound {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     addr: SocketAddr,
+    limits: ServerLimits,
 }
 
 impl Bound {
     /// Binds `addr` (port 0: any free port) and loads the TLS identity, if any.
-    pub async fn bind(addr: SocketAddr, tls: Option<Tls>) -> anyhow::Result<Bound> {
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Option<Tls>,
+        limits: ServerLimits,
+    ) -> anyhow::Result<Bound> {
         let tls = tls.as_ref().map(Tls::acceptor).transpose()?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let addr = listener.local_addr()?;
-        Ok(Bound { listener, tls, addr })
+        Ok(Bound {
+            listener,
+            tls,
+            addr,
+            limits,
+        })
     }
 
     /// The base URL the server answers at.
@@ -83,13 +91,13 @@ impl Bound {
         shutdown: impl Future<Output = ()>,
         stop: watch::Sender<bool>,
     ) {
-        let connections = Arc::new(Semaphore::new(HTTP_CONNECTIONS_MAX));
+        let connections = Arc::new(Semaphore::new(self.limits.connections));
         let graceful = GracefulShutdown::new();
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(HTTP_HEADER_SECONDS_MAX));
+            .header_read_timeout(Duration::from_secs(self.limits.header_seconds));
         builder.http2().timer(TokioTimer::new());
         tokio::pin!(shutdown);
         loop {
@@ -106,7 +114,7 @@ impl Bound {
                 () = &mut shutdown => break,
             };
             let Ok(permit) = connections.clone().try_acquire_owned() else {
-                tokio::spawn(refuse(tcp));
+                tokio::spawn(refuse(tcp, self.limits.connections));
                 continue;
             };
             let _ = tcp.set_nodelay(true);
@@ -145,10 +153,10 @@ impl Bound {
     }
 }
 
-/// Answers a connection over [`HTTP_CONNECTIONS_MAX`] with 503 and closes it.
-async fn refuse(mut tcp: impl AsyncRead + AsyncWrite + Unpin) {
+/// Answers a connection over the limit of `max` with 503 and closes it.
+async fn refuse(mut tcp: impl AsyncRead + AsyncWrite + Unpin, max: usize) {
     let body = format!(
-        "{{\"type\":\"/problems/too-many-connections\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"the server has {HTTP_CONNECTIONS_MAX} connections open (HTTP_CONNECTIONS_MAX); try again shortly\"}}"
+        "{{\"type\":\"/problems/too-many-connections\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"the server has {max} connections open (HTTP_CONNECTIONS_MAX); try again shortly\"}}"
     );
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

@@ -10,6 +10,7 @@
 
 mod auth;
 mod dashboard;
+mod limits;
 mod listener;
 mod metrics;
 pub mod openapi;
@@ -28,10 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use pipeline_ledger::access::Access;
 use pipeline_ledger::ledger::Ledger;
-use pipeline_ledger::limits::{
-    ACCESS_REFRESH_SECONDS, HTTP_EXPENSIVE_QUERIES_MAX, HTTP_FEED_SUBSCRIBERS_MAX,
-    HTTP_REQUEST_SECONDS_MAX,
-};
+use pipeline_ledger::limits::{ACCESS_REFRESH_SECONDS, HTTP_FEED_SUBSCRIBERS_MAX};
 use pipeline_ledger::projections::Policy;
 use pipeline_ledger::query::Queries;
 use pipeline_ledger::read_models::ReadModels;
@@ -44,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
+pub use limits::ServerLimits;
 pub use listener::Tls;
 
 /// Events the read models may be behind the log for `/readyz` to say ready.
@@ -79,6 +78,7 @@ pub struct AppState {
     /// Flips to true when the server begins to stop; long-lived responses (the feed) end then.
     pub stopping: watch::Receiver<bool>,
     pub secure_cookies: bool,
+    pub limits: ServerLimits,
 }
 
 type Shared = Arc<AppState>;
@@ -133,8 +133,9 @@ async fn not_found() -> Problem {
 
 /// Answers 408 when a request (body reading included) takes longer than
 /// [`HTTP_REQUEST_SECONDS_MAX`]; its work is dropped with it.
-async fn request_timeout(State(_): State<Shared>, request: Request, next: Next) -> Response {
-    let limit = Duration::from_secs(HTTP_REQUEST_SECONDS_MAX);
+async fn request_timeout(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let seconds = state.limits.request_seconds;
+    let limit = Duration::from_secs(seconds);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -142,7 +143,7 @@ async fn request_timeout(State(_): State<Shared>, request: Request, next: Next) 
                 StatusCode::REQUEST_TIMEOUT,
                 "request-timeout",
                 format!(
-                    "the request took longer than {HTTP_REQUEST_SECONDS_MAX} s (HTTP_REQUEST_SECONDS_MAX), body included; nothing of an unfinished append was written"
+                    "the request took longer than {seconds} s (HTTP_REQUEST_SECONDS_MAX), body included; nothing of an unfinished append was written"
                 ),
             )
             .into_response();
@@ -230,6 +231,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         tls,
         secure_cookies,
     } = options;
+    let limits = ServerLimits::from_env()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let registry = Registry::load(access.clone()).await?;
     let state = Arc::new(AppState {
@@ -238,12 +240,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         store: store.clone(),
         registry,
         metrics: metrics::Metrics::default(),
-        expensive: Semaphore::new(HTTP_EXPENSIVE_QUERIES_MAX),
+        expensive: Semaphore::new(limits.expensive_queries),
         feeds: Arc::new(Semaphore::new(HTTP_FEED_SUBSCRIBERS_MAX)),
         checkpoint: AtomicU64::new(0),
         caught_up: Default::default(),
         stopping: stop_rx.clone(),
         secure_cookies,
+        limits,
     });
 
     // The grants, re-read on a timer so that a revoke anywhere takes effect here too.
@@ -285,7 +288,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     };
 
     let app = router(state.clone());
-    let bound = listener::Bound::bind(listen, tls).await?;
+    let bound = listener::Bound::bind(listen, tls, limits).await?;
     println!("listening on {}", bound.url());
     let shutdown = async {
         wait_for_signal().await;

@@ -1,7 +1,7 @@
 //! The reports over HTTP: the query layer answers, `present` prints, exactly as for the CLI's
 //! `--json` (and `--csv` when the request sends `Accept: text/csv`). Past-date replays and fresh
-//! funnels are expensive: at most [`HTTP_EXPENSIVE_QUERIES_MAX`] run at once, and each stops
-//! after [`HTTP_EXPENSIVE_QUERY_SECONDS_MAX`].
+//! funnels are expensive: at most `HTTP_EXPENSIVE_QUERIES_MAX` run at once, and each stops
+//! after `HTTP_EXPENSIVE_QUERY_SECONDS_MAX`.
 
 use super::auth::Caller;
 use super::problem::Problem;
@@ -15,7 +15,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use pipeline_ledger::access::Action;
-use pipeline_ledger::limits::{HTTP_EXPENSIVE_QUERIES_MAX, HTTP_EXPENSIVE_QUERY_SECONDS_MAX};
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
@@ -96,12 +95,14 @@ async fn bounded<'a>(
         Problem::unavailable(
             "too-many-expensive-queries",
             format!(
-                "{HTTP_EXPENSIVE_QUERIES_MAX} past-date or fresh reports are running (HTTP_EXPENSIVE_QUERIES_MAX); try again shortly, or ask for the kept report"
+                "{} past-date or fresh reports are running (HTTP_EXPENSIVE_QUERIES_MAX); try again shortly, or ask for the kept report",
+                state.limits.expensive_queries
             ),
             2,
         )
     })?;
-    let deadline = Instant::now() + Duration::from_secs(HTTP_EXPENSIVE_QUERY_SECONDS_MAX);
+    let seconds = state.limits.expensive_query_seconds;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     Ok((state.queries.with_deadline(deadline), Some(permit)))
 }
 
