@@ -88,7 +88,9 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}; the roles are writer, reader, auditor, admin"))
+            .ok_or_else(|| {
+                format!("unknown role {s:?}; the roles are writer, reader, auditor, admin")
+            })
     }
 }
 
@@ -177,12 +179,11 @@ impl Registry {
                 "TokenIssued" => {
                     let issued: TokenIssued = decode(r)?;
                     let mut hash = [0u8; 32];
-                    let bytes = hex_decode(&issued.token_sha256).ok_or_else(|| {
-                        AccessError::Corrupt {
+                    let bytes =
+                        hex_decode(&issued.token_sha256).ok_or_else(|| AccessError::Corrupt {
                             revision: r.revision,
                             reason: "token_sha256 is not 64 hex digits".into(),
-                        }
-                    })?;
+                        })?;
                     hash.copy_from_slice(&bytes);
                     registry.grants.push(Grant {
                         name: issued.name,
@@ -404,7 +405,11 @@ impl Access {
             correlation_id: None,
             causation_id: None,
         };
-        match self.store.append(&self.stream, expected, vec![record]).await {
+        match self
+            .store
+            .append(&self.stream, expected, vec![record])
+            .await
+        {
             Ok(_) => Ok(()),
             Err(crate::store::AppendError::WrongExpectedRevision { .. }) => {
                 Err(AccessError::Concurrent)

@@ -8,8 +8,8 @@ use pipeline_ledger::access::{
 };
 use pipeline_ledger::projections::policy::Policy;
 use pipeline_ledger::read_models::ReadModels;
-use pipeline_ledger::store::{Access as StoreAccess, Backend, EventStore, StoreOptions};
 use pipeline_ledger::store::files::FileMode;
+use pipeline_ledger::store::{Access as StoreAccess, Backend, EventStore, StoreOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -140,8 +140,15 @@ pub async fn token(cmd: TokenCommand, access: Access, out: &mut dyn Write) -> an
                 return Ok(());
             }
             let mut table = crate::present::history::table(&[
-                "name", "role", "status", "issued at", "issued by", "expires", "revoked at",
-                "revoked by", "reason",
+                "name",
+                "role",
+                "status",
+                "issued at",
+                "issued by",
+                "expires",
+                "revoked at",
+                "revoked by",
+                "reason",
             ]);
             let time = |t: Option<DateTime<Utc>>| {
                 t.map_or("–".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())

@@ -323,7 +323,10 @@ impl<'l> Session<'l> {
     }
 
     /// Commits the batch if every line passed, or abandons it and reports every bad line.
-    async fn finish(mut self, progress: &(dyn Fn(Progress) + Sync)) -> Result<ImportReport, ImportError> {
+    async fn finish(
+        mut self,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ImportReport, ImportError> {
         let sender = self.chunks.take();
         if self.bad_total > 0 {
             drop(sender); // abandons the bulk append: nothing is written

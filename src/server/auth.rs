@@ -166,7 +166,10 @@ mod tests {
     fn the_bearer_token_and_the_cookie_are_found() {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "Bearer plt_abc".parse().unwrap());
-        h.insert(header::COOKIE, "a=1; pl_session=plt_xyz; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; pl_session=plt_xyz; b=2".parse().unwrap(),
+        );
         assert_eq!(bearer(&h), Some("plt_abc"));
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("plt_xyz"));
         h.insert(header::AUTHORIZATION, "Basic Zm9v".parse().unwrap());

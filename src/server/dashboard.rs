@@ -20,7 +20,10 @@ const APP_CSS: &str = include_str!("dashboard/app.css");
 /// the login when the API answers 401.
 pub fn routes() -> Router<Shared> {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/assets/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),

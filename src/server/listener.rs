@@ -2,13 +2,13 @@
 //! each served by hyper with a header timeout (`HTTP_HEADER_SECONDS_MAX`), and a graceful stop
 //! that lets requests in flight finish.
 
+use super::ServerLimits;
 use anyhow::Context;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use super::ServerLimits;
 use pipeline_ledger::limits::{HTTP_SHUTDOWN_GRACE_SECONDS, HTTP_TLS_HANDSHAKE_SECONDS_MAX};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +33,9 @@ impl Tls {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let certs = CertificateDer::pem_file_iter(&self.cert)
             .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("cannot read the certificate chain {}", self.cert.display()))?;
+            .with_context(|| {
+                format!("cannot read the certificate chain {}", self.cert.display())
+            })?;
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .with_context(|| format!("cannot read the private key {}", self.key.display()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -126,12 +128,14 @@ impl Bound {
                 let _permit = permit;
                 match tls {
                     None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
                         let _ = watcher.watch(conn.into_owned()).await;
                     }
                     Some(acceptor) => {
                         let handshake = Duration::from_secs(HTTP_TLS_HANDSHAKE_SECONDS_MAX);
-                        let Ok(Ok(stream)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(handshake, acceptor.accept(tcp)).await
                         else {
                             return;
                         };
@@ -145,7 +149,10 @@ impl Bound {
         drop(self.listener);
         let _ = stop.send(true);
         let grace = Duration::from_secs(HTTP_SHUTDOWN_GRACE_SECONDS);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
             eprintln!(
                 "requests still in flight after {HTTP_SHUTDOWN_GRACE_SECONDS} s (HTTP_SHUTDOWN_GRACE_SECONDS); stopping anyway"
             );

@@ -126,7 +126,10 @@ pub async fn serve(State(state): State<Shared>) -> Response {
     let head = state.store.head_position().await.ok().flatten();
     let checkpoint = state.checkpoint.load(Ordering::Relaxed);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(checkpoint, head),
     )
         .into_response()

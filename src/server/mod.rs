@@ -117,12 +117,18 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics::serve))
         .merge(dashboard::routes())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), request_timeout));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ));
     // The feed stays open by design: outside the request timeout.
     Router::new()
         .route("/v1/feed", get(read::feed))
         .merge(api)
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::count))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -147,8 +153,10 @@ async fn request_timeout(State(state): State<Shared>, request: Request, next: Ne
                 ),
             )
             .into_response();
-            r.headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
             r
         }
     }
@@ -207,8 +215,10 @@ async fn readyz(State(state): State<Shared>) -> Response {
         )
         .into_response();
     }
-    axum::Json(serde_json::json!({"status": "ready", "head": head, "checkpoint": checkpoint, "lag": lag}))
-        .into_response()
+    axum::Json(
+        serde_json::json!({"status": "ready", "head": head, "checkpoint": checkpoint, "lag": lag}),
+    )
+    .into_response()
 }
 
 /// The report format a request asks for: CSV with `Accept: text/csv`, else JSON.

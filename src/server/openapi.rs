@@ -10,7 +10,6 @@ use axum::Json;
 use pipeline_ledger::contract::interchange_line_schema;
 use serde_json::{Map, Value, json};
 
-
 /// A parameter of an operation.
 #[derive(Clone)]
 struct Param {
@@ -431,8 +430,12 @@ fn status_text(status: u16) -> &'static str {
         412 => "The customer's stream is not at the expected revision.",
         413 => "The body is larger than its limit, or the batch has too many events.",
         415 => "The body is not application/json.",
-        422 => "The event (or a line of the batch) is invalid or refused by the rules; `field` or `errors` say where.",
-        503 => "Busy or not ready (a limit was reached, the store cannot be reached); Retry-After says when to try again.",
+        422 => {
+            "The event (or a line of the batch) is invalid or refused by the rules; `field` or `errors` say where."
+        }
+        503 => {
+            "Busy or not ready (a limit was reached, the store cannot be reached); Retry-After says when to try again."
+        }
         _ => "Error.",
     }
 }
@@ -446,7 +449,10 @@ pub fn document() -> Value {
             Some(roles) => format!(" Roles: {roles}."),
             None => " No token needed.".into(),
         };
-        operation.insert("summary".into(), Value::String(format!("{}{roles}", op.summary)));
+        operation.insert(
+            "summary".into(),
+            Value::String(format!("{}{roles}", op.summary)),
+        );
         operation.insert(
             "operationId".into(),
             Value::String(format!(

@@ -184,9 +184,7 @@ impl From<QueryError> for Problem {
             QueryError::EmptyWindow { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "empty-window", detail).field("from")
             }
-            QueryError::DeadlineExceeded => {
-                Problem::unavailable("query-deadline", detail, 10)
-            }
+            QueryError::DeadlineExceeded => Problem::unavailable("query-deadline", detail, 10),
             QueryError::Stale(_) => Problem::unavailable("read-models-stale", detail, 5),
             QueryError::Kept(_) | QueryError::ReadModels(_) | QueryError::Store(_) => {
                 Problem::unavailable("store-unavailable", detail, 1)
@@ -231,7 +229,10 @@ mod tests {
             field_of("field data.value.currency: not a currency").as_deref(),
             Some("/data/value/currency")
         );
-        assert_eq!(field_of("field /data/stage: bad").as_deref(), Some("/data/stage"));
+        assert_eq!(
+            field_of("field /data/stage: bad").as_deref(),
+            Some("/data/stage")
+        );
         assert_eq!(field_of("field (line): bad"), None);
         assert_eq!(field_of("malformed JSON at column 3"), None);
     }

@@ -28,9 +28,7 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// Parses an end-of-range time parameter (a date means the end of that day, UTC).
 pub fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
     value
-        .map(|v| {
-            parse_time_end(v).map_err(|e| Problem::bad_request(name, format!("{name}: {e}")))
-        })
+        .map(|v| parse_time_end(v).map_err(|e| Problem::bad_request(name, format!("{name}: {e}"))))
         .transpose()
 }
 
@@ -103,7 +101,10 @@ pub async fn log(
         .await
         .map_err(|e| Problem::unavailable("store-unavailable", e.to_string(), 1))?;
     let mut body = Vec::new();
-    for record in page.iter().filter(|r| customer_of_stream(&r.stream).is_some()) {
+    for record in page
+        .iter()
+        .filter(|r| customer_of_stream(&r.stream).is_some())
+    {
         line_of(record, &mut body)?;
         body.push(b'\n');
     }

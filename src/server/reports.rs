@@ -7,9 +7,7 @@ use super::auth::Caller;
 use super::problem::Problem;
 use super::read::time_param;
 use super::{Shared, format_of};
-use crate::present::reports::{
-    Format, write_customer, write_funnel, write_pipeline, write_reps,
-};
+use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
@@ -160,7 +158,9 @@ pub async fn funnel(
     let from = q
         .from
         .as_deref()
-        .map(|v| parse_time_start(v).map_err(|e| Problem::bad_request("from", format!("from: {e}"))))
+        .map(|v| {
+            parse_time_start(v).map_err(|e| Problem::bad_request("from", format!("from: {e}")))
+        })
         .transpose()?;
     let to = time_param("to", q.to.as_deref())?;
     let fresh = q.fresh.unwrap_or(false);
@@ -227,7 +227,9 @@ pub async fn pipeline(
     let at = query(q)?.at()?;
     let (queries, _permit) = bounded(&state, at.is_replay()).await?;
     let report = queries.pipeline(PipelineRequest { at }).await?;
-    respond(format_of(&headers), |out, f| write_pipeline(out, f, &report))
+    respond(format_of(&headers), |out, f| {
+        write_pipeline(out, f, &report)
+    })
 }
 
 /// `GET /v1/customers/{customer}/report`: one customer's lifecycle (the CLI's `customer`).
@@ -249,5 +251,7 @@ pub async fn customer(
             at,
         })
         .await?;
-    respond(format_of(&headers), |out, f| write_customer(out, f, &report))
+    respond(format_of(&headers), |out, f| {
+        write_customer(out, f, &report)
+    })
 }

@@ -18,8 +18,8 @@ use pipeline_ledger::contract::line::{LineError, parse_unique_json};
 use pipeline_ledger::domain::EventType;
 use pipeline_ledger::ledger::{FilledIn, RecordOptions};
 use pipeline_ledger::limits::{
-    BAD_LINES_REPORTED_MAX, HTTP_BATCH_BYTES_MAX, HTTP_BATCH_EVENTS_MAX,
-    HTTP_EVENT_BODY_BYTES_MAX, LINE_BYTES_MAX,
+    BAD_LINES_REPORTED_MAX, HTTP_BATCH_BYTES_MAX, HTTP_BATCH_EVENTS_MAX, HTTP_EVENT_BODY_BYTES_MAX,
+    LINE_BYTES_MAX,
 };
 use pipeline_ledger::store::ExpectedRevision;
 use serde::Serialize;
@@ -190,10 +190,15 @@ pub async fn append_one(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let principal = caller.may(Action::Append)?.clone();
-    let body = body.map_err(|r| body_problem(r, HTTP_EVENT_BODY_BYTES_MAX, "HTTP_EVENT_BODY_BYTES_MAX"))?;
-    let value = parse_unique_json(&body, HTTP_EVENT_BODY_BYTES_MAX).map_err(|e| line_problem(&e))?;
+    let body =
+        body.map_err(|r| body_problem(r, HTTP_EVENT_BODY_BYTES_MAX, "HTTP_EVENT_BODY_BYTES_MAX"))?;
+    let value =
+        parse_unique_json(&body, HTTP_EVENT_BODY_BYTES_MAX).map_err(|e| line_problem(&e))?;
     let Value::Object(mut object) = value else {
-        return Err(Problem::unprocessable("", "the body is one JSON object: an event"));
+        return Err(Problem::unprocessable(
+            "",
+            "the body is one JSON object: an event",
+        ));
     };
     let expected = expected_revision(&mut object, &headers)?;
     let filled_in = complete(&mut object, &principal, Some(&customer))
@@ -206,9 +211,17 @@ pub async fn append_one(
     let started = Instant::now();
     let recorded = state
         .ledger
-        .record_valid_with(valid, RecordOptions { expected, filled_in })
+        .record_valid_with(
+            valid,
+            RecordOptions {
+                expected,
+                filled_in,
+            },
+        )
         .await;
-    state.metrics.observe_append(started.elapsed(), recorded.is_ok());
+    state
+        .metrics
+        .observe_append(started.elapsed(), recorded.is_ok());
     let recorded = recorded?;
     let status = if recorded.written {
         StatusCode::CREATED
@@ -296,12 +309,17 @@ pub async fn append_batch(
         return Err(p);
     }
     if events == 0 {
-        return Err(Problem::unprocessable("(body)", "the batch is empty: send NDJSON, one event per line"));
+        return Err(Problem::unprocessable(
+            "(body)",
+            "the batch is empty: send NDJSON, one event per line",
+        ));
     }
     let started = Instant::now();
     let mut input = std::io::Cursor::new(lines_out);
     let result = state.ledger.import(&mut input, &|_| {}).await;
-    state.metrics.observe_append(started.elapsed(), result.is_ok());
+    state
+        .metrics
+        .observe_append(started.elapsed(), result.is_ok());
     let report = result?;
     Ok(Json(BatchAppended {
         events: report.events,
@@ -335,10 +353,16 @@ mod tests {
         assert_eq!(field, "/recorded_by");
         let mut o = Map::new();
         o.insert("recorded_at".into(), "2020-01-01T00:00:00Z".into());
-        assert_eq!(complete(&mut o, &writer(), None).unwrap_err().0, "/recorded_at");
+        assert_eq!(
+            complete(&mut o, &writer(), None).unwrap_err().0,
+            "/recorded_at"
+        );
         let mut o = Map::new();
         o.insert("customer_id".into(), "other".into());
-        assert_eq!(complete(&mut o, &writer(), Some("acme")).unwrap_err().0, "/customer_id");
+        assert_eq!(
+            complete(&mut o, &writer(), Some("acme")).unwrap_err().0,
+            "/customer_id"
+        );
     }
 
     #[test]
@@ -346,7 +370,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::IF_MATCH, "\"4\"".parse().unwrap());
         let mut o = Map::new();
-        assert_eq!(expected_revision(&mut o, &h).unwrap(), Some(ExpectedRevision::Exact(4)));
+        assert_eq!(
+            expected_revision(&mut o, &h).unwrap(),
+            Some(ExpectedRevision::Exact(4))
+        );
         o.insert("expected_revision".into(), 4.into());
         assert!(expected_revision(&mut o, &h).is_err());
         let mut o = Map::new();
