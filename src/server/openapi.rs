@@ -8,6 +8,7 @@
 
 use axum::Json;
 use pipeline_ledger::contract::interchange_line_schema;
+use pipeline_ledger::domain::EventType;
 use serde_json::{Map, Value, json};
 
 /// A parameter of an operation.
@@ -70,7 +71,7 @@ fn customer_param() -> Param {
     Param {
         name: "customer",
         place: "path",
-        schema: json!({"$ref": "#/components/schemas/CustomerId"}),
+        schema: json!({"allOf": [{"$ref": "#/components/schemas/CustomerId"}], "examples": ["cust-00001"]}),
         description: "The customer id.",
     }
 }
@@ -122,7 +123,10 @@ fn operations() -> Vec<Operation> {
             summary: "Append an NDJSON batch, atomically: every line is validated and decided, then all are written or none (on KurrentDB, atomic per customer stream only, as import is there). The server sets recorded_by on every line.",
             roles: Some("writer"),
             params: vec![],
-            request: Some(("application/x-ndjson", ndjson.clone())),
+            request: Some((
+                "application/x-ndjson",
+                json!({"type": "array", "description": "NDJSON: each item is one line (a BatchLine), in order. More than HTTP_BATCH_EVENTS_MAX (10,000) lines, or more than HTTP_BATCH_BYTES_MAX (32 MiB), is answered 413.", "items": {"$ref": "#/components/schemas/BatchLine"}}),
+            )),
             ok: vec![(200, "Written (or already present).", "application/json", json!({"$ref": "#/components/schemas/BatchAppended"}))],
             errors: &[400, 413, 422],
         },
@@ -173,7 +177,7 @@ fn operations() -> Vec<Operation> {
                 Param { name: "Last-Event-ID", place: "header", schema: json!({"type": "string"}), description: "The position of the last event received (takes precedence over after)." },
             ],
             request: None,
-            ok: vec![(200, "The event stream.", "text/event-stream", json!({"type": "string"}))],
+            ok: vec![(200, "The event stream.", "text/event-stream", json!({"type": "object", "description": "One Server-Sent Event: id is the log position, event the event type (or caught-up, retrying, error), data an InterchangeLine as JSON.", "properties": {"id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}, "retry": {"type": "integer"}}}))],
             errors: &[400],
         },
         Operation {
@@ -335,32 +339,54 @@ fn components() -> Map<String, Value> {
         Some(Value::Object(defs)) => defs,
         _ => Map::new(),
     };
-    // The append body: the line, less what the server or the path sets, plus the expected
-    // revision. Derived from the line schema, so the event's data is described once.
-    let mut append = line.clone();
-    if let Some(Value::Object(props)) = append.get_mut("properties") {
-        for field in ["recorded_at", "revision", "position"] {
-            props.remove(field);
-        }
-        props.insert(
-            "expected_revision".into(),
-            json!({"description": "The revision of the customer's stream the caller decided on, or \"no_stream\" for a new customer; leave it out to let the ledger decide on the current history.", "oneOf": [{"type": "integer", "minimum": 0}, {"const": "no_stream"}]}),
-        );
-        if let Some(Value::Object(by)) = props.get_mut("recorded_by") {
-            by.insert(
-                "description".into(),
-                "Set by the server to the token's name; when given it must be that name.".into(),
-            );
-        }
+    // The append body: the line's fields, less what the server or the path sets, plus the
+    // expected revision; `data` is any of the published payload schemas at their current
+    // versions (referenced, never described twice). The line's own `if`/`then` pairing of type
+    // and data stays in `InterchangeLine`, which the server applies as well.
+    let mut props = match line.get("properties") {
+        Some(Value::Object(p)) => p.clone(),
+        _ => Map::new(),
+    };
+    for field in ["recorded_at", "revision", "position"] {
+        props.remove(field);
     }
-    append.insert("required".into(), json!(["type", "data"]));
-    append.insert("title".into(), "AppendEvent".into());
-    append.insert(
-        "description".into(),
-        "An event for the customer in the path: an InterchangeLine less what the server sets (recorded_at, revision, position; recorded_by is the token's name). event_id (the idempotency key), occurred_at (now) and schema_version (the current one) may be left out.".into(),
+    let payloads: Vec<Value> = EventType::ALL
+        .iter()
+        .map(|t| json!({"$ref": format!("#/components/schemas/{}.v{}", t.as_str(), t.current_version())}))
+        .collect();
+    props.insert(
+        "data".into(),
+        json!({"description": "The event's data, per the published schema of `type` at `schema_version`.", "anyOf": payloads}),
     );
+    props.insert(
+        "expected_revision".into(),
+        json!({"description": "The revision of the customer's stream the caller decided on, or \"no_stream\" for a new customer; leave it out to let the ledger decide on the current history.", "oneOf": [{"type": "integer", "minimum": 0}, {"const": "no_stream"}]}),
+    );
+    if let Some(Value::Object(by)) = props.get_mut("recorded_by") {
+        by.insert(
+            "description".into(),
+            "Set by the server to the token's name; when given it must be that name.".into(),
+        );
+    }
+    let append = json!({
+        "title": "AppendEvent",
+        "description": "An event for the customer in the path: an InterchangeLine less what the server sets (recorded_at, revision, position; recorded_by is the token's name). event_id (the idempotency key), occurred_at (now) and schema_version (the current one) may be left out.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type", "data"],
+        "properties": props,
+    });
+    let mut batch_line = append.clone();
+    batch_line["title"] = "BatchLine".into();
+    batch_line["description"] =
+        "One line of a batch: an AppendEvent that names its customer.".into();
+    batch_line["required"] = json!(["type", "data", "customer_id"]);
+    if let Some(Value::Object(p)) = batch_line.get_mut("properties") {
+        p.remove("expected_revision");
+    }
     schemas.insert("InterchangeLine".into(), Value::Object(line));
-    schemas.insert("AppendEvent".into(), Value::Object(append));
+    schemas.insert("AppendEvent".into(), append);
+    schemas.insert("BatchLine".into(), batch_line);
     schemas.insert(
         "Problem".into(),
         json!({
