@@ -4,6 +4,8 @@
 //! Benchmarks measure; nothing here asserts a time. Every figure is measured in the same run, so
 //! ratios between sizes compare like with like.
 
+mod http;
+
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use pipeline_ledger::contract::line::line_for;
 use pipeline_ledger::demo::{DemoConfig, generate_customers};
@@ -318,6 +320,8 @@ struct Sample {
     lag_p99_ms: f64,
     import_seconds: f64,
     rebuild_seconds: f64,
+    /// The server's figures (when the benchmark knows its own executable to start `serve`).
+    http: Option<http::HttpFigures>,
 }
 
 async fn measure(
@@ -516,6 +520,20 @@ async fn measure(
 
     s.lag_p99_ms = measure_lag(config, &store, &read_models, now).await?;
     writeln!(log, "[{size}] measured projection lag")?;
+    if let Some(exe) = &config.exe {
+        writeln!(log, "[{size}] measuring appends through the rules, library and HTTP")?;
+        s.http = Some(
+            http::measure(
+                exe,
+                &store_path,
+                &read_models,
+                store.clone() as Arc<dyn EventStore>,
+                config.appends_per_writer,
+                log,
+            )
+            .await?,
+        );
+    }
     drop(ledger);
     drop(store);
     pipeline_ledger::store::sqlite::remove_files(&store_path);
@@ -751,6 +769,48 @@ pub async fn run(config: &BenchConfig, log: &mut dyn Write) -> Result<Vec<Figure
         figure("store size", "bytes/event", Target::Report, false, &|s| {
             Some(s.bytes_per_event)
         }),
+        figure(
+            "appends via rules, library, 64 tasks",
+            "events/s",
+            Target::Report,
+            false,
+            &|s| s.http.map(|h| h.library_eps),
+        ),
+        figure(
+            "appends via rules, HTTP, 64 clients",
+            "events/s",
+            Target::Report,
+            false,
+            &|s| s.http.map(|h| h.http_eps),
+        ),
+        figure(
+            "HTTP appends / library appends",
+            "%",
+            Target::AtLeast(50.0),
+            false,
+            &|s| s.http.map(|h| 100.0 * h.http_eps / h.library_eps),
+        ),
+        figure(
+            "kept funnel p99, HTTP, under appends",
+            "ms",
+            Target::AtMost(10.0),
+            false,
+            &|s| s.http.map(|h| h.funnel_p99_ms),
+        ),
+        figure(
+            "customer report p99, HTTP, under appends",
+            "ms",
+            Target::AtMost(10.0),
+            false,
+            &|s| s.http.map(|h| h.customer_p99_ms),
+        ),
+        figure(
+            "live-feed delivery p99 from ack",
+            "ms",
+            Target::AtMost(50.0),
+            false,
+            &|s| s.http.map(|h| h.feed_p99_ms),
+        ),
     ])
 }
 
