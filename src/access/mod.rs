@@ -306,7 +306,7 @@ impl Access {
     }
 
     async fn read(&self) -> Result<Vec<Record>, ReadError> {
-        let mut streams = self.store.read_streams(&[self.stream.clone()]).await?;
+        let mut streams = self.store.read_streams(std::slice::from_ref(&self.stream)).await?;
         Ok(streams.remove(&self.stream).unwrap_or_default())
     }
 

@@ -11,9 +11,27 @@ use serde::Serialize;
 /// The media type of every error.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// An RFC 9457 problem document.
+/// An RFC 9457 problem document (boxed: handlers return it in every `Err`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDoc>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDoc;
+    fn deref(&self) -> &ProblemDoc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDoc {
+        &mut self.0
+    }
+}
+
+/// The fields of a problem document.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemDoc {
     /// A URI naming the kind of problem (relative: the kinds are listed in the OpenAPI document).
     #[serde(rename = "type")]
     pub kind: String,
@@ -42,7 +60,7 @@ pub struct LineProblem {
 impl Problem {
     /// A problem of kind `kind` (a short slug, e.g. `rule-violation`) with `status`.
     pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
-        Problem {
+        Problem(Box::new(ProblemDoc {
             kind: format!("/problems/{kind}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
@@ -50,7 +68,7 @@ impl Problem {
             field: None,
             errors: Vec::new(),
             retry_after: None,
-        }
+        }))
     }
 
     /// Names the field the problem is about.
