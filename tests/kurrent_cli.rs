@@ -307,3 +307,120 @@ async fn a_record_retried_after_an_unknown_outcome_reports_the_original_once() {
     ok(&["export"], &export);
     assert_eq!(export.stdout.lines().count(), 1);
 }
+
+/// A `serve` process against the double, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(dir: &Path, store: &str) -> Serve {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline-ledger"))
+            .current_dir(dir)
+            .env_remove("PIPELINE_LEDGER_STORE")
+            .env_remove("PIPELINE_LEDGER_READ_MODELS")
+            .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        Serve { child, url }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two servers on one cluster share the grants (kept in the cluster, not on a host) and the log:
+/// what a writer appends through one, an auditor reads through the other, and a token revoked
+/// on the command line is refused by both within the refresh bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_cluster_share_tokens_and_the_log() {
+    let double = Double::start().await;
+    let url = double.url();
+    let (dir_one, dir_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let create = |role: &'static str, name: &'static str| {
+        let (dir, url) = (dir_one.path().to_path_buf(), url.clone());
+        async move {
+            let args = ["token", "create", "--role", role, "--name", name];
+            let out = run(&dir, &url, &args).await;
+            ok(&args, &out);
+            out.stdout.trim().to_string()
+        }
+    };
+    let writer = create("writer", "crm-sync").await;
+    let auditor = create("auditor", "audit").await;
+    let (one_dir, two_dir, store) = (
+        dir_one.path().to_path_buf(),
+        dir_two.path().to_path_buf(),
+        url.clone(),
+    );
+    let (one, two) = tokio::task::spawn_blocking(move || {
+        (
+            Serve::start(&one_dir, &store),
+            Serve::start(&two_dir, &store),
+        )
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let lead = serde_json::json!({"type": "LeadSourced", "data": {"company": "Acme", "contact": {"name": "Li Wei"},
+        "deal_id": "acme-d1", "rep_id": "rep-01", "source": "referral"}});
+    let appended = http
+        .post(format!("{}/v1/customers/acme/events", one.url))
+        .bearer_auth(&writer)
+        .json(&lead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appended.status(), 201, "{:?}", appended.text().await);
+    let history: serde_json::Value = http
+        .get(format!("{}/v1/customers/acme/history", two.url))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history[0]["recorded_by"], "crm-sync", "{history}");
+    let args = ["token", "revoke", "crm-sync"];
+    ok(&args, &run(dir_one.path(), &url, &args).await);
+    let bound = std::time::Duration::from_secs(pipeline_ledger::limits::ACCESS_REFRESH_SECONDS + 5);
+    for server in [&one, &two] {
+        let started = std::time::Instant::now();
+        loop {
+            let status = http
+                .get(format!("{}/v1/session", server.url))
+                .bearer_auth(&writer)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == 401 {
+                break;
+            }
+            assert!(
+                started.elapsed() < bound,
+                "{} still accepts a revoked token",
+                server.url
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -306,7 +306,10 @@ impl Access {
     }
 
     async fn read(&self) -> Result<Vec<Record>, ReadError> {
-        let mut streams = self.store.read_streams(std::slice::from_ref(&self.stream)).await?;
+        let mut streams = self
+            .store
+            .read_streams(std::slice::from_ref(&self.stream))
+            .await?;
         Ok(streams.remove(&self.stream).unwrap_or_default())
     }
 

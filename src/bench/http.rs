@@ -132,7 +132,10 @@ pub async fn measure(
                     .validator()
                     .parse_value(line)
                     .map_err(|e| e.to_string())?;
-                ledger.record_valid(valid).await.map_err(|e| e.to_string())?;
+                ledger
+                    .record_valid(valid)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok::<(), String>(())
         }));
@@ -150,9 +153,42 @@ pub async fn measure(
     )?;
 
     // The server, in its own process, as deployed.
-    let writer = cli(exe, store_path, &["token", "create", "--role", "writer", "--name", "bench-writer"])?;
-    let reader = cli(exe, store_path, &["token", "create", "--role", "reader", "--name", "bench-reader"])?;
-    let auditor = cli(exe, store_path, &["token", "create", "--role", "auditor", "--name", "bench-auditor"])?;
+    let writer = cli(
+        exe,
+        store_path,
+        &[
+            "token",
+            "create",
+            "--role",
+            "writer",
+            "--name",
+            "bench-writer",
+        ],
+    )?;
+    let reader = cli(
+        exe,
+        store_path,
+        &[
+            "token",
+            "create",
+            "--role",
+            "reader",
+            "--name",
+            "bench-reader",
+        ],
+    )?;
+    let auditor = cli(
+        exe,
+        store_path,
+        &[
+            "token",
+            "create",
+            "--role",
+            "auditor",
+            "--name",
+            "bench-auditor",
+        ],
+    )?;
     let mut child = Command::new(exe)
         .arg("--store")
         .arg(store_path)
@@ -194,11 +230,20 @@ pub async fn measure(
 
     let stop = Arc::new(AtomicBool::new(false));
     // The feed, from the head: when each event arrived.
-    let head = store.head_position().await.map_err(step("head"))?.unwrap_or(0);
+    let head = store
+        .head_position()
+        .await
+        .map_err(step("head"))?
+        .unwrap_or(0);
     let received: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let feed = {
-        let (http, url, auditor, received, stop) =
-            (http.clone(), url.clone(), auditor.clone(), received.clone(), stop.clone());
+        let (http, url, auditor, received, stop) = (
+            http.clone(),
+            url.clone(),
+            auditor.clone(),
+            received.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let Ok(mut response) = http
                 .get(format!("{url}/v1/feed?after={head}"))

@@ -521,7 +521,10 @@ async fn measure(
     s.lag_p99_ms = measure_lag(config, &store, &read_models, now).await?;
     writeln!(log, "[{size}] measured projection lag")?;
     if let Some(exe) = &config.exe {
-        writeln!(log, "[{size}] measuring appends through the rules, library and HTTP")?;
+        writeln!(
+            log,
+            "[{size}] measuring appends through the rules, library and HTTP"
+        )?;
         s.http = Some(
             http::measure(
                 exe,
