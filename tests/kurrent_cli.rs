@@ -2,9 +2,11 @@
 //! to end, and the other commands read what it wrote.
 
 mod kurrent_double;
+mod serve_support;
 
 use assert_cmd::Command;
 use kurrent_double::Double;
+use serve_support::ServeProcess;
 use std::path::Path;
 
 struct Run {
@@ -308,42 +310,16 @@ async fn a_record_retried_after_an_unknown_outcome_reports_the_original_once() {
     assert_eq!(export.stdout.lines().count(), 1);
 }
 
-/// A `serve` process against the double, killed when dropped.
-struct Serve {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(dir: &Path, store: &str) -> Serve {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline-ledger"))
-            .current_dir(dir)
-            .env_remove("PIPELINE_LEDGER_STORE")
-            .env_remove("PIPELINE_LEDGER_READ_MODELS")
-            .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
-        Serve { child, url }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `serve` process against the double.
+fn serve(dir: &Path, store: &str) -> ServeProcess {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline-ledger"));
+    command
+        .current_dir(dir)
+        .env_remove("PIPELINE_LEDGER_STORE")
+        .env_remove("PIPELINE_LEDGER_READ_MODELS")
+        .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::null());
+    ServeProcess::spawn(command)
 }
 
 /// Two servers on one cluster share the grants (kept in the cluster, not on a host) and the log:
@@ -370,14 +346,10 @@ async fn two_servers_on_one_cluster_share_tokens_and_the_log() {
         dir_two.path().to_path_buf(),
         url.clone(),
     );
-    let (one, two) = tokio::task::spawn_blocking(move || {
-        (
-            Serve::start(&one_dir, &store),
-            Serve::start(&two_dir, &store),
-        )
-    })
-    .await
-    .unwrap();
+    let (one, two) =
+        tokio::task::spawn_blocking(move || (serve(&one_dir, &store), serve(&two_dir, &store)))
+            .await
+            .unwrap();
     let http = reqwest::Client::new();
     let lead = serde_json::json!({"type": "LeadSourced", "data": {"company": "Acme", "contact": {"name": "Li Wei"},
         "deal_id": "acme-d1", "rep_id": "rep-01", "source": "referral"}});

@@ -2,12 +2,15 @@
 //! (single, batch, concurrent, retried), the live feed resumed after a disconnect, the limits,
 //! tokens revoked across two servers, and a graceful stop with appends in flight.
 
+mod serve_support;
+
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use serve_support::ServeProcess;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipeline-ledger");
@@ -84,7 +87,7 @@ impl Ledger {
 
 /// A running server, killed when dropped.
 struct Server {
-    child: Child,
+    process: ServeProcess,
     url: String,
     http: Client,
 }
@@ -96,30 +99,23 @@ impl Server {
 
     /// Starts `serve` on a free port with extra environment (limit overrides).
     fn start_with(ledger: &Ledger, env: &[(&str, &str)]) -> Server {
-        Server::start_on(&ledger.store(), env)
+        Server::start_args(&ledger.store(), env, &[])
     }
 
-    fn start_on(store: &Path, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(BIN)
+    /// Starts `serve` on a free port with `args` added and `env` set.
+    fn start_args(store: &Path, env: &[(&str, &str)], args: &[&std::ffi::OsStr]) -> Server {
+        let mut command = Command::new(BIN);
+        command
             .arg("--store")
             .arg(store)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve printed {line:?}"))
-            .to_string();
+            .stderr(Stdio::piped());
+        let process = ServeProcess::spawn(command);
+        let url = process.url.clone();
         Server {
-            child,
+            process,
             url,
             http: Client::new(),
         }
@@ -171,20 +167,14 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process; returns its exit status and standard error.
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
+        let child = &mut self.process.child;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
         let mut err = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
+        if let Some(mut stderr) = child.stderr.take() {
             stderr.read_to_string(&mut err).unwrap();
         }
         (status, err)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -998,25 +988,18 @@ async fn tls_from_a_certificate_and_key_serves_https() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let mut child = Command::new(BIN)
-        .arg("--store")
-        .arg(ledger.store())
-        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(dir.join("cert.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("key.pem"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let server = Server::start_args(
+        &ledger.store(),
+        &[],
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let url = server.url.clone();
     assert!(url.starts_with("https://"), "{url}");
     let http = Client::builder()
         .danger_accept_invalid_certs(true)
@@ -1031,6 +1014,4 @@ async fn tls_from_a_certificate_and_key_serves_https() {
     assert_eq!(login.status(), StatusCode::OK);
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("Secure"), "{cookie}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

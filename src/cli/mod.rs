@@ -426,26 +426,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Every projection command only reads the store (`project` and `rebuild` write the
             // read models, which are files of their own).
             let (store, _) = open(&store_path, with(Access::ReadOnly, mode))?;
-            let read_models = read_models_path(cli.read_models, &store_path);
-            if files::is_part_of(&read_models, &store_path) {
-                bail!(
-                    "--read-models names the store {} itself; name the read models' own file",
-                    store_path.display()
-                );
-            }
-            let read_models = projection_commands::open_read_models(&read_models, mode);
+            let read_models = open_read_models(cli.read_models, &store_path, mode)?;
             projection_commands::run(cmd, store, read_models, &mut out).await?;
         }
         Command::Serve(args) => {
             let (store, _) = open(&store_path, with(Access::MustExist, mode))?;
-            let read_models = read_models_path(cli.read_models, &store_path);
-            if files::is_part_of(&read_models, &store_path) {
-                bail!(
-                    "--read-models names the store {} itself; name the read models' own file",
-                    store_path.display()
-                );
-            }
-            let read_models = projection_commands::open_read_models(&read_models, mode);
+            let read_models = open_read_models(cli.read_models, &store_path, mode)?;
             let access =
                 serve_commands::open_access(&store_path, &store, Access::CreateIfMissing, mode)?;
             serve_commands::serve(args, store, read_models, access).await?;
@@ -509,6 +495,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Opens the read models of the store at `store` (`chosen`: the `--read-models` option), never
+/// the store's own file.
+fn open_read_models(
+    chosen: Option<PathBuf>,
+    store: &Path,
+    mode: FileMode,
+) -> anyhow::Result<Arc<dyn pipeline_ledger::read_models::ReadModels>> {
+    let path = read_models_path(chosen, store);
+    if files::is_part_of(&path, store) {
+        bail!(
+            "--read-models names the store {} itself; name the read models' own file",
+            store.display()
+        );
+    }
+    Ok(projection_commands::open_read_models(&path, mode))
 }
 
 /// Refuses `output` when it is a file of the ledger: the store, its -wal or -shm, or the read

@@ -210,6 +210,11 @@ pub fn parse_unique_json(bytes: &[u8], bytes_max: usize) -> Result<Value, LineEr
     let text = std::str::from_utf8(bytes).map_err(|e| LineError::NotUtf8 {
         column: e.valid_up_to() + 1,
     })?;
+    parse_unique_text(text)
+}
+
+/// JSON text with every key once, errors as line errors.
+fn parse_unique_text(text: &str) -> Result<Value, LineError> {
     unique::parse(text).map_err(|e| match e {
         unique::ParseError::Malformed(e) => LineError::MalformedJson {
             column: e.column(),
@@ -246,16 +251,7 @@ fn integral_floats_to_integers(value: &mut Value) {
 /// `{"type": "...", "data": {...}}` with `data` at the type's current version. Every error names
 /// the JSON pointer inside that text of the field it is about (`/type`, `/data/value/currency`).
 pub fn parse_replacement(text: &str) -> Result<EventPayload, LineError> {
-    let value = unique::parse(text).map_err(|e| match e {
-        unique::ParseError::Malformed(e) => LineError::MalformedJson {
-            column: e.column(),
-            reason: e.to_string(),
-        },
-        unique::ParseError::Repeated(r) => LineError::RepeatedKey {
-            key: r.key,
-            pointer: r.pointer,
-        },
-    })?;
+    let value = parse_unique_text(text)?;
     let field = |field: &str, reason: String| LineError::Field {
         field: field.to_string(),
         reason,

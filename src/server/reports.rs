@@ -35,16 +35,23 @@ pub struct AtParams {
     pub now: Option<String>,
 }
 
-impl AtParams {
-    fn at(&self) -> Result<ReportAt, Problem> {
-        Ok(ReportAt {
-            at_position: self.at_position,
-            as_of: time_param("as_of", self.as_of.as_deref())?,
-            known_at: time_param("known_at", self.known_at.as_deref())?,
-            now: time_param("now", self.now.as_deref())?,
-        })
-    }
+/// The report's point in time from the time travel parameters of a query type that has them.
+macro_rules! report_at {
+    ($($query:ty),*) => {$(
+        impl $query {
+            fn at(&self) -> Result<ReportAt, Problem> {
+                Ok(ReportAt {
+                    at_position: self.at_position,
+                    as_of: time_param("as_of", self.as_of.as_deref())?,
+                    known_at: time_param("known_at", self.known_at.as_deref())?,
+                    now: time_param("now", self.now.as_deref())?,
+                })
+            }
+        }
+    )*};
 }
+
+report_at!(AtParams, FunnelQuery, RepsQuery);
 
 /// Query parameters of the funnel.
 #[derive(Debug, Default, Deserialize)]
@@ -126,13 +133,7 @@ pub async fn funnel(
 ) -> Result<Response, Problem> {
     caller.may(Action::Reports)?;
     let q = query(q)?;
-    let at = AtParams {
-        at_position: q.at_position,
-        as_of: q.as_of,
-        known_at: q.known_at,
-        now: q.now,
-    }
-    .at()?;
+    let at = q.at()?;
     let by = match q.by.as_deref() {
         None | Some("") | Some("none") => None,
         Some("source") => Some(GroupBy::Source),
@@ -188,13 +189,7 @@ pub async fn reps(
 ) -> Result<Response, Problem> {
     caller.may(Action::Reports)?;
     let q = query(q)?;
-    let at = AtParams {
-        at_position: q.at_position,
-        as_of: q.as_of,
-        known_at: q.known_at,
-        now: q.now,
-    }
-    .at()?;
+    let at = q.at()?;
     let period = match q.period.as_deref() {
         Some("day") => Period::Day,
         Some("week") => Period::Week,
