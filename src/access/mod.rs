@@ -32,14 +32,7 @@ pub const TOKEN_PREFIX: &str = "plt_";
 
 /// The access store of a SQLite ledger at `store`: `ledger.db` → `ledger.access.db`.
 pub fn access_store_beside(store: &Path) -> PathBuf {
-    let name = store
-        .file_name()
-        .map_or_else(|| "pipeline-ledger".into(), |s| s.to_string_lossy());
-    let file = match name.strip_suffix(".db") {
-        Some(stem) => format!("{stem}.access.db"),
-        None => format!("{name}.access"),
-    };
-    store.with_file_name(file)
+    crate::store::files::beside(store, "access")
 }
 
 /// What a token may do. Each role is one job; a token has exactly one.

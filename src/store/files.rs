@@ -40,6 +40,19 @@ impl FileMode {
     }
 }
 
+/// The file of the ledger's that lives beside the store at `store`, named by `role`:
+/// `ledger.db` → `ledger.<role>.db` (a store not named `.db`: `<name>.<role>`).
+pub fn beside(store: &Path, role: &str) -> PathBuf {
+    let name = store
+        .file_name()
+        .map_or_else(|| "pipeline-ledger".into(), |s| s.to_string_lossy());
+    let file = match name.strip_suffix(".db") {
+        Some(stem) => format!("{stem}.{role}.db"),
+        None => format!("{name}.{role}"),
+    };
+    store.with_file_name(file)
+}
+
 /// Creates the empty file `path` with `mode` (exactly, whatever the umask) if it does not
 /// exist. Returns whether it created it.
 pub fn create_file(path: &Path, mode: FileMode) -> io::Result<bool> {

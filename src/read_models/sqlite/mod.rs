@@ -54,14 +54,7 @@ pub fn prefix(tables: Tables) -> &'static str {
 /// append for the batch, and the projection lag under a steady write load was seconds instead
 /// of milliseconds. The read models can always be rebuilt from the log.
 pub fn read_models_beside(store: &Path) -> PathBuf {
-    let name = store
-        .file_name()
-        .map_or_else(|| "pipeline-ledger".into(), |s| s.to_string_lossy());
-    let file = match name.strip_suffix(".db") {
-        Some(stem) => format!("{stem}.read-models.db"),
-        None => format!("{name}.read-models"),
-    };
-    store.with_file_name(file)
+    crate::store::files::beside(store, "read-models")
 }
 
 /// The writing connection, with the checkpointing thread it starts on its first commit.
