@@ -597,6 +597,8 @@ async fn the_dashboard_shows_the_apis_figures_fits_the_screen_and_escapes_free_t
     let auditor = token(&store, "auditor");
     let writer = token(&store, "writer");
 
+    // Declared before the processes, so that it is removed after Chromium has stopped.
+    let profile = tempfile::tempdir().unwrap();
     let mut processes = Processes::default();
     let base = serve(&mut processes, &store, dir.path().join("serve.log"));
     let port = free_port();
@@ -612,7 +614,6 @@ async fn the_dashboard_shows_the_apis_figures_fits_the_screen_and_escapes_free_t
     if let Some(d) = &shots {
         std::fs::create_dir_all(d).unwrap();
     }
-    let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver_url, profile.path()).await;
     let api = Api { http, base };
     let mut run = Run {
@@ -623,11 +624,11 @@ async fn the_dashboard_shows_the_apis_figures_fits_the_screen_and_escapes_free_t
         compared: Vec::new(),
     };
 
-    sign_in(&run, &reader).await;
+    sign_in(&run, &reader, "reader").await;
     let (funnel, pipeline, customer) = reports_pages(&mut run).await;
     as_of_changes_the_figures(&mut run, &funnel, &pipeline).await;
     sign_out(&run).await;
-    sign_in(&run, &auditor).await;
+    sign_in(&run, &auditor, "auditor").await;
     customer_with_history(&mut run, &customer, &auditor).await;
     free_text_is_shown_as_text(&mut run, &store, &writer, &auditor).await;
 
@@ -644,8 +645,8 @@ async fn the_dashboard_shows_the_apis_figures_fits_the_screen_and_escapes_free_t
     );
 }
 
-/// Signs in through the page's form.
-async fn sign_in(run: &Run<'_>, token: &str) {
+/// Signs in through the page's form; the page then names the token's role.
+async fn sign_in(run: &Run<'_>, token: &str, role_name: &str) {
     let c = run.c;
     c.goto(&format!("{}/", run.api.base)).await.unwrap();
     wait_ready(c, "login").await;
@@ -666,7 +667,7 @@ async fn sign_in(run: &Run<'_>, token: &str) {
         "return document.querySelector('#session .role').textContent",
     )
     .await;
-    assert!(role.is_string(), "no role shown after signing in: {role}");
+    assert_eq!(role, json!(role_name), "the role shown after signing in");
 }
 
 async fn sign_out(run: &Run<'_>) {
