@@ -145,11 +145,13 @@ function spread(path, sp) {
     h('span', { className: 'muted' }, ' (', fig(`${path}.count`, sp.count), ')'));
 }
 
-/** The ⓘ button of a figure: hovering shows its definition (title), clicking toggles it. */
+/** The (i) button of a figure: hovering shows its definition (title), clicking toggles it.
+ *  A plain "i" drawn in a circle by the style sheet: the character ⓘ is missing from the fonts
+ *  of many Linux desktops, where it showed as an empty box. */
 function def(key) {
   const d = state.defs.get(key);
   return h('button', {
-    type: 'button', className: 'info', textContent: 'ⓘ',
+    type: 'button', className: 'info', textContent: 'i',
     title: d ? `${d.label}: ${d.text}` : key, dataset: { def: key },
     'aria-label': `Definition of ${d ? d.label : key}`, 'aria-expanded': 'false',
   });
@@ -201,7 +203,8 @@ function figureList(items) {
  *  Columns are { head, def, num, th, wrap, cell(row, index) }. */
 function table(cols, rows) {
   const head = h('tr', {}, cols.map((c) => h('th', { scope: 'col', className: c.num ? 'num' : '' },
-    c.head, c.def ? [' ', def(c.def)] : [])));
+    // A no-break space: a heading that wraps keeps its (i) with its last word.
+    c.head, c.def ? ['\u00a0', def(c.def)] : [])));
   const body = rows.map((row, i) => h('tr', {}, cols.map((c) =>
     h(c.th ? 'th' : 'td', { className: c.num ? 'num' : c.wrap ? 'wrap' : '' }, c.cell(row, i)))));
   return h('div', { className: 'table-wrap' }, h('table', {}, h('thead', {}, head), h('tbody', {}, body)));
