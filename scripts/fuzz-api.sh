@@ -12,8 +12,13 @@ cd "$(dirname "$0")/.."
 examples=${FUZZ_EXAMPLES:-40}
 bin=${PIPELINE_LEDGER_BIN:-target/release/pipeline-ledger}
 [ -x "$bin" ] || cargo build --release --locked
-st=$(command -v schemathesis || command -v st || true)
-if [ -z "$st" ]; then
+if command -v schemathesis >/dev/null; then
+    st=(schemathesis)
+elif command -v st >/dev/null; then
+    st=(st)
+elif python3 -m schemathesis.cli --version >/dev/null 2>&1; then
+    st=(python3 -m schemathesis.cli)
+else
     echo "schemathesis is not installed: run scripts/install-test-deps.sh" >&2
     exit 1
 fi
@@ -39,7 +44,7 @@ url=$(sed -n 's/^listening on //p' "$work/serve.out")
 echo "fuzzing $url with $examples examples per operation and token"
 status=0
 for token in "$writer" "$auditor"; do
-    SCHEMATHESIS_HOOKS=scripts.fuzz_hooks "$st" run "$url/v1/openapi.json" \
+    SCHEMATHESIS_HOOKS=scripts.fuzz_hooks "${st[@]}" run "$url/v1/openapi.json" \
         --checks all \
         --exclude-checks positive_data_acceptance,ensure_resource_availability,use_after_free,ignored_auth \
         --max-examples "$examples" --seed 42 \

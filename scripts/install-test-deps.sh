@@ -32,14 +32,19 @@ echo "install-test-deps: $(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/
 if ! command -v schemathesis >/dev/null && ! command -v st >/dev/null; then
     echo "install-test-deps: installing schemathesis with pip"
     python3 -m pip install --quiet schemathesis
+    # pyenv makes the new command visible only after a rehash.
+    command -v pyenv >/dev/null && pyenv rehash || true
+    hash -r
     did=1
 fi
 if command -v schemathesis >/dev/null; then
     echo "install-test-deps: $(schemathesis --version 2>/dev/null | head -1)"
 elif command -v st >/dev/null; then
     echo "install-test-deps: $(st --version 2>/dev/null | head -1)"
+elif python3 -m schemathesis.cli --version >/dev/null 2>&1; then
+    echo "install-test-deps: $(python3 -m schemathesis.cli --version | head -1) (as python3 -m schemathesis.cli)"
 else
-    echo "install-test-deps: schemathesis was installed but is not on PATH (pip's scripts folder?)" >&2
+    echo "install-test-deps: schemathesis was installed but cannot be run" >&2
     exit 1
 fi
 

@@ -589,6 +589,10 @@ pub fn write_pipeline(out: &mut dyn Write, format: Format, r: &PipelineReport) -
     for (s, v) in &r.open_deals_by_stage {
         stages.row(vec![s.as_str().into(), v.to_string()]);
     }
+    let mut owners = Table::new("Open deals by owner", &["owner", "deals"]);
+    for (owner, n) in &r.open_deals_by_owner {
+        owners.row(vec![owner.clone(), n.to_string()]);
+    }
     let mut no_activity = Table::new("Stalled: no activity", &headers);
     stalled_rows(&mut no_activity, &r.stalled_no_activity);
     let mut no_progress = Table::new("Stalled: no progress", &headers);
@@ -611,7 +615,7 @@ pub fn write_pipeline(out: &mut dyn Write, format: Format, r: &PipelineReport) -
         format,
         &r.meta,
         r,
-        vec![states, stages, no_activity, no_progress, overdue],
+        vec![states, stages, owners, no_activity, no_progress, overdue],
     )
 }
 

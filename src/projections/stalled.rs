@@ -57,6 +57,8 @@ pub struct PipelineReport {
     pub customers_by_state: BTreeMap<String, u64>,
     /// Open deals per stage, in pipeline order.
     pub open_deals_by_stage: Vec<(Stage, u64)>,
+    /// Open deals per owner (the customer's owner at the report's position).
+    pub open_deals_by_owner: BTreeMap<String, u64>,
     pub deals_by_status: BTreeMap<String, u64>,
     pub stalled_no_activity: Vec<StalledDeal>,
     pub stalled_no_progress: Vec<StalledDeal>,
@@ -118,14 +120,22 @@ pub fn pipeline(model: &ReadModel, policy: &Policy, meta: ReportMeta) -> Pipelin
             .entry(state_at(c, now).as_str().to_string())
             .or_insert(0) += 1;
     }
+    let owners: HashMap<&str, &str> = model
+        .customers
+        .iter()
+        .map(|c| (c.customer_id.as_str(), c.owner_rep.as_str()))
+        .collect();
     let mut deals_by_status = BTreeMap::new();
     let mut by_stage: BTreeMap<Stage, u64> = BTreeMap::new();
+    let mut open_deals_by_owner: BTreeMap<String, u64> = BTreeMap::new();
     for d in &model.deals {
         *deals_by_status
             .entry(d.status.as_str().to_string())
             .or_insert(0) += 1;
         if d.status == DealStatus::Open {
             *by_stage.entry(d.stage).or_insert(0) += 1;
+            let owner = owners.get(d.customer_id.as_str()).copied().unwrap_or("");
+            *open_deals_by_owner.entry(owner.to_string()).or_insert(0) += 1;
         }
     }
     let open_deals_by_stage = policy
@@ -163,6 +173,7 @@ pub fn pipeline(model: &ReadModel, policy: &Policy, meta: ReportMeta) -> Pipelin
         meta,
         customers_by_state,
         open_deals_by_stage,
+        open_deals_by_owner,
         deals_by_status,
         stalled_no_activity,
         stalled_no_progress,

@@ -88,8 +88,10 @@ pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route(
             "/v1/customers/{customer}/events",
+            // Read up to 16 times the limit, so that a body somewhat over it is answered with a
+            // clean 413 (the handler checks the limit) rather than a connection reset mid-body.
             post(write::append_one).layer(DefaultBodyLimit::max(
-                pipeline_ledger::limits::HTTP_EVENT_BODY_BYTES_MAX,
+                16 * pipeline_ledger::limits::HTTP_EVENT_BODY_BYTES_MAX,
             )),
         )
         .route(
@@ -162,9 +164,22 @@ async fn request_timeout(State(state): State<Shared>, request: Request, next: Ne
     }
 }
 
-/// Headers on every response: no sniffing, no framing, and the dashboard's script policy.
+/// Headers on every response: no sniffing, no framing, and the dashboard's script policy. A
+/// refused request whose body was sent closes its connection (`Connection: close`): the body may
+/// not have been read, and a client must not send its next request on that connection.
 async fn security_headers(request: Request, next: Next) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let mut response = next.run(request).await;
+    if has_body && (response.status().is_client_error() || response.status().is_server_error())
+    {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
     let h = response.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -192,6 +192,16 @@ pub async fn append_one(
     let principal = caller.may(Action::Append)?.clone();
     let body =
         body.map_err(|r| body_problem(r, HTTP_EVENT_BODY_BYTES_MAX, "HTTP_EVENT_BODY_BYTES_MAX"))?;
+    if body.len() > HTTP_EVENT_BODY_BYTES_MAX {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!(
+                "the body is {} bytes, larger than {HTTP_EVENT_BODY_BYTES_MAX} (HTTP_EVENT_BODY_BYTES_MAX); nothing was written",
+                body.len()
+            ),
+        ));
+    }
     let value =
         parse_unique_json(&body, HTTP_EVENT_BODY_BYTES_MAX).map_err(|e| line_problem(&e))?;
     let Value::Object(mut object) = value else {
