@@ -138,6 +138,15 @@ pub fn pipeline(model: &ReadModel, policy: &Policy, meta: ReportMeta) -> Pipelin
             *open_deals_by_owner.entry(owner.to_string()).or_insert(0) += 1;
         }
     }
+    // Every open deal is counted once per view: by owner and by status agree.
+    assert_eq!(
+        open_deals_by_owner.values().sum::<u64>(),
+        deals_by_status
+            .get(DealStatus::Open.as_str())
+            .copied()
+            .unwrap_or(0),
+        "open deals by owner must add up to the open deals"
+    );
     let open_deals_by_stage = policy
         .open_stages()
         .map(|s| (s, by_stage.get(&s).copied().unwrap_or(0)))

@@ -174,11 +174,11 @@ async fn security_headers(request: Request, next: Next) -> Response {
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     let mut response = next.run(request).await;
-    if has_body && (response.status().is_client_error() || response.status().is_server_error())
-    {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     let h = response.headers_mut();
     h.insert(
