@@ -338,14 +338,22 @@ fn a_failed_or_interrupted_import_from_standard_input_leaves_no_spool() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was written"));
     assert_eq!(ledger.files(), before);
-    // Interrupted (Ctrl-C) while the producer is still writing.
-    let mut import = ledger
-        .command(&["import", "-"])
+    // Interrupted (Ctrl-C) while the producer is still writing. The child gets SIGINT's default
+    // action, as on a terminal: a test run started in the background (`cmd &` in a script)
+    // inherits SIGINT ignored, and the import would then wait for its input for ever.
+    let mut command = ledger.command(&["import", "-"]);
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    // SAFETY: `signal` is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut import = command.spawn().unwrap();
     let mut stdin = import.stdin.take().unwrap();
     stdin.write_all(two_lead_lines().0.as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(500));
