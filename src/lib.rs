@@ -11,9 +11,11 @@
 //! - [`demo`]: the seeded generator of realistic histories.
 
 pub mod access;
+pub mod audit;
 pub mod contract;
 pub mod demo;
 pub mod domain;
+pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod projections;

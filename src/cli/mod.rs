@@ -1,6 +1,7 @@
 //! The command-line front end: parses arguments, opens the store, calls the library, prints.
 //! Errors are typed below this module; here, at the edge, they become messages and exit codes.
 
+pub mod audit_commands;
 pub mod projection_commands;
 pub mod record;
 pub mod serve_commands;
@@ -75,13 +76,38 @@ pub enum Command {
     Import {
         /// The NDJSON file, or `-`.
         file: PathBuf,
+        /// Check FILE against this manifest (`export --manifest`) first; a slice that does not
+        /// match it writes nothing.
+        #[arg(long, value_name = "MANIFEST")]
+        manifest: Option<PathBuf>,
+        /// With --manifest: the key the manifest must be signed with (PEM file or 64 hex).
+        #[arg(long, value_name = "KEY", requires = "manifest")]
+        public_key: Option<String>,
     },
-    /// Export every event as NDJSON, in log order. Opens the store read-only.
+    /// Export events as NDJSON, in log order (all of them, or positions --from to --to). Opens
+    /// the store read-only.
+    ///
+    /// Example: pipeline-ledger --store ledger.db export --from 1001 --to 2000 -o q1.ndjson --manifest q1.manifest.json
     Export {
         /// Write here instead of standard output: into a temporary file beside it, renamed over
         /// it once the export is complete. Never the store or the read models.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// The first position to export (default: the first event).
+        #[arg(long, value_name = "POSITION")]
+        from: Option<u64>,
+        /// The last position to export (default: the head).
+        #[arg(long, value_name = "POSITION")]
+        to: Option<u64>,
+        /// Write a manifest here, beside the NDJSON: positions, count, the chain hash before
+        /// the slice and at its end, the store's identity and the file's SHA-256, so that a
+        /// recipient can check the slice alone (`verify --export F --manifest M`). The slice's
+        /// stored hashes are checked on the way.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Sign the manifest with this secret key (`keygen`).
+        #[arg(long, value_name = "FILE", requires = "manifest")]
+        key: Option<PathBuf>,
     },
     /// Copy the running store into DEST: a consistent online backup (WAL included) as one
     /// self-contained file, verified before it replaces DEST. SQLite stores only.
@@ -101,6 +127,8 @@ pub enum Command {
     },
     #[command(flatten)]
     Projection(projection_commands::ProjectionCommand),
+    #[command(flatten)]
+    Audit(audit_commands::AuditCommand),
     /// Serve the HTTP API (/v1), the live feed and the dashboard, following the log with the
     /// projection runner; stops gracefully on SIGTERM or Ctrl-C.
     ///
@@ -328,7 +356,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 recorded.event_id, recorded.revision, recorded.position
             )?;
         }
-        Command::Import { file } => {
+        Command::Import {
+            file,
+            manifest,
+            public_key,
+        } => {
+            if let Some(manifest) = manifest {
+                check_import_manifest(&file, &manifest, public_key.as_deref())?;
+            }
             // Standard input is copied to a temporary file first, so that the store's write
             // lock is held only while writing, never while a producer is slow.
             let mut input: Box<dyn BufRead + Send> = if file.as_os_str() == "-" {
@@ -374,21 +409,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Command::Export { output } => {
-            if let Some(path) = &output {
-                let read_models = read_models_path(cli.read_models.clone(), &store_path);
+        Command::Export {
+            output,
+            from,
+            to,
+            manifest,
+            key,
+        } => {
+            let read_models = read_models_path(cli.read_models.clone(), &store_path);
+            for path in output.iter().chain(&manifest) {
                 refuse_ledger_file(path, &store_path, &read_models)?;
             }
+            if let (Some(output), Some(manifest)) = (&output, &manifest)
+                && files::is_part_of(output, manifest)
+            {
+                bail!(
+                    "the manifest goes beside the export, never into it: name another file \
+                     than {}",
+                    output.display()
+                );
+            }
+            let key = key
+                .map(|k| pipeline_ledger::keys::SecretKey::read(&k))
+                .transpose()?;
             let (_, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
-            let count = match output {
-                Some(path) => export_to_file(&ledger, &path, mode).await?,
+            let what = ExportSlice {
+                from,
+                to,
+                manifest: manifest.is_some(),
+                key: key.as_ref(),
+            };
+            let (count, made) = match &output {
+                Some(path) => export_to_file(&ledger, &what, path, mode).await?,
                 None => {
                     let mut w = std::io::BufWriter::new(&mut out);
-                    let n = ledger.export(&mut w).await?;
+                    let done = export_into(&ledger, &what, &mut w).await?;
                     w.flush()?;
-                    n
+                    done
                 }
             };
+            if let (Some(path), Some(made)) = (&manifest, made) {
+                let text = serde_json::to_string_pretty(&made)? + "\n";
+                audit_commands::write_file(path, text.as_bytes(), mode)?;
+                eprintln!(
+                    "wrote the manifest {} (last hash {})",
+                    path.display(),
+                    made.statement.last_hash
+                );
+            }
             eprintln!("exported {count} events");
         }
         Command::Backup { dest, force } => {
@@ -435,6 +503,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let access =
                 serve_commands::open_access(&store_path, &store, Access::CreateIfMissing, mode)?;
             serve_commands::serve(args, store, read_models, access).await?;
+        }
+        Command::Audit(command) => {
+            let location = store_path.clone();
+            let opener = || async move {
+                let (store, _) = open(&location, with(Access::ReadOnly, mode))?;
+                anyhow::Ok(store)
+            };
+            audit_commands::run(command, opener, mode, &mut out).await?;
         }
         Command::Openapi => {
             out.write_all(crate::server::openapi::document_text().as_bytes())?;
@@ -533,9 +609,70 @@ fn refuse_ledger_file(output: &Path, store: &Path, read_models: &Path) -> anyhow
     Ok(())
 }
 
+/// What `export` writes: positions `from..=to`, and whether a manifest proves them.
+struct ExportSlice<'a> {
+    from: Option<u64>,
+    to: Option<u64>,
+    manifest: bool,
+    key: Option<&'a pipeline_ledger::keys::SecretKey>,
+}
+
+/// Writes the export into `w`: the events, and the manifest when one is asked for.
+async fn export_into(
+    ledger: &Ledger,
+    what: &ExportSlice<'_>,
+    w: &mut dyn Write,
+) -> anyhow::Result<(u64, Option<pipeline_ledger::audit::manifest::Manifest>)> {
+    if what.manifest {
+        let made = pipeline_ledger::audit::manifest::export_slice(
+            &**ledger.store(),
+            what.from,
+            what.to,
+            what.key,
+            w,
+        )
+        .await?;
+        Ok((made.statement.events, Some(made)))
+    } else {
+        Ok((ledger.export_range(what.from, what.to, w).await?, None))
+    }
+}
+
+/// Refuses an import whose file does not match its manifest, before anything is written.
+fn check_import_manifest(file: &Path, manifest: &Path, key: Option<&str>) -> anyhow::Result<()> {
+    if file.as_os_str() == "-" {
+        bail!("--manifest checks a file; standard input cannot be read twice: import a file");
+    }
+    let pinned = key
+        .map(pipeline_ledger::keys::PublicKey::read)
+        .transpose()?;
+    let manifest = audit_commands::read_manifest(manifest)?;
+    let check = audit_commands::check_slice_file(file, &manifest, pinned.as_ref())?;
+    if let Some(p) = check.problem {
+        let at = p.line.map(|l| format!(" at line {l}")).unwrap_or_default();
+        bail!(
+            "{} does not match its manifest{at}: {}; nothing was written",
+            file.display(),
+            p.detail
+        );
+    }
+    eprintln!(
+        "{} matches its manifest ({} events, store {})",
+        file.display(),
+        check.events,
+        manifest.statement.store_identity
+    );
+    Ok(())
+}
+
 /// Exports into a temporary file beside `path` (created with `mode`), synced and renamed over
 /// `path` only once the export is complete: a failed export leaves `path` as it was.
-async fn export_to_file(ledger: &Ledger, path: &Path, mode: FileMode) -> anyhow::Result<u64> {
+async fn export_to_file(
+    ledger: &Ledger,
+    what: &ExportSlice<'_>,
+    path: &Path,
+    mode: FileMode,
+) -> anyhow::Result<(u64, Option<pipeline_ledger::audit::manifest::Manifest>)> {
     let name = path
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?
@@ -545,7 +682,7 @@ async fn export_to_file(ledger: &Ledger, path: &Path, mode: FileMode) -> anyhow:
         .with_context(|| format!("cannot create {}", temp.display()))?;
     let result = async {
         let mut w = std::io::BufWriter::new(file);
-        let n = ledger.export(&mut w).await?;
+        let n = export_into(ledger, what, &mut w).await?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)

@@ -336,7 +336,18 @@ impl Ledger {
 
     /// Writes every event as NDJSON, in position order. Returns the number of events.
     pub async fn export(&self, out: &mut dyn Write) -> Result<u64, ExportError> {
-        let mut after = None;
+        self.export_range(None, None, out).await
+    }
+
+    /// Writes the events at positions `from..=to` (each bound optional) as NDJSON, in position
+    /// order. Returns the number of events.
+    pub async fn export_range(
+        &self,
+        from: Option<u64>,
+        to: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<u64, ExportError> {
+        let mut after = from.and_then(|f| f.checked_sub(1)).filter(|&p| p > 0);
         let mut count = 0;
         loop {
             let page = self.store.read_all(after, READ_PAGE_EVENTS).await?;
@@ -345,6 +356,9 @@ impl Ledger {
             };
             after = Some(last.position);
             for record in &page {
+                if to.is_some_and(|to| record.position > to) {
+                    return Ok(count);
+                }
                 let line = codec::to_line(record)?;
                 serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;

@@ -8,6 +8,7 @@
 //! tells the store which streams are its own (a [`StreamFilter`]) where the store is shared.
 
 pub mod backup;
+pub mod chain;
 pub mod files;
 pub mod kurrent;
 pub mod sqlite;
@@ -386,6 +387,44 @@ pub trait EventStore: Send + Sync {
     /// against another store. `None` when the store has none and cannot be given one now (a
     /// store of an older version opened read-only).
     async fn identity(&self) -> Result<Option<String>, ReadError>;
+
+    /// What the store holds of its hash chain; `None` when it keeps none (a store of an older
+    /// format opened read-only, or a backend without one).
+    async fn chain_info(&self) -> Result<Option<chain::ChainInfo>, ReadError> {
+        Ok(None)
+    }
+
+    /// Up to `max_count` events with a position greater than `after`, each with the hashes the
+    /// store keeps for it (none, by default).
+    async fn read_chained(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<chain::ChainedRecord>, ReadError> {
+        Ok(self
+            .read_all(after, max_count)
+            .await?
+            .into_iter()
+            .map(|record| chain::ChainedRecord {
+                record,
+                event_hash: None,
+                chain_hash: None,
+            })
+            .collect())
+    }
+
+    /// The chain hash stored at `position`, on a store whose chain runs over the log.
+    async fn chain_link_at(&self, position: u64) -> Result<Option<chain::Digest>, ReadError> {
+        let _ = position;
+        Ok(None)
+    }
+
+    /// The position of the event whose stored event hash is `hash`, if any: how a verifier tells
+    /// a moved event from a changed one.
+    async fn find_event_hash(&self, hash: chain::Digest) -> Result<Option<u64>, ReadError> {
+        let _ = hash;
+        Ok(None)
+    }
 
     /// Appends chunks as they arrive, as one atomic unit: everything is written when
     /// [`BulkMessage::Commit`] arrives, nothing if the sender goes away first or a chunk fails

@@ -11,6 +11,9 @@
 //! part of an append. Positions are assigned inside the write transaction from the table's own
 //! maximum, so that several processes may write to one file (SQLite serializes them).
 
+mod chain;
+
+use super::chain::{ChainInfo, ChainedRecord, Digest};
 use super::files::{self, FileKind, STORE_APPLICATION_ID};
 use super::{Access, StoreOptions};
 use super::{
@@ -48,7 +51,9 @@ pub const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);
 /// commits, then slept through every free moment and fell seconds behind.
 const BUSY_RETRY_INTERVAL: Duration = Duration::from_micros(200);
 /// The file format version (`PRAGMA user_version`).
-const FORMAT_VERSION: i32 = 1;
+/// 2: the hash chain (`event_chain`, `chain_upgrades`). Stores of format 1 (and 0, the first
+/// builds) are upgraded when first opened for writing.
+const FORMAT_VERSION: i32 = 2;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +217,8 @@ impl SqliteStore {
         wait_when_busy(&mut conn).map_err(sqlite)?;
         init_schema(&mut conn, &path)?;
         let identity = ensure_identity(&conn).map_err(sqlite)?;
+        chain::ensure_chain(&mut conn).map_err(sqlite)?;
+        stamp_format(&conn).map_err(sqlite)?;
         let head = max_position(&conn).map_err(sqlite)?;
         let (head_tx, _) = watch::channel(head);
         let shared = Arc::new(Shared {
@@ -469,7 +476,7 @@ fn check_kind(conn: &Connection, path: &Path) -> Result<bool, SqliteOpenError> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite)?;
     // A store of an older build of this project (id 0, the `events` table) has version 0.
-    if version != FORMAT_VERSION && version != 0 {
+    if !(0..=FORMAT_VERSION).contains(&version) {
         return Err(SqliteOpenError::UnsupportedFormat {
             path,
             found: version,
@@ -535,6 +542,7 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError
             );",
         )
         .map_err(sqlite)?;
+        chain::create_tables(&tx).map_err(sqlite)?;
     }
     if id == 0 {
         // A new store, or one of an older build that was not stamped yet.
@@ -544,6 +552,15 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError
         .map_err(sqlite)?;
     }
     tx.commit().map_err(sqlite)?;
+    Ok(())
+}
+
+/// Records the current format in a store opened for writing, once its chain exists.
+fn stamp_format(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != FORMAT_VERSION {
+        conn.pragma_update(None, "user_version", FORMAT_VERSION)?;
+    }
     Ok(())
 }
 
@@ -595,6 +612,10 @@ pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 const SELECT_COLUMNS: &str = "event_id, stream, revision, position, event_type, schema_version, \
      data, occurred_at, recorded_at, recorded_by, correlation_id, causation_id";
+/// [`SELECT_COLUMNS`] of the table aliased `e`.
+const SELECT_COLUMNS_OF_E: &str = "e.event_id, e.stream, e.revision, e.position, e.event_type, \
+     e.schema_version, e.data, e.occurred_at, e.recorded_at, e.recorded_by, e.correlation_id, \
+     e.causation_id";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let id: Vec<u8> = row.get(0)?;
@@ -736,6 +757,7 @@ fn commit_bulk_in_cache(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(write_failed)?;
     let mut next_position = max_position(&tx).map_err(sql)? + 1;
+    let mut chain_head = chain::head_link(&tx, next_position - 1)?;
     let now = truncate_to_micros(Utc::now());
     let mut result = BulkResult::default();
     // The transaction holds the file's write lock until it commits or rolls back as a whole, so
@@ -755,8 +777,12 @@ fn commit_bulk_in_cache(
                 check_append(&appends)?;
                 // An error returns early: dropping `tx` rolls everything back, and dropping
                 // `chunks` tells the producer to stop.
-                let results =
-                    apply_appends(&tx, &appends, &mut next_position, now, &mut revisions)?;
+                let mut cursor = Cursor {
+                    next_position: &mut next_position,
+                    chain_head: &mut chain_head,
+                    now,
+                };
+                let results = apply_appends(&tx, &appends, &mut cursor, &mut revisions)?;
                 result.add(&appends, &results);
                 if freer {
                     let _ = to_free.send(appends);
@@ -794,6 +820,7 @@ fn commit_batch(
 ) -> Result<(Vec<Outcome>, u64), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut next_position = max_position(&tx)? + 1;
+    let mut chain_head = chain::head_link(&tx, next_position - 1).map_err(storage_to_sqlite)?;
     let now = truncate_to_micros(Utc::now());
     let mut outcomes = Vec::with_capacity(batch.len());
     // Savepoint statements are prepared once and reused: parsing them for every append was a
@@ -801,16 +828,15 @@ fn commit_batch(
     let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(|_| ());
     for request in batch {
         run("SAVEPOINT append_request")?;
-        let position_before = next_position;
+        let (position_before, chain_before) = (next_position, chain_head);
         // A request's revisions are only valid inside its savepoint: each starts afresh.
         let mut revisions = HashMap::new();
-        match apply_appends(
-            &tx,
-            &request.appends,
-            &mut next_position,
+        let mut cursor = Cursor {
+            next_position: &mut next_position,
+            chain_head: &mut chain_head,
             now,
-            &mut revisions,
-        ) {
+        };
+        match apply_appends(&tx, &request.appends, &mut cursor, &mut revisions) {
             Ok(results) => {
                 run("RELEASE append_request")?;
                 outcomes.push(Ok(results));
@@ -821,6 +847,7 @@ fn commit_batch(
                 run("ROLLBACK TO append_request")?;
                 run("RELEASE append_request")?;
                 next_position = position_before;
+                chain_head = chain_before;
                 outcomes.push(Err(e));
             }
         }
@@ -853,13 +880,21 @@ fn find_by_id(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<Record>> {
     .optional()
 }
 
+/// Where the log stands inside a write transaction: the next position, the chain hash the next
+/// event links to, and the time stamped on events recorded without one.
+struct Cursor<'a> {
+    next_position: &'a mut u64,
+    chain_head: &'a mut Digest,
+    now: DateTime<Utc>,
+}
+
 fn apply_appends(
     conn: &Connection,
     appends: &[StreamAppend],
-    next_position: &mut u64,
-    now: DateTime<Utc>,
+    cursor: &mut Cursor<'_>,
     revisions: &mut HashMap<String, CurrentRevision>,
 ) -> Result<Vec<AppendResult>, AppendError> {
+    let (next_position, now) = (&mut *cursor.next_position, cursor.now);
     let sql = |e: rusqlite::Error| AppendError::Storage(StorageError::Sqlite(e));
     let mut results = Vec::with_capacity(appends.len());
     // `revisions`: stream revisions as the appends so far leave them, so that many runs of the
@@ -895,6 +930,7 @@ fn apply_appends(
         };
         let first_position = *next_position;
         for (i, event) in append.events.iter().enumerate() {
+            let recorded_at = event.recorded_at.unwrap_or(now);
             let inserted = insert.execute(params![
                 *next_position as i64,
                 event.event_id.as_bytes().as_slice(),
@@ -903,7 +939,7 @@ fn apply_appends(
                 event.event_type,
                 event.schema_version as i64,
                 to_micros(event.occurred_at),
-                to_micros(event.recorded_at.unwrap_or(now)),
+                to_micros(recorded_at),
                 event.recorded_by,
                 event.correlation_id.as_ref().map(|u| u.as_bytes().to_vec()),
                 event.causation_id.as_ref().map(|u| u.as_bytes().to_vec()),
@@ -929,6 +965,11 @@ fn apply_appends(
                 }
                 Err(e) => return Err(sql(e)),
             }
+            // Hashed as it will be read back: times at the stored precision.
+            let event_hash = chain::new_event_hash(&append.stream, revision, event, recorded_at);
+            *cursor.chain_head = super::chain::link(cursor.chain_head, &event_hash);
+            chain::insert_link(conn, *next_position, &event_hash, cursor.chain_head)
+                .map_err(sql)?;
             *next_position += 1;
             revision += 1;
         }
@@ -1158,6 +1199,29 @@ impl EventStore for SqliteStore {
 
     async fn identity(&self) -> Result<Option<String>, ReadError> {
         Ok(self.shared.identity.clone())
+    }
+
+    async fn chain_info(&self) -> Result<Option<ChainInfo>, ReadError> {
+        self.with_reader(chain::info).await
+    }
+
+    async fn read_chained(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<ChainedRecord>, ReadError> {
+        self.with_reader(move |conn| chain::read_chained(conn, after, max_count))
+            .await
+    }
+
+    async fn chain_link_at(&self, position: u64) -> Result<Option<Digest>, ReadError> {
+        self.with_reader(move |conn| chain::link_at(conn, position))
+            .await
+    }
+
+    async fn find_event_hash(&self, hash: Digest) -> Result<Option<u64>, ReadError> {
+        self.with_reader(move |conn| chain::position_of_event_hash(conn, &hash))
+            .await
     }
 }
 

@@ -1,0 +1,7 @@
+//! Audit: proof that the log is what was appended. The store keeps a hash chain over its events
+//! (`store::chain`); this module checks it (`verify`), signs its head (`seal`), and exports
+//! slices that a recipient can check alone (`manifest`).
+
+pub mod manifest;
+pub mod seal;
+pub mod verify;
