@@ -641,7 +641,71 @@ contract!(
     catch_up_then_live_without_gap_or_duplicate,
     resume_from_checkpoint,
     append_many_across_streams,
+    the_hash_chain_holds_after_appends_and_retries,
 );
+
+/// Issue 13: whatever the backend, the events it appends carry a chain that `verify` finds
+/// whole: single appends at each kind of expected revision, a retry, an append over two streams.
+/// (SQLite keeps one chain over the log, KurrentDB one per stream.)
+async fn the_hash_chain_holds_after_appends_and_retries(f: &Fixture) {
+    use pipeline_ledger::audit::verify::{VerifyOptions, verify};
+    let (s, t) = (stream(), stream());
+    let first = events(2);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, first.clone())
+        .await
+        .unwrap();
+    f.store
+        .append(&s, ExpectedRevision::Exact(1), events(1))
+        .await
+        .unwrap();
+    f.store
+        .append(&s, ExpectedRevision::Any, events(1))
+        .await
+        .unwrap();
+    f.store
+        .append(&s, ExpectedRevision::StreamExists, events(1))
+        .await
+        .unwrap();
+    let retry = f
+        .store
+        .append(&s, ExpectedRevision::NoStream, first)
+        .await
+        .unwrap();
+    assert!(!retry.written);
+    f.store
+        .append_many(vec![
+            StreamAppend {
+                stream: s.clone(),
+                expected: ExpectedRevision::Exact(4),
+                events: events(2),
+            },
+            StreamAppend {
+                stream: t.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events(3),
+            },
+        ])
+        .await
+        .unwrap();
+    let report = verify(&*f.store, VerifyOptions::default(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.per_stream, f.kind == Kind::Kurrent);
+    assert!(report.events >= 10);
+    let head = report.head_hash.expect("a head hash");
+    // Another append moves the head hash: it covers the newest event.
+    f.store
+        .append(&t, ExpectedRevision::Exact(2), events(1))
+        .await
+        .unwrap();
+    let again = verify(&*f.store, VerifyOptions::default(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(again.first_break, None);
+    assert_ne!(again.head_hash, Some(head));
+}
 
 // ---- KurrentDB only: what a real cluster does that the embedded store cannot ----
 
@@ -817,6 +881,56 @@ async fn soft_delete_then_record(f: &Fixture) {
         .collect();
     let both: Vec<Uuid> = new_ids(&old).into_iter().chain(new_ids(&again)).collect();
     assert_eq!(ids(&all), both, "both histories until a scavenge");
+    // The stream's chain starts again with its new history, and says so.
+    let report = pipeline_ledger::audit::verify::verify(&*f.store, Default::default(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(report.first_break, None);
+    assert!(
+        report.restarted_streams.iter().any(|n| n.contains(&s)),
+        "{:?}",
+        report.restarted_streams
+    );
+}
+
+/// A stream written before the chain existed (events without hashes in their metadata): the
+/// next append computes the stream's chain from its start and goes on from it, and `verify`
+/// counts the events it found without hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrent_via_double_a_stream_from_before_the_chain_gets_one() {
+    let f = Fixture::double().await;
+    let s = stream();
+    let client = kurrentdb::Client::new(f.kurrent_url().parse().expect("a connection string"))
+        .expect("a client");
+    let old: Vec<kurrentdb::EventData> = (0..3)
+        .map(|n| {
+            kurrentdb::EventData::json("NoteAdded", &serde_json::json!({ "n": n }))
+                .unwrap()
+                .metadata_as_json(&serde_json::json!({
+                    "schema_version": 1,
+                    "occurred_at": "2025-03-01T09:00:00.000000Z",
+                    "recorded_at": "2025-03-01T09:00:01.000000Z",
+                    "recorded_by": "rep-1",
+                    "append_id": Uuid::new_v4(),
+                }))
+                .unwrap()
+                .id(Uuid::new_v4())
+        })
+        .collect();
+    client
+        .append_to_stream(s.as_str(), &Default::default(), old)
+        .await
+        .expect("an append by an older version");
+    f.store
+        .append(&s, ExpectedRevision::Exact(2), events(2))
+        .await
+        .unwrap();
+    let report = pipeline_ledger::audit::verify::verify(&*f.store, Default::default(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.unhashed_events, 3);
+    assert!(report.events >= 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

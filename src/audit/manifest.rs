@@ -131,7 +131,8 @@ pub async fn export_slice(
             .await?
             .ok_or(ManifestError::NoAnchor(p))?,
     };
-    let mut check = ChainCheck::new(previous, after, after.is_none(), Vec::new());
+    let mut check =
+        ChainCheck::new(previous, after, after.is_none(), Vec::new()).requiring_hashes();
     let mut out = Hashing {
         inner: out,
         sha: Sha256::new(),

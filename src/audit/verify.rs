@@ -82,6 +82,13 @@ pub struct VerifyReport {
     pub first_break: Option<Break>,
     /// Events whose chain was computed by an upgrade rather than when they were appended.
     pub upgraded_through: Option<u64>,
+    /// One chain per stream (KurrentDB) rather than one over the log.
+    pub per_stream: bool,
+    /// Events that carry no hashes because they were written before their stream's chain
+    /// existed (per-stream chains); their hashes are recomputed from the stream's start.
+    pub unhashed_events: u64,
+    /// Streams whose chain starts again (deleted on KurrentDB and written again).
+    pub restarted_streams: Vec<String>,
     /// Recomputed chain hashes at the positions asked for (a seal's, a manifest's), so that a
     /// caller compares them after the run.
     #[serde(skip)]
@@ -104,28 +111,53 @@ pub enum VerifyError {
          events it holds, then verify"
     )]
     NoChain,
-    #[error(
-        "verification per stream (KurrentDB) is not available yet: this backend keeps no hash \
-         chain"
-    )]
+    #[error("this backend keeps no hash chain: there is nothing to verify")]
     Unsupported,
+    #[error(
+        "--from needs a chain over the whole log (the embedded store); KurrentDB keeps one chain \
+         per stream, verified from each stream's start"
+    )]
+    FromPerStream,
     #[error("--from {from}: the store has no chain hash at position {before} to start from")]
     NoAnchor { from: u64, before: u64 },
     #[error("cannot read the store: {0}")]
     Read(#[from] ReadError),
 }
 
+/// Where a chain stands after an event: the hash recomputed up to it, and the hash stored at it
+/// (what the next stored hash must follow).
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    computed: Digest,
+    stored: Digest,
+}
+
+/// A stream's state: its last revision and position seen, and (per-stream chains) its link.
+#[derive(Debug, Clone, Copy)]
+struct StreamAt {
+    revision: u64,
+    position: u64,
+    link: Link,
+}
+
 /// The running state of a check over the log, in position order. Shared by the store's
 /// verification and an export slice's ([`super::manifest`]).
 pub struct ChainCheck {
-    /// The chain hash recomputed up to the last event seen.
-    computed: Digest,
-    /// The chain hash stored at the last event seen (what the next stored hash must follow).
-    stored_previous: Digest,
-    /// Positions of a chain over the log are dense: each is the previous plus one.
+    /// One chain per stream (KurrentDB), or one over the log (SQLite).
+    per_stream: bool,
+    /// The log's chain (a chain over the log only).
+    log: Link,
+    /// Positions of a chain over the log are dense: each is the previous plus one. Per stream
+    /// they only increase.
     last_position: Option<u64>,
-    /// Each stream's last revision seen.
-    revisions: HashMap<String, u64>,
+    /// Each stream's state.
+    streams: HashMap<String, StreamAt>,
+    /// Whether every event must have stored hashes (a store whose chain covers all it holds).
+    require_hashes: bool,
+    /// Events checked that had no stored hashes (written before a per-stream chain existed).
+    pub unhashed: u64,
+    /// Streams whose per-stream chain starts again (deleted and written again), in words.
+    pub restarted: Vec<String>,
     /// Whether streams seen for the first time must start at revision 0 (a check from the
     /// first event; a slice starts anywhere).
     from_start: bool,
@@ -149,10 +181,16 @@ impl ChainCheck {
     /// after position `after`.
     pub fn new(previous: Digest, after: Option<u64>, from_start: bool, wanted: Vec<u64>) -> Self {
         Self {
-            computed: previous,
-            stored_previous: previous,
+            per_stream: false,
+            log: Link {
+                computed: previous,
+                stored: previous,
+            },
             last_position: after,
-            revisions: HashMap::new(),
+            streams: HashMap::new(),
+            require_hashes: false,
+            unhashed: 0,
+            restarted: Vec::new(),
             from_start,
             events: 0,
             first_position: None,
@@ -161,9 +199,48 @@ impl ChainCheck {
         }
     }
 
-    /// The chain hash recomputed so far.
+    /// The same check, refusing an event without stored hashes.
+    pub fn requiring_hashes(self) -> Self {
+        Self {
+            require_hashes: true,
+            ..self
+        }
+    }
+
+    /// A check of chains kept per stream, from the log's start.
+    pub fn per_stream(wanted: Vec<u64>) -> Self {
+        Self {
+            per_stream: true,
+            ..Self::new(GENESIS, None, true, wanted)
+        }
+    }
+
+    /// The chain hash recomputed so far: over the log, the last event's chain hash; per stream,
+    /// the hash of every stream's head ([`Self::heads_digest`]).
     pub fn head(&self) -> Digest {
-        self.computed
+        if self.per_stream {
+            self.heads_digest()
+        } else {
+            self.log.computed
+        }
+    }
+
+    /// One hash for the heads of per-stream chains: SHA-256 over each stream's name, last
+    /// revision and recomputed chain hash, in name order. What a seal of such a store signs.
+    pub fn heads_digest(&self) -> Digest {
+        use sha2::Digest as _;
+        let mut names: Vec<&String> = self.streams.keys().collect();
+        names.sort();
+        let mut h = sha2::Sha256::new();
+        h.update(b"pipeline-ledger/heads/1\0");
+        for name in names {
+            let at = &self.streams[name];
+            h.update((name.len() as u64).to_be_bytes());
+            h.update(name.as_bytes());
+            h.update(at.revision.to_be_bytes());
+            h.update(at.link.computed);
+        }
+        h.finalize().into()
     }
 
     /// The last position seen.
@@ -191,7 +268,9 @@ impl ChainCheck {
                 ),
             ));
         }
-        if r.position > expected_position {
+        // Positions of a chain over the log are dense; a per-stream store's have gaps
+        // (KurrentDB's are byte offsets).
+        if r.position > expected_position && !self.per_stream {
             let missing = if r.position == expected_position + 1 {
                 format!("position {expected_position} is missing")
             } else {
@@ -206,8 +285,14 @@ impl ChainCheck {
                 detail: format!("{missing}: the log jumps to position {}", r.position),
             });
         }
-        match self.revisions.get(&r.stream) {
-            Some(&last) if r.revision <= last => {
+        let before = self.streams.get(&r.stream).copied();
+        // A per-stream chain that starts afresh at this event: its stream was deleted on
+        // KurrentDB (soft delete) and written again, and goes on at a later revision.
+        let restarts = self.per_stream
+            && e.stored_chain_hash == Some(chain::link(&GENESIS, &e.event_hash))
+            && (r.revision > 0 || before.is_some());
+        match before.map(|b| b.revision) {
+            Some(last) if r.revision <= last => {
                 return Err(at(
                     BreakKind::OrderChanged,
                     format!(
@@ -216,7 +301,7 @@ impl ChainCheck {
                     ),
                 ));
             }
-            Some(&last) if r.revision > last + 1 => {
+            Some(last) if r.revision > last + 1 => {
                 return Err(at(
                     BreakKind::EventMissing,
                     format!(
@@ -225,7 +310,7 @@ impl ChainCheck {
                     ),
                 ));
             }
-            None if self.from_start && r.revision != 0 => {
+            None if self.from_start && r.revision != 0 && !restarts => {
                 return Err(at(
                     BreakKind::EventMissing,
                     format!(
@@ -248,7 +333,30 @@ impl ChainCheck {
                 ),
             ));
         }
-        let computed = chain::link(&self.computed, &e.event_hash);
+        let genesis = Link {
+            computed: GENESIS,
+            stored: GENESIS,
+        };
+        let link = if restarts {
+            self.restarted.push(format!(
+                "stream {} starts again at revision {} (position {}): it was deleted and written \
+                 again; its earlier events are not part of its chain",
+                r.stream, r.revision, r.position
+            ));
+            genesis
+        } else if self.per_stream {
+            before.map_or(genesis, |b| b.link)
+        } else {
+            self.log
+        };
+        // The position of the event this one links to.
+        let previous_position = if self.per_stream {
+            before.map(|b| b.position)
+        } else {
+            expected_position.checked_sub(1).filter(|&p| p >= 1)
+        };
+        let computed = chain::link(&link.computed, &e.event_hash);
+        let stored_now;
         if let Some(stored_chain) = e.stored_chain_hash {
             if e.stored_event_hash.is_none() {
                 return Err(at(
@@ -256,44 +364,68 @@ impl ChainCheck {
                     "the event hash is missing beside its chain hash".into(),
                 ));
             }
-            if stored_chain != chain::link(&self.stored_previous, &e.event_hash) {
+            if stored_chain != chain::link(&link.stored, &e.event_hash) {
                 // The event matches its own hash, but the chain does not lead here from the
                 // event before: that event's hashes were replaced (with it), or this one's.
-                let previous = expected_position.saturating_sub(1);
-                return Err(if previous >= 1 && self.events > 0 {
-                    Break {
-                        position: previous,
-                        kind: BreakKind::HashReplaced,
-                        detail: format!(
-                            "the chain hash stored at position {} does not follow from the hashes \
+                return Err(
+                    if let Some(previous) = previous_position.filter(|_| self.events > 0) {
+                        Break {
+                            position: previous,
+                            kind: BreakKind::HashReplaced,
+                            detail: format!(
+                                "the chain hash stored at position {} does not follow from the hashes \
                              stored at position {previous}: the event at {previous} was replaced \
                              together with its hashes, or the hash at {} was",
-                            r.position, r.position
-                        ),
-                    }
-                } else {
-                    at(
-                        BreakKind::HashReplaced,
-                        "the chain hash stored here does not follow from the one before it".into(),
-                    )
-                });
+                                r.position, r.position
+                            ),
+                        }
+                    } else {
+                        at(
+                            BreakKind::HashReplaced,
+                            "the chain hash stored here does not follow from the one before it"
+                                .into(),
+                        )
+                    },
+                );
             }
-            self.stored_previous = stored_chain;
+            stored_now = stored_chain;
         } else if e.stored_event_hash.is_some() {
             return Err(at(
                 BreakKind::HashReplaced,
                 "the chain hash is missing beside its event hash".into(),
             ));
+        } else if self.require_hashes {
+            return Err(at(
+                BreakKind::HashReplaced,
+                "no hash is stored for this event: its hashes were removed".into(),
+            ));
         } else {
-            self.stored_previous = computed;
+            // No stored hashes (events written before the chain, or an export line): the
+            // chain goes on from what was recomputed.
+            self.unhashed += 1;
+            stored_now = computed;
         }
-        self.computed = computed;
+        let link = Link {
+            computed,
+            stored: stored_now,
+        };
+        if !self.per_stream {
+            self.log = link;
+        }
+        self.streams.insert(
+            r.stream.clone(),
+            StreamAt {
+                revision: r.revision,
+                position: r.position,
+                link,
+            },
+        );
         self.last_position = Some(r.position);
-        self.revisions.insert(r.stream.clone(), r.revision);
         self.first_position.get_or_insert(r.position);
         self.events += 1;
         if self.wanted.contains(&r.position) {
-            self.hashes_at.insert(r.position, computed);
+            let head = self.head();
+            self.hashes_at.insert(r.position, head);
         }
         Ok(())
     }
@@ -315,8 +447,8 @@ pub async fn verify(
             VerifyError::Unsupported
         });
     };
-    if info.per_stream {
-        return Err(VerifyError::Unsupported);
+    if info.per_stream && options.from.is_some() {
+        return Err(VerifyError::FromPerStream);
     }
     let after = options
         .from
@@ -332,7 +464,11 @@ pub async fn verify(
                 before,
             })?,
     };
-    let mut check = ChainCheck::new(previous, after, after.is_none(), wanted);
+    let mut check = if info.per_stream {
+        ChainCheck::per_stream(wanted)
+    } else {
+        ChainCheck::new(previous, after, after.is_none(), wanted).requiring_hashes()
+    };
     let validator = options
         .schemas
         .then(|| std::sync::Arc::new(LineValidator::new()));
@@ -428,7 +564,7 @@ pub async fn verify(
             ),
         });
     }
-    if first_break.is_none() && head.is_some() && info.last_position.is_none() {
+    if first_break.is_none() && !info.per_stream && head.is_some() && info.last_position.is_none() {
         first_break = Some(Break {
             position: check.first_position.unwrap_or(1),
             kind: BreakKind::HashReplaced,
@@ -444,6 +580,9 @@ pub async fn verify(
         schemas_checked: options.schemas,
         first_break,
         upgraded_through: info.upgrades.iter().map(|u| u.through_position).max(),
+        per_stream: info.per_stream,
+        unhashed_events: check.unhashed,
+        restarted_streams: std::mem::take(&mut check.restarted),
         hashes_at: check.hashes_at,
     })
 }

@@ -320,6 +320,8 @@ struct Sample {
     lag_p99_ms: f64,
     import_seconds: f64,
     rebuild_seconds: f64,
+    verify_chain_eps: f64,
+    verify_schemas_eps: f64,
     /// The server's figures (when the benchmark knows its own executable to start `serve`).
     http: Option<http::HttpFigures>,
 }
@@ -361,6 +363,34 @@ async fn measure(
         report.written, s.import_seconds
     )?;
     s.bytes_per_event = file_bytes(&store_path) as f64 / size as f64;
+
+    // Verifying the hash chain, alone and with every event checked against its schema.
+    for schemas in [false, true] {
+        let t = Instant::now();
+        let report = pipeline_ledger::audit::verify::verify(
+            &*store,
+            pipeline_ledger::audit::verify::VerifyOptions {
+                from: None,
+                schemas,
+            },
+            Vec::new(),
+        )
+        .await
+        .map_err(step("verify"))?;
+        if let Some(b) = report.first_break {
+            return Err(BenchError::Step(format!(
+                "verify found the fresh store broken at position {}: {}",
+                b.position, b.detail
+            )));
+        }
+        let eps = report.events as f64 / t.elapsed().as_secs_f64();
+        if schemas {
+            s.verify_schemas_eps = eps;
+        } else {
+            s.verify_chain_eps = eps;
+        }
+    }
+    writeln!(log, "[{size}] verified the chain")?;
 
     // Reading every event back, decoded into typed events.
     let t = Instant::now();
@@ -714,6 +744,20 @@ pub async fn run(config: &BenchConfig, log: &mut dyn Write) -> Result<Vec<Figure
         figure("rebuild time", "s", Target::Report, true, &|s| {
             Some(s.rebuild_seconds)
         }),
+        figure(
+            "verify: hash chain",
+            "events/s",
+            Target::AtLeast(1_000_000.0),
+            false,
+            &|s| Some(s.verify_chain_eps),
+        ),
+        figure(
+            "verify: chain and schemas",
+            "events/s",
+            Target::Report,
+            false,
+            &|s| Some(s.verify_schemas_eps),
+        ),
         figure(
             "projection lag p99 at 10k events/s",
             "ms",

@@ -201,6 +201,23 @@ fn print_verify(
     if let Some(h) = &report.head_hash {
         writeln!(out, "head hash: {}", chain::to_hex(h))?;
     }
+    if report.per_stream {
+        writeln!(
+            out,
+            "chains: one per stream (KurrentDB); the head hash covers every stream's head"
+        )?;
+    }
+    for restarted in &report.restarted_streams {
+        writeln!(out, "note: {restarted}")?;
+    }
+    if report.unhashed_events > 0 {
+        writeln!(
+            out,
+            "note: {} events were written before their stream's chain existed; their hashes were \
+             recomputed from each stream's start, which proves nothing about changes made before",
+            report.unhashed_events
+        )?;
+    }
     if let Some(through) = report.upgraded_through {
         writeln!(
             out,
@@ -291,7 +308,7 @@ fn print_slice(
 pub fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the manifest {}", path.display()))?;
-    Ok(manifest::parse(&text).with_context(|| format!("{}", path.display()))?)
+    manifest::parse(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// Checks the slice in `export` against `manifest`.

@@ -10,10 +10,11 @@
 //! verifier computes them in parallel on every core, and only the cheap 64-byte chain step runs
 //! in order.
 //!
-//! The position is *not* part of the event hash: KurrentDB assigns positions only when it
-//! commits, after the writer has hashed. On the embedded store the chain runs over positions, so
-//! the order (and thus each position) is bound by the chain itself. The stream revision is part
-//! of it: the writer knows it, because it appends at an expected revision.
+//! Neither the position nor the stream revision is part of the event hash: KurrentDB assigns
+//! positions only when it commits, after the writer has hashed, and a stream that was
+//! soft-deleted goes on at a revision the writer cannot read. Order is bound by the chain
+//! instead (over positions on the embedded store, over each stream on KurrentDB), and `verify`
+//! checks revisions apart: gapless and increasing per stream.
 
 use super::Record;
 use chrono::{DateTime, Utc};
@@ -37,7 +38,6 @@ const CHAIN_TAG: &[u8] = b"pipeline-ledger/chain/1\0";
 pub struct EventParts<'a> {
     pub event_id: Uuid,
     pub stream: &'a str,
-    pub revision: u64,
     pub event_type: &'a str,
     pub schema_version: u32,
     pub occurred_at: DateTime<Utc>,
@@ -54,7 +54,6 @@ impl<'a> From<&'a Record> for EventParts<'a> {
         Self {
             event_id: r.event_id,
             stream: &r.stream,
-            revision: r.revision,
             event_type: &r.event_type,
             schema_version: r.schema_version,
             occurred_at: r.occurred_at,
@@ -75,7 +74,6 @@ pub fn event_hash(e: &EventParts<'_>) -> Digest {
     h.update(EVENT_TAG);
     h.update(e.event_id.as_bytes());
     bytes(&mut h, e.stream.as_bytes());
-    h.update(e.revision.to_be_bytes());
     bytes(&mut h, e.event_type.as_bytes());
     h.update(e.schema_version.to_be_bytes());
     h.update(e.occurred_at.timestamp_micros().to_be_bytes());
@@ -190,7 +188,6 @@ mod tests {
         let changes: Vec<fn(&mut Record)> = vec![
             |r| r.event_id = Uuid::from_u128(8),
             |r| r.stream.push('x'),
-            |r| r.revision += 1,
             |r| r.event_type = "DemoHelf".into(),
             |r| r.schema_version += 1,
             |r| r.occurred_at += chrono::Duration::microseconds(1),
@@ -208,9 +205,10 @@ mod tests {
     }
 
     #[test]
-    fn the_position_is_bound_by_the_chain_not_the_event_hash() {
+    fn position_and_revision_are_bound_by_the_chain_not_the_event_hash() {
         let mut moved = record();
         moved.position = 11;
+        moved.revision = 4;
         assert_eq!(record_hash(&moved), record_hash(&record()));
     }
 

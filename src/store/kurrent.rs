@@ -30,6 +30,7 @@
 //! - Event ids are unique per stream, not across the whole log (KurrentDB has no global index by
 //!   id).
 
+use super::chain::{self, ChainInfo, ChainedRecord, Digest, GENESIS};
 use super::{
     AppendError, AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord,
     ReadError, Record, RetryNotice, StorageError, StreamAppend, StreamFilter, Subscription,
@@ -126,6 +127,13 @@ pub struct EventMetadata {
     /// the events back tells whether this call wrote them or the server recognised a retry
     /// (its reply is the same in both cases).
     pub append_id: Uuid,
+    /// The event's hash and its stream's chain hash (hex; see `store::chain`). Absent on events
+    /// written before the chain existed: the chain of such a stream is computed over them from
+    /// the genesis hash when its next event is appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_hash: Option<String>,
 }
 
 /// The KurrentDB event store. Cheap to clone; clones share the connection.
@@ -281,8 +289,13 @@ impl KurrentStore {
     /// into the caller's streams (its metadata is not the ledger's): `$all` readers skip it,
     /// noted for [`EventStore::notices`], rather than stop at it for good.
     fn ledger_record(&self, event: &kurrentdb::RecordedEvent) -> Option<Record> {
+        self.ledger_stored(event).map(|s| s.record)
+    }
+
+    /// [`Self::ledger_record`] with the append id and hashes.
+    fn ledger_stored(&self, event: &kurrentdb::RecordedEvent) -> Option<Stored> {
         match to_record(event) {
-            Ok((record, _)) => Some(record),
+            Ok(stored) => Some(stored),
             Err(why) => {
                 self.inner
                     .foreign_seen
@@ -371,22 +384,147 @@ impl KurrentStore {
     /// the server's size limit goes as consecutive appends, each expecting the revision the one
     /// before it ended at: atomic per part, and a retry of the whole (same ids) completes it.
     async fn append_one(&self, append: &StreamAppend) -> Result<AppendResult, AppendError> {
+        let mut attempt = 0;
+        loop {
+            let start = self.chain_start(append).await?;
+            match self.append_chained(append, &start).await {
+                // The stream moved between reading its chain and appending to it, and the
+                // caller did not name a revision: read the chain again and append on top.
+                Err(AppendError::WrongExpectedRevision { .. })
+                    if start.pinned && attempt < CHAIN_PIN_RETRIES_MAX =>
+                {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Where an append's events join their stream's chain: the chain hash the first one links
+    /// to, and the expectation to send. An append that names no revision
+    /// (`Any`, `StreamExists`) is pinned to the revision read, so that two writers can never
+    /// link to the same hash; KurrentDB then refuses the second, which reads again.
+    async fn chain_start(&self, append: &StreamAppend) -> Result<ChainStart, AppendError> {
+        let storage = |e: ReadError| match e {
+            ReadError::Storage(s) => AppendError::Storage(s),
+            other => AppendError::Storage(StorageError::Other(other.to_string())),
+        };
+        let last = match self
+            .read_stream_raw(&append.stream, Direction::Backwards, None, 1)
+            .await
+        {
+            Ok(mut page) => page.pop(),
+            Err(ReadError::StreamNotFound(_)) => None,
+            Err(e) => return Err(storage(e)),
+        };
+        let Some(last) = last else {
+            let pinned = append.expected == ExpectedRevision::Any;
+            return Ok(ChainStart {
+                expected: if pinned {
+                    ExpectedRevision::NoStream
+                } else {
+                    append.expected
+                },
+                previous: GENESIS,
+                pinned,
+            });
+        };
+        let at = last.record.revision;
+        let previous = match last.chain_hash {
+            Some(hash) => hash,
+            // Written before the chain existed: the chain of the stream so far, from genesis.
+            None => self.stream_chain(&append.stream).await.map_err(storage)?,
+        };
+        let start = |expected, pinned| ChainStart {
+            expected,
+            previous,
+            pinned,
+        };
+        Ok(match append.expected {
+            ExpectedRevision::Exact(r) if r < at => start(append.expected, false),
+            // The stream is behind what the caller expects: refused as the server would, rather
+            // than appended later with a hash of an older head.
+            ExpectedRevision::Exact(r) if r > at => {
+                return Err(AppendError::WrongExpectedRevision {
+                    stream: append.stream.clone(),
+                    expected: append.expected,
+                    actual: CurrentRevision::Current(at),
+                });
+            }
+            ExpectedRevision::Exact(_) | ExpectedRevision::NoStream => {
+                start(append.expected, false)
+            }
+            ExpectedRevision::Any | ExpectedRevision::StreamExists => {
+                // A retry of the append that wrote the stream's last event: left to the server,
+                // which recognises it by its ids.
+                let retry = append.events.last().map(|e| e.event_id) == Some(last.record.event_id);
+                if retry {
+                    start(append.expected, false)
+                } else {
+                    start(ExpectedRevision::Exact(at), true)
+                }
+            }
+        })
+    }
+
+    /// The chain hash at the end of `stream`, computed from genesis over its events.
+    async fn stream_chain(&self, stream: &str) -> Result<Digest, ReadError> {
+        let mut previous = GENESIS;
+        let mut next = Some(0);
+        while let Some(from) = next {
+            let page = self
+                .read_stream_raw(stream, Direction::Forwards, Some(from), READ_STREAM_PAGE)
+                .await?;
+            next = (page.len() == READ_STREAM_PAGE)
+                .then(|| page.last().map(|s| s.record.revision + 1))
+                .flatten();
+            for s in &page {
+                previous = chain::link(&previous, &chain::record_hash(&s.record));
+            }
+        }
+        Ok(previous)
+    }
+
+    /// Appends `append`'s events at `start`, each carrying its event hash and chain hash.
+    async fn append_chained(
+        &self,
+        append: &StreamAppend,
+        start: &ChainStart,
+    ) -> Result<AppendResult, AppendError> {
         let now = super::sqlite::truncate_to_micros(Utc::now());
+        let mut previous = start.previous;
         let append_id = Uuid::new_v4();
         let mut parts: Vec<(Vec<EventData>, std::ops::Range<usize>)> = Vec::new();
         let (mut part, mut part_start, mut part_bytes) = (Vec::new(), 0, 0);
         for (i, e) in append.events.iter().enumerate() {
+            let occurred_at = super::sqlite::truncate_to_micros(e.occurred_at);
+            let recorded_at = e
+                .recorded_at
+                .map(super::sqlite::truncate_to_micros)
+                .unwrap_or(now);
+            let event_hash = chain::event_hash(&chain::EventParts {
+                event_id: e.event_id,
+                stream: &append.stream,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                occurred_at,
+                recorded_at,
+                recorded_by: &e.recorded_by,
+                correlation_id: e.correlation_id,
+                causation_id: e.causation_id,
+                data: &e.data,
+            });
+            previous = chain::link(&previous, &event_hash);
             let metadata = EventMetadata {
                 schema_version: e.schema_version,
-                occurred_at: super::sqlite::truncate_to_micros(e.occurred_at),
-                recorded_at: e
-                    .recorded_at
-                    .map(super::sqlite::truncate_to_micros)
-                    .unwrap_or(now),
+                occurred_at,
+                recorded_at,
                 recorded_by: e.recorded_by.clone(),
                 correlation_id: e.correlation_id,
                 causation_id: e.causation_id,
                 append_id,
+                event_hash: Some(chain::to_hex(&event_hash)),
+                chain_hash: Some(chain::to_hex(&previous)),
             };
             let custom = Metadata::from(&metadata);
             // Sent verbatim (a raw JSON value): re-serializing would reorder keys, and a retry's
@@ -414,7 +552,7 @@ impl KurrentStore {
             part_bytes += bytes;
         }
         parts.push((part, part_start..append.events.len()));
-        let mut expected = append.expected;
+        let mut expected = start.expected;
         let mut done: Option<AppendResult> = None;
         for (events, range) in parts {
             let result = self
@@ -506,7 +644,15 @@ impl KurrentStore {
             .into());
         }
         let mut all_ours = true;
-        for (new, (record, stored_append_id)) in sent.iter().zip(&stored) {
+        for (
+            new,
+            Stored {
+                record,
+                append_id: stored_append_id,
+                ..
+            },
+        ) in sent.iter().zip(&stored)
+        {
             if record.event_id != new.event_id {
                 // The server matched a retry by the first ids but these differ: not one append.
                 return Err(AppendError::IdempotencyConflict {
@@ -528,8 +674,8 @@ impl KurrentStore {
         }
         Ok(AppendResult {
             next_expected_revision: last,
-            first_position: stored[0].0.position,
-            last_position: stored[count - 1].0.position,
+            first_position: stored[0].record.position,
+            last_position: stored[count - 1].record.position,
             written: all_ours,
         })
     }
@@ -539,6 +685,20 @@ impl KurrentStore {
         after: Option<u64>,
         max_count: usize,
     ) -> Result<Vec<Record>, ReadError> {
+        Ok(self
+            .read_chained_after(after, max_count)
+            .await?
+            .into_iter()
+            .map(|c| c.record)
+            .collect())
+    }
+
+    /// [`Self::read_all_after`], each record with the hashes its metadata holds.
+    async fn read_chained_after(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<ChainedRecord>, ReadError> {
         let mut records = Vec::new();
         // Where the next server page starts: after the last record seen, ours or a tombstone.
         // Tombstones are skipped, so a server page can yield fewer records than asked for
@@ -602,8 +762,8 @@ impl KurrentStore {
                 if self.is_tombstone(event) {
                     continue;
                 }
-                if let Some(record) = self.ledger_record(event) {
-                    records.push(record);
+                if let Some(stored) = self.ledger_stored(event) {
+                    records.push(stored.chained());
                 }
             }
             if timed_out {
@@ -633,7 +793,7 @@ impl KurrentStore {
         direction: Direction,
         from_revision: Option<u64>,
         max_count: usize,
-    ) -> Result<Vec<(Record, Uuid)>, ReadError> {
+    ) -> Result<Vec<Stored>, ReadError> {
         let position = match (direction, from_revision) {
             (_, Some(r)) => StreamPosition::Position(r),
             (Direction::Forwards, None) => StreamPosition::Start,
@@ -769,7 +929,7 @@ impl EventStore for KurrentStore {
             .read_stream_raw(stream, direction, from_revision, max_count)
             .await?
             .into_iter()
-            .map(|(r, _)| r)
+            .map(|s| s.record)
             .collect())
     }
 
@@ -785,6 +945,22 @@ impl EventStore for KurrentStore {
     /// caller's filter, so readers of the ledger's streams never see it), written once by the
     /// first store that finds none (the append expects no stream: one writer wins, the others
     /// read the winner's).
+    async fn chain_info(&self) -> Result<Option<ChainInfo>, ReadError> {
+        Ok(Some(ChainInfo {
+            per_stream: true,
+            last_position: None,
+            upgrades: Vec::new(),
+        }))
+    }
+
+    async fn read_chained(
+        &self,
+        after: Option<u64>,
+        max_count: usize,
+    ) -> Result<Vec<ChainedRecord>, ReadError> {
+        self.read_chained_after(after, max_count).await
+    }
+
     async fn identity(&self) -> Result<Option<String>, ReadError> {
         let read = || async {
             let first = match self
@@ -1055,6 +1231,10 @@ struct Metadata<'a> {
     #[serde(rename = "$causationId", skip_serializing_if = "Option::is_none")]
     causation_id: Option<Uuid>,
     append_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_hash: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain_hash: Option<&'a str>,
 }
 
 impl<'a> From<&'a EventMetadata> for Metadata<'a> {
@@ -1067,6 +1247,8 @@ impl<'a> From<&'a EventMetadata> for Metadata<'a> {
             correlation_id: m.correlation_id,
             causation_id: m.causation_id,
             append_id: m.append_id,
+            event_hash: m.event_hash.as_deref(),
+            chain_hash: m.chain_hash.as_deref(),
         }
     }
 }
@@ -1080,8 +1262,44 @@ fn stream_state(expected: ExpectedRevision) -> StreamState {
     }
 }
 
-/// Reads a KurrentDB event back as a record, with the id of the append that wrote it.
-fn to_record(event: &kurrentdb::RecordedEvent) -> Result<(Record, Uuid), ReadError> {
+/// A KurrentDB event read back: the record, the id of the append that wrote it, and the hashes
+/// in its metadata.
+struct Stored {
+    record: Record,
+    append_id: Uuid,
+    event_hash: Option<Digest>,
+    chain_hash: Option<Digest>,
+}
+
+impl Stored {
+    fn chained(self) -> ChainedRecord {
+        ChainedRecord {
+            record: self.record,
+            event_hash: self.event_hash,
+            chain_hash: self.chain_hash,
+        }
+    }
+}
+
+/// Where an append joins its stream's chain ([`KurrentStore::chain_start`]).
+struct ChainStart {
+    /// The expectation sent to the server.
+    expected: ExpectedRevision,
+    /// The chain hash the first event links to.
+    previous: Digest,
+    /// Whether `expected` was pinned to the revision read (the caller named none).
+    pinned: bool,
+}
+
+/// Times an append that named no revision reads the chain again after another writer moved
+/// the stream first.
+const CHAIN_PIN_RETRIES_MAX: u32 = 16;
+/// Events per page when a stream's chain is computed from its start.
+const READ_STREAM_PAGE: usize = 4096;
+
+/// Reads a KurrentDB event back as a record, with the id of the append that wrote it and its
+/// hashes.
+fn to_record(event: &kurrentdb::RecordedEvent) -> Result<Stored, ReadError> {
     let corrupt = |what: String| {
         ReadError::Storage(StorageError::Corrupt(format!(
             "event {} in {} at revision {}: {what}",
@@ -1099,6 +1317,12 @@ fn to_record(event: &kurrentdb::RecordedEvent) -> Result<(Record, Uuid), ReadErr
     let data = String::from_utf8(event.data.to_vec())
         .map_err(|_| corrupt("data is not UTF-8 JSON".into()))?;
     let append_id = metadata.append_id;
+    // A hash that is not 64 hex digits can never match: `verify` reports it as replaced.
+    let digest = |h: &Option<String>| {
+        h.as_deref()
+            .map(|h| chain::from_hex(h).unwrap_or([0xff; 32]))
+    };
+    let (event_hash, chain_hash) = (digest(&metadata.event_hash), digest(&metadata.chain_hash));
     let record = Record {
         event_id: event.id,
         stream: event.stream_id().to_string(),
@@ -1113,5 +1337,10 @@ fn to_record(event: &kurrentdb::RecordedEvent) -> Result<(Record, Uuid), ReadErr
         correlation_id: metadata.correlation_id,
         causation_id: metadata.causation_id,
     };
-    Ok((record, append_id))
+    Ok(Stored {
+        record,
+        append_id,
+        event_hash,
+        chain_hash,
+    })
 }

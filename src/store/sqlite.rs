@@ -966,7 +966,7 @@ fn apply_appends(
                 Err(e) => return Err(sql(e)),
             }
             // Hashed as it will be read back: times at the stored precision.
-            let event_hash = chain::new_event_hash(&append.stream, revision, event, recorded_at);
+            let event_hash = chain::new_event_hash(&append.stream, event, recorded_at);
             *cursor.chain_head = super::chain::link(cursor.chain_head, &event_hash);
             chain::insert_link(conn, *next_position, &event_hash, cursor.chain_head)
                 .map_err(sql)?;

@@ -124,18 +124,16 @@ pub(super) fn head_link(conn: &Connection, head_position: u64) -> Result<Digest,
     }
 }
 
-/// The event hash of an event being written at `revision` of `stream`, recorded at
-/// `recorded_at` (the store's clock when the writer gave none).
+/// The event hash of an event being written to `stream`, recorded at `recorded_at` (the store's
+/// clock when the writer gave none).
 pub(super) fn new_event_hash(
     stream: &str,
-    revision: u64,
     event: &NewRecord,
     recorded_at: DateTime<Utc>,
 ) -> Digest {
     chain::event_hash(&chain::EventParts {
         event_id: event.event_id,
         stream,
-        revision,
         event_type: &event.event_type,
         schema_version: event.schema_version,
         occurred_at: event.occurred_at,
