@@ -20,6 +20,8 @@ for round in $(seq 1 "$rounds"); do
         binary=$before
         [ "$which" = after ] && binary=$after
         echo "== round $round: $which ($binary)" >&2
+        # Builds before the bench removed its own token store kept the last run's tokens.
+        rm -f "$dir"/*.access.db "$dir"/*.access.db-wal "$dir"/*.access.db-shm
         "$binary" bench --sizes "$size" --dir "$dir" > "$out/$which-$round.txt"
         cat "$out/$which-$round.txt"
     done

@@ -473,6 +473,103 @@ fn usage_errors_exit_2_and_unknown_customers_in_history_exit_1() {
     assert!(out.stderr.contains("ghost"), "{}", out.stderr);
 }
 
+/// Issue 15: a mistyped id gets the ids it was probably meant to be (the command line only), and
+/// a customer in the log but not yet in the read models gets "run `project`".
+#[test]
+fn an_unknown_customer_gets_a_near_match_or_the_command_that_makes_it_known() {
+    let ledger = Ledger::new();
+    lead(&ledger, "acme-foods", "d1");
+    lead(&ledger, "acme-fools", "d2");
+    ledger.ok(&["project"]);
+    // One edit from acme-foods, two from acme-fools: only the closest is offered.
+    let out = ledger.run(&["customer", "acme-food"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("no customer acme-food was ever recorded; did you mean acme-foods?"),
+        "{}",
+        out.stderr
+    );
+    // One edit from each: both, in order.
+    let out = ledger.run(&["history", "acme-foo_s"]);
+    assert!(
+        out.stderr
+            .contains("did you mean one of acme-foods, acme-fools?"),
+        "{}",
+        out.stderr
+    );
+    let out = ledger.run(&["customer", "nothing-like-it"]);
+    assert!(
+        out.stderr
+            .contains("no customer nothing-like-it was ever recorded")
+            && !out.stderr.contains("did you mean"),
+        "{}",
+        out.stderr
+    );
+    // Recorded after the read models were brought up to date.
+    lead(&ledger, "late-co", "d3");
+    let out = ledger.run(&["customer", "late-co"]);
+    assert!(
+        out.stderr
+            .contains("in the log but not in the read models yet")
+            && out.stderr.contains("pipeline-ledger project"),
+        "{}",
+        out.stderr
+    );
+    // Before its first event, a customer that exists is not "never recorded".
+    let out = ledger.run(&["customer", "acme-foods", "--as-of", "2025-12"]);
+    assert!(
+        out.stderr.contains("had no events by then"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Issue 15: periods as people write them mean the same instants as the dates they stand for.
+#[test]
+fn periods_are_accepted_wherever_a_time_is() {
+    let ledger = Ledger::new();
+    lead(&ledger, "acme-foods", "d1");
+    let same = |a: &[&str], b: &[&str]| {
+        let (x, y) = (ledger.ok(a), ledger.ok(b));
+        assert_eq!(x, y, "{a:?} and {b:?} differ");
+    };
+    same(
+        &[
+            "funnel", "--json", "--fresh", "--from", "2026-Q1", "--to", "2026-Q1",
+        ],
+        &[
+            "funnel",
+            "--json",
+            "--fresh",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-03-31",
+        ],
+    );
+    same(
+        &["pipeline", "--json", "--as-of", "2026-01"],
+        &[
+            "pipeline",
+            "--json",
+            "--as-of",
+            "2026-01-31T23:59:59.999999Z",
+        ],
+    );
+    same(
+        &["pipeline", "--json", "--known-at", "2026"],
+        &["pipeline", "--json", "--known-at", "2026-12-31"],
+    );
+    same(
+        &["pipeline", "--json", "--as-of", "2026-W02"],
+        &["pipeline", "--json", "--as-of", "2026-01-11"],
+    );
+    let out = ledger.run(&["funnel", "--from", "2026-Q5"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("a quarter (2024-Q1)"), "{}", out.stderr);
+}
+
 #[test]
 fn the_demo_refuses_to_overwrite_a_store_that_holds_events() {
     let ledger = Ledger::new();

@@ -347,6 +347,11 @@ async fn measure(
     let read_models = read_models_beside(&store_path);
     pipeline_ledger::store::sqlite::remove_files(&store_path);
     pipeline_ledger::store::sqlite::remove_files(&read_models);
+    // The server's tokens of an earlier run live beside the store: a fresh store starts without
+    // them (their names would clash with the tokens this run creates).
+    pipeline_ledger::store::sqlite::remove_files(&pipeline_ledger::access::access_store_beside(
+        &store_path,
+    ));
     let store = Arc::new(SqliteStore::open(&store_path).map_err(step("open store"))?);
     let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
     let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);

@@ -5,6 +5,7 @@ pub mod audit_commands;
 pub mod projection_commands;
 pub mod record;
 pub mod serve_commands;
+pub mod suggest;
 
 use crate::present::history;
 use anyhow::{Context, bail};
@@ -482,8 +483,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         Command::History { customer, json } => {
-            let (_, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
-            let events = ledger.history(&customer).await?;
+            let (store, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
+            let events = match ledger.history(&customer).await {
+                Ok(events) => events,
+                Err(pipeline_ledger::ledger::HistoryError::UnknownCustomer(_)) => {
+                    // Suggestions come from the read models, when there are any to read.
+                    let path = read_models_path(cli.read_models.clone(), &store_path);
+                    let read_models =
+                        matches!(files::kind_of_file(&path), Ok(Some(FileKind::ReadModels)))
+                            .then(|| projection_commands::open_read_models(&path, mode));
+                    let hint = suggest::unknown_customer_hint(
+                        &*store,
+                        read_models.as_ref(),
+                        customer.as_str(),
+                        false,
+                    )
+                    .await;
+                    bail!("{hint}");
+                }
+                Err(e) => return Err(e.into()),
+            };
             if json {
                 history::history_json(&events, &mut out)?;
             } else {

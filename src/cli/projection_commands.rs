@@ -3,7 +3,6 @@
 //! answers every report (choosing a kept report, the live read models or a replay).
 
 use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
@@ -11,7 +10,7 @@ use pipeline_ledger::projections::meta::ReportAt;
 use pipeline_ledger::projections::policy::Policy;
 use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
 };
 use pipeline_ledger::read_models::ReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
@@ -34,11 +33,11 @@ pub struct ReportArgs {
     /// Reproduce the report as it was at this log position (replays the log up to it).
     #[arg(long, value_name = "P")]
     pub at_position: Option<u64>,
-    /// The pipeline as it happened: only events that occurred at or before T (a date means the
-    /// end of that day, UTC).
+    /// The pipeline as it happened: only events that occurred at or before T (RFC 3339, or a
+    /// period meaning its last instant, UTC: 2026-03-31, 2026-W10, 2026-03, 2026-Q1, 2026).
     #[arg(long, value_name = "T", value_parser = parse_end)]
     pub as_of: Option<DateTime<Utc>>,
-    /// The pipeline as the ledger knew it: only events recorded at or before T.
+    /// The pipeline as the ledger knew it: only events recorded at or before T (as --as-of).
     #[arg(long, value_name = "T", value_parser = parse_end)]
     pub known_at: Option<DateTime<Utc>>,
     /// The clock for stalled, dormant and overdue figures (default: --as-of/--known-at, else
@@ -123,10 +122,12 @@ pub enum ProjectionCommand {
     },
     /// Stage conversion: cohort and period views, transitions, win rate, lost reasons.
     Funnel {
-        /// Window start (date or RFC 3339, inclusive).
+        /// Window start, inclusive: RFC 3339, or a period meaning its first instant (2026-03-31,
+        /// 2026-W10, 2026-03, 2026-Q1, 2026).
         #[arg(long, value_parser = parse_start)]
         from: Option<DateTime<Utc>>,
-        /// Window end (a date means the end of that day).
+        /// Window end, inclusive: RFC 3339, or a period meaning its last instant (2026-Q1 is up
+        /// to the end of March).
         #[arg(long, value_parser = parse_end)]
         to: Option<DateTime<Utc>>,
         /// Break the funnel down by lead source, by rep (owner when the lead was sourced) or by
@@ -319,14 +320,28 @@ pub async fn run(
             write_reps(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
+            let at = report.at();
+            let time_travel = at.is_replay();
             let request = CustomerRequest {
                 customer_id: id.clone(),
-                at: report.at(),
+                at,
             };
-            let r = queries(&report.policy)?
-                .customer(request)
-                .await
-                .with_context(|| format!("looking up customer {id}"))?;
+            let r = match queries(&report.policy)?.customer(request).await {
+                Ok(r) => r,
+                Err(QueryError::UnknownCustomer(_)) => {
+                    let hint = super::suggest::unknown_customer_hint(
+                        &*store,
+                        Some(&read_models),
+                        &id,
+                        time_travel,
+                    )
+                    .await;
+                    anyhow::bail!("{hint}");
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(format!("looking up customer {id}")));
+                }
+            };
             write_customer(out, report.format(), &r)?;
         }
         ProjectionCommand::Pipeline { report } => {

@@ -80,36 +80,83 @@ impl Period {
 /// Why a time given by a person could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{input:?} is not a time; use a date (2024-03-31, meaning the end of that day, UTC) or RFC 3339 (2024-03-31T12:00:00Z)"
+    "{input:?} is not a time; use RFC 3339 (2024-03-31T12:00:00Z), a date (2024-03-31), an ISO \
+     week (2024-W13), a month (2024-03), a quarter (2024-Q1) or a year (2024); a period means its \
+     first instant as a start and its last as an end (UTC)"
 )]
 pub struct TimeParseError {
     pub input: String,
 }
 
-/// Parses an RFC 3339 time, or a bare date meaning the last microsecond of that day (UTC), so
-/// that `--as-of 2024-03-31` includes everything that happened on the 31st.
+/// Parses an RFC 3339 time, or a period as people write it (a date, `2024-W13`, `2024-03`,
+/// `2024-Q1`, `2024`), meaning its last microsecond (UTC): `--as-of 2024-03-31` includes
+/// everything that happened on the 31st, `--to 2024-Q1` everything up to the end of March.
 pub fn parse_time_end(input: &str) -> Result<DateTime<Utc>, TimeParseError> {
     parse_time(input, true)
 }
 
-/// Parses an RFC 3339 time, or a bare date meaning the start of that day (UTC).
+/// Parses an RFC 3339 time, or a period (see [`parse_time_end`]) meaning its first instant.
 pub fn parse_time_start(input: &str) -> Result<DateTime<Utc>, TimeParseError> {
     parse_time(input, false)
 }
 
-fn parse_time(input: &str, end_of_day: bool) -> Result<DateTime<Utc>, TimeParseError> {
+fn parse_time(input: &str, end: bool) -> Result<DateTime<Utc>, TimeParseError> {
     let err = || TimeParseError {
         input: input.to_string(),
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(input.trim()) {
+    let text = input.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let d = NaiveDate::parse_from_str(input.trim(), "%Y-%m-%d").map_err(|_| err())?;
-    Ok(if end_of_day {
-        day_end(d)
+    let (first, next) = period_bounds(text).ok_or_else(err)?;
+    debug_assert!(first < next);
+    Ok(if end {
+        next - Duration::microseconds(1)
     } else {
-        Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))
+        first
     })
+}
+
+/// The first instant of the period `text` names and the first instant after it, for a date
+/// (`2024-03-31`), an ISO week (`2024-W13`), a month (`2024-03`), a quarter (`2024-Q1`) or a
+/// year (`2024`).
+fn period_bounds(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
+    let number = |s: &str, digits: usize| -> Option<u32> {
+        (s.len() == digits && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(Period::Day.bounds(midnight(d)));
+    }
+    let (year_text, rest) = match text.split_once('-') {
+        Some((y, r)) => (y, Some(r)),
+        None => (text, None),
+    };
+    let year = number(year_text, 4)? as i32;
+    let Some(rest) = rest else {
+        let first = NaiveDate::from_ymd_opt(year, 1, 1)?;
+        let next = NaiveDate::from_ymd_opt(year + 1, 1, 1)?;
+        return Some((midnight(first), midnight(next)));
+    };
+    let (period, day) = if let Some(q) = rest.strip_prefix(['Q', 'q']) {
+        let q = number(q, 1).filter(|q| (1..=4).contains(q))?;
+        (
+            Period::Quarter,
+            NaiveDate::from_ymd_opt(year, 3 * q - 2, 1)?,
+        )
+    } else if let Some(w) = rest.strip_prefix(['W', 'w']) {
+        let w = number(w, 2)?;
+        (
+            Period::Week,
+            NaiveDate::from_isoywd_opt(year, w, chrono::Weekday::Mon)?,
+        )
+    } else {
+        let m = number(rest, 2)?;
+        (Period::Month, NaiveDate::from_ymd_opt(year, m, 1)?)
+    };
+    Some(period.bounds(midnight(day)))
 }
 
 /// The last microsecond of a day (UTC).
@@ -216,6 +263,91 @@ mod tests {
         assert_eq!(
             parse_time_end("2024-03-31T10:00:00Z").unwrap().to_rfc3339(),
             "2024-03-31T10:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn periods_mean_their_first_instant_as_a_start_and_their_last_as_an_end() {
+        let span = |text: &str| {
+            (
+                parse_time_start(text).unwrap().to_rfc3339(),
+                parse_time_end(text).unwrap().to_rfc3339(),
+            )
+        };
+        let expect = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            span("2026"),
+            expect(
+                "2026-01-01T00:00:00+00:00",
+                "2026-12-31T23:59:59.999999+00:00"
+            )
+        );
+        assert_eq!(
+            span("2026-Q1"),
+            expect(
+                "2026-01-01T00:00:00+00:00",
+                "2026-03-31T23:59:59.999999+00:00"
+            )
+        );
+        assert_eq!(
+            span("2026-q4"),
+            expect(
+                "2026-10-01T00:00:00+00:00",
+                "2026-12-31T23:59:59.999999+00:00"
+            )
+        );
+        assert_eq!(
+            span("2026-02"),
+            expect(
+                "2026-02-01T00:00:00+00:00",
+                "2026-02-28T23:59:59.999999+00:00"
+            )
+        );
+        assert_eq!(
+            span("2024-02"),
+            expect(
+                "2024-02-01T00:00:00+00:00",
+                "2024-02-29T23:59:59.999999+00:00"
+            )
+        );
+        // ISO week 10 of 2026 runs from Monday 2 March to Sunday 8 March.
+        assert_eq!(
+            span("2026-W10"),
+            expect(
+                "2026-03-02T00:00:00+00:00",
+                "2026-03-08T23:59:59.999999+00:00"
+            )
+        );
+        // ISO week 1 of 2025 starts in December 2024.
+        assert_eq!(
+            span("2025-W01"),
+            expect(
+                "2024-12-30T00:00:00+00:00",
+                "2025-01-05T23:59:59.999999+00:00"
+            )
+        );
+        // 2020 has 53 ISO weeks, 2021 has 52.
+        assert!(parse_time_end("2020-W53").is_ok());
+        for bad in [
+            "2021-W53",
+            "2026-Q5",
+            "2026-Q0",
+            "2026-13",
+            "2026-00",
+            "26-03",
+            "2026-3",
+            "2026-W1",
+            "20261",
+            "2026-",
+            "Q1-2026",
+            "2026-03-32",
+        ] {
+            assert!(parse_time_end(bad).is_err(), "{bad} was accepted");
+        }
+        let message = parse_time_end("2026-Q5").unwrap_err().to_string();
+        assert!(
+            message.contains("2024-Q1") && message.contains("2024-W13"),
+            "{message}"
         );
     }
 

@@ -54,7 +54,7 @@ fn time_params() -> Vec<Param> {
         },
         string_param(
             "as_of",
-            "The pipeline as it happened: only events that occurred at or before this time (RFC 3339, or a date: the end of that day, UTC).",
+            "The pipeline as it happened: only events that occurred at or before this time (RFC 3339, or a period: 2024-03-31, 2024-W13, 2024-03, 2024-Q1 or 2024, meaning its last instant, UTC).",
         ),
         string_param(
             "known_at",
@@ -187,8 +187,8 @@ fn operations() -> Vec<Operation> {
             roles: Some("reader, auditor, admin"),
             params: [
                 vec![
-                    string_param("from", "Window start (a date or RFC 3339, inclusive)."),
-                    string_param("to", "Window end (a date means the end of that day)."),
+                    string_param("from", "Window start, inclusive (RFC 3339, or a period: 2024-03-31, 2024-W13, 2024-03, 2024-Q1 or 2024, meaning its first instant)."),
+                    string_param("to", "Window end, inclusive (RFC 3339, or a period meaning its last instant)."),
                     Param { name: "by", place: "query", schema: json!({"type": "string", "enum": ["source", "rep", "cohort"]}), description: "Break the funnel down by lead source, rep (owner when the lead was sourced) or cohort." },
                     Param { name: "cohort", place: "query", schema: json!({"type": "string", "enum": ["month", "quarter"]}), description: "Cohort granularity for by=cohort." },
                     Param { name: "fresh", place: "query", schema: json!({"type": "boolean"}), description: "Compute it now rather than read the kept funnel." },

@@ -25,7 +25,7 @@ use std::time::Duration;
 /// The media type of the log's pages.
 pub const NDJSON: &str = "application/x-ndjson";
 
-/// Parses an end-of-range time parameter (a date means the end of that day, UTC).
+/// Parses an end-of-range time parameter (a period means its last instant, UTC).
 pub fn time_param(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
     value
         .map(|v| parse_time_end(v).map_err(|e| Problem::bad_request(name, format!("{name}: {e}"))))
