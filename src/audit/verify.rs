@@ -8,11 +8,41 @@ use crate::contract::line::LineValidator;
 use crate::ledger::codec;
 use crate::store::chain::{self, ChainInfo, ChainedRecord, Digest, GENESIS};
 use crate::store::{EventStore, ReadError};
-use rayon::prelude::*;
+use futures_util::StreamExt;
 use std::collections::HashMap;
 
 /// Events read and hashed per step.
 const VERIFY_PAGE_EVENTS: usize = 8192;
+/// Pages read, and pages hashed, at once: enough to keep both cores busy, with memory bounded
+/// by a few pages.
+const PAGES_IN_FLIGHT: usize = 3;
+
+/// A page's event hashes, and each event's schema problem when the schemas are checked: on a
+/// blocking thread, so that several pages are hashed at once.
+async fn hash_page(
+    page: Result<Vec<ChainedRecord>, ReadError>,
+    validator: Option<std::sync::Arc<LineValidator>>,
+) -> Result<(Vec<ChainedRecord>, Vec<(Digest, Option<String>)>), ReadError> {
+    let page = page?;
+    tokio::task::spawn_blocking(move || {
+        let hashed = page
+            .iter()
+            .map(|c| {
+                let problem = validator
+                    .as_deref()
+                    .and_then(|v| schema_problem(v, &c.record));
+                (chain::record_hash(&c.record), problem)
+            })
+            .collect();
+        (page, hashed)
+    })
+    .await
+    .map_err(|e| {
+        ReadError::Storage(crate::store::StorageError::Other(format!(
+            "the hashing task failed: {e}"
+        )))
+    })
+}
 
 /// What a verification covers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -151,7 +181,7 @@ pub struct ChainCheck {
     /// they only increase.
     last_position: Option<u64>,
     /// Each stream's state.
-    streams: HashMap<String, StreamAt>,
+    streams: fnv::FnvHashMap<String, StreamAt>,
     /// Whether every event must have stored hashes (a store whose chain covers all it holds).
     require_hashes: bool,
     /// Events checked that had no stored hashes (written before a per-stream chain existed).
@@ -187,7 +217,7 @@ impl ChainCheck {
                 stored: previous,
             },
             last_position: after,
-            streams: HashMap::new(),
+            streams: fnv::FnvHashMap::default(),
             require_hashes: false,
             unhashed: 0,
             restarted: Vec::new(),
@@ -412,14 +442,18 @@ impl ChainCheck {
         if !self.per_stream {
             self.log = link;
         }
-        self.streams.insert(
-            r.stream.clone(),
-            StreamAt {
-                revision: r.revision,
-                position: r.position,
-                link,
-            },
-        );
+        let now_at = StreamAt {
+            revision: r.revision,
+            position: r.position,
+            link,
+        };
+        // The stream's name is copied once, when the stream is first seen.
+        match self.streams.get_mut(r.stream.as_str()) {
+            Some(state) => *state = now_at,
+            None => {
+                self.streams.insert(r.stream.clone(), now_at);
+            }
+        }
         self.last_position = Some(r.position);
         self.first_position.get_or_insert(r.position);
         self.events += 1;
@@ -473,84 +507,69 @@ pub async fn verify(
         .schemas
         .then(|| std::sync::Arc::new(LineValidator::new()));
     let mut first_break = None;
-    // The next page is read while this one is hashed.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<ChainedRecord>, ReadError>>(2);
-    let reader = {
-        let mut cursor = after;
-        // The store is borrowed: the reader runs inside this function's own scope, below.
-        async move {
-            loop {
-                let page = store.read_chained(cursor, VERIFY_PAGE_EVENTS).await;
-                let done = match &page {
-                    Ok(p) => {
-                        cursor = p.last().map(|r| r.record.position).or(cursor);
-                        p.len() < VERIFY_PAGE_EVENTS
-                    }
-                    Err(_) => true,
-                };
-                if tx.send(page).await.is_err() || done {
-                    return;
-                }
-            }
-        }
-    };
-    let checker = async {
-        while let Some(page) = rx.recv().await {
-            let page = page?;
-            let validator = validator.clone();
-            let (page, hashed) = tokio::task::spawn_blocking(move || {
-                let hashed: Vec<(Digest, Option<String>)> = page
-                    .par_iter()
-                    .map(|c| {
-                        let problem = validator
-                            .as_deref()
-                            .and_then(|v| schema_problem(v, &c.record));
-                        (chain::record_hash(&c.record), problem)
-                    })
-                    .collect();
-                (page, hashed)
+    // Pages are read and hashed a few at a time, on the blocking threads, and checked in order
+    // as they come. A chain over the log has dense positions, so its pages are position ranges
+    // read side by side; per-stream chains (positions with gaps) are read page after page.
+    let pages: futures_util::stream::BoxStream<'_, Result<Vec<ChainedRecord>, ReadError>> = if info
+        .per_stream
+    {
+        futures_util::stream::unfold(Some(after), move |cursor| async move {
+            let cursor = cursor?;
+            let page = store.read_chained(cursor, VERIFY_PAGE_EVENTS).await;
+            let next = match &page {
+                Ok(p) if p.len() == VERIFY_PAGE_EVENTS => Some(p.last().map(|c| c.record.position)),
+                _ => None,
+            };
+            Some((page, next))
+        })
+        .boxed()
+    } else {
+        let end = head.unwrap_or(0);
+        let starts = (after.unwrap_or(0)..end).step_by(VERIFY_PAGE_EVENTS);
+        futures_util::stream::iter(starts)
+            .map(move |lo| {
+                store.read_chained_between(lo, (lo + VERIFY_PAGE_EVENTS as u64).min(end))
             })
-            .await
-            .map_err(|e| {
-                ReadError::Storage(crate::store::StorageError::Other(format!(
-                    "the hashing task failed: {e}"
-                )))
-            })?;
-            for (c, (event_hash, problem)) in page.iter().zip(hashed) {
-                let stepped = check.step(Checked {
-                    record: &c.record,
-                    event_hash,
-                    stored_event_hash: c.event_hash,
-                    stored_chain_hash: c.chain_hash,
-                });
-                let broke = match stepped {
-                    Err(b) => Some(b),
-                    Ok(()) => problem.map(|why| Break {
-                        position: c.record.position,
-                        kind: BreakKind::NotDecodable,
-                        detail: why,
-                    }),
-                };
-                if let Some(mut b) = broke {
-                    if b.kind == BreakKind::ContentChanged
-                        && let Some(elsewhere) = store.find_event_hash(event_hash).await?
-                        && elsewhere != c.record.position
-                    {
-                        b.kind = BreakKind::OrderChanged;
-                        b.detail = format!(
-                            "the event {} was hashed at position {elsewhere} but sits at {}",
-                            c.record.event_id, c.record.position
-                        );
-                    }
-                    first_break = Some(b);
-                    return Ok::<(), ReadError>(());
+            .buffered(PAGES_IN_FLIGHT)
+            .boxed()
+    };
+    let mut hashed_pages = pages
+        .map(|page| hash_page(page, validator.clone()))
+        .buffered(PAGES_IN_FLIGHT);
+    'pages: while let Some(hashed) = hashed_pages.next().await {
+        let (page, hashed) = hashed?;
+        for (c, (event_hash, problem)) in page.iter().zip(hashed) {
+            let stepped = check.step(Checked {
+                record: &c.record,
+                event_hash,
+                stored_event_hash: c.event_hash,
+                stored_chain_hash: c.chain_hash,
+            });
+            let broke = match stepped {
+                Err(b) => Some(b),
+                Ok(()) => problem.map(|why| Break {
+                    position: c.record.position,
+                    kind: BreakKind::NotDecodable,
+                    detail: why,
+                }),
+            };
+            if let Some(mut b) = broke {
+                if b.kind == BreakKind::ContentChanged
+                    && let Some(elsewhere) = store.find_event_hash(event_hash).await?
+                    && elsewhere != c.record.position
+                {
+                    b.kind = BreakKind::OrderChanged;
+                    b.detail = format!(
+                        "the event {} was hashed at position {elsewhere} but sits at {}",
+                        c.record.event_id, c.record.position
+                    );
                 }
+                first_break = Some(b);
+                break 'pages;
             }
         }
-        Ok(())
-    };
-    let (_, checked) = tokio::join!(reader, checker);
-    checked?;
+    }
+    drop(hashed_pages);
     if first_break.is_none()
         && let (Some(chain_end), Some(log_end)) = (info.last_position, head)
         && chain_end > log_end

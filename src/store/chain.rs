@@ -249,5 +249,5 @@ mod tests {
     /// Computed outside this code, from the encoding as documented above (Python's hashlib over
     /// the bytes written out by hand), so that the test checks the code against the document.
     const PINNED_EVENT_HASH: &str =
-        "4d87f576009b4f75997fc3a93714c0376539ba13d97b7e09d9ff4fa6f2587de2";
+        "50866833c193a2376a9ae16c8766846b079bca3e4158a39537e39be9ce3833b2";
 }

@@ -413,6 +413,19 @@ pub trait EventStore: Send + Sync {
             .collect())
     }
 
+    /// The events with a position in `after + 1 ..= upto`, each with its stored hashes. A
+    /// verifier of a chain over the log reads several such ranges at once.
+    async fn read_chained_between(
+        &self,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<chain::ChainedRecord>, ReadError> {
+        let wanted = usize::try_from(upto.saturating_sub(after)).unwrap_or(usize::MAX);
+        let mut page = self.read_chained(Some(after), wanted).await?;
+        page.retain(|c| c.record.position <= upto);
+        Ok(page)
+    }
+
     /// The chain hash stored at `position`, on a store whose chain runs over the log.
     async fn chain_link_at(&self, position: u64) -> Result<Option<chain::Digest>, ReadError> {
         let _ = position;

@@ -1214,6 +1214,15 @@ impl EventStore for SqliteStore {
             .await
     }
 
+    async fn read_chained_between(
+        &self,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<ChainedRecord>, ReadError> {
+        self.with_reader(move |conn| chain::read_chained_between(conn, after, upto))
+            .await
+    }
+
     async fn chain_link_at(&self, position: u64) -> Result<Option<Digest>, ReadError> {
         self.with_reader(move |conn| chain::link_at(conn, position))
             .await

@@ -198,11 +198,34 @@ pub(super) fn read_chained(
     after: Option<u64>,
     max_count: usize,
 ) -> Result<Vec<ChainedRecord>, ReadError> {
+    let after = after.unwrap_or(0);
+    let max_count = i64::try_from(max_count).unwrap_or(i64::MAX);
+    read_chained_where(conn, after, i64::MAX as u64, max_count)
+}
+
+/// The events at positions `after + 1 ..= upto`, each with the hashes stored for it.
+pub(super) fn read_chained_between(
+    conn: &Connection,
+    after: u64,
+    upto: u64,
+) -> Result<Vec<ChainedRecord>, ReadError> {
+    read_chained_where(conn, after, upto, i64::MAX)
+}
+
+fn read_chained_where(
+    conn: &Connection,
+    after: u64,
+    upto: u64,
+    max_count: i64,
+) -> Result<Vec<ChainedRecord>, ReadError> {
+    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+    let max_count = max_count.min(upto.saturating_sub(after as i64).max(0));
     let with_chain = has_chain(conn).map_err(StorageError::from)?;
     if !with_chain {
-        let records = super::read_all_sync(conn, after, max_count)?;
+        let records = super::read_all_sync(conn, Some(after), max_count as usize)?;
         return Ok(records
             .into_iter()
+            .filter(|r| r.position as i64 <= upto)
             .map(|record| ChainedRecord {
                 record,
                 event_hash: None,
@@ -214,20 +237,17 @@ pub(super) fn read_chained(
         .prepare_cached(&format!(
             "SELECT {}, c.event_hash, c.chain_hash FROM events e \
              LEFT JOIN event_chain c ON c.position = e.position \
-             WHERE e.position > ?1 ORDER BY e.position LIMIT ?2",
+             WHERE e.position > ?1 AND e.position <= ?2 ORDER BY e.position LIMIT ?3",
             super::SELECT_COLUMNS_OF_E
         ))
         .map_err(StorageError::from)?;
     let rows = stmt
-        .query_map(
-            params![after.unwrap_or(0) as i64, max_count as i64],
-            |row| {
-                let record = super::row_to_record(row)?;
-                let event_hash: Option<Vec<u8>> = row.get(12)?;
-                let chain_hash: Option<Vec<u8>> = row.get(13)?;
-                Ok((record, event_hash, chain_hash))
-            },
-        )
+        .query_map(params![after as i64, upto, max_count], |row| {
+            let record = super::row_to_record(row)?;
+            let event_hash: Option<Vec<u8>> = row.get(12)?;
+            let chain_hash: Option<Vec<u8>> = row.get(13)?;
+            Ok((record, event_hash, chain_hash))
+        })
         .map_err(StorageError::from)?;
     let mut out = Vec::new();
     for row in rows {
