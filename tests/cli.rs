@@ -684,3 +684,130 @@ fn read_models_live_in_their_own_file_beside_the_store_unless_named() {
     assert!(out.contains("position 1"), "{out}");
     assert!(!tables(&elsewhere).is_empty());
 }
+
+/// Issue 15: the examples every `--help` shows, run in a scratch directory on a store made by
+/// the demo, in the order of the story they tell. Examples that never exit or need what is not
+/// there are shown but not run; the test prints which it skipped.
+#[test]
+fn the_examples_in_the_help_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("pipeline-ledger");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let shell = |line: &str| {
+        std::process::Command::new("bash")
+            .args(["-c", line])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("PIPELINE_LEDGER_STORE", "ledger.db")
+            .env_remove("PIPELINE_LEDGER_READ_MODELS")
+            .output()
+            .unwrap()
+    };
+    let run = |line: &str| {
+        let out = shell(line);
+        assert!(
+            out.status.success(),
+            "{line}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let examples = |command: &str| -> Vec<String> {
+        let out = shell(&format!("pipeline-ledger {command} --help"));
+        let help = String::from_utf8(out.stdout).unwrap();
+        let section = help.split("Examples:").nth(1).unwrap_or_else(|| {
+            panic!("pipeline-ledger {command} --help shows no example");
+        });
+        // Lines ending in a backslash go on below.
+        section
+            .replace("\\\n", " ")
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("pipeline-ledger") || l.contains("| pipeline-ledger"))
+            .map(str::to_string)
+            .collect()
+    };
+    // (why an example is not run, what marks it)
+    let not_run = [
+        ("runs until stopped", "--follow"),
+        ("runs until stopped", " serve "),
+        ("reads another program's output", "some-crm-export"),
+        ("names an event id of another ledger", "record correct"),
+        ("takes minutes", "pipeline-ledger bench"),
+        (
+            "makes a store of its own, as this test's was made",
+            "pipeline-ledger demo",
+        ),
+    ];
+    // The demo writes the store PIPELINE_LEDGER_STORE names.
+    run("pipeline-ledger demo --customers 500 --seed 11 --until 2026-02-28T00:00:00Z");
+    let mut skipped = Vec::new();
+    let mut ran = 0;
+    let mut run_examples = |command: &str| {
+        for line in examples(command) {
+            match not_run.iter().find(|(_, mark)| line.contains(mark)) {
+                Some((why, _)) => skipped.push(format!("{line}  ({why})")),
+                None => {
+                    run(&line);
+                    ran += 1;
+                }
+            }
+        }
+    };
+    for command in [
+        "init",
+        "record lead-sourced",
+        "record first-visit",
+        "record demo",
+        "record negotiation",
+        "record contract",
+        "record follow-up",
+    ] {
+        run_examples(command);
+    }
+    // The second deal reaches the demo before it is lost.
+    run(
+        "pipeline-ledger record lead-sourced --customer acme-foods --rep rep-01 --deal d2 \
+         --source web --company 'Acme Foods' --contact-name 'Li Wei' --occurred-at 2026-05-12 \
+         && pipeline-ledger record first-visit --customer acme-foods --rep rep-01 --deal d2 \
+         --purpose p --plan p --expected e --outcome o --intent 3 --occurred-at 2026-05-13 \
+         && pipeline-ledger record demo --customer acme-foods --rep rep-01 --deal d2 \
+         --purpose p --plan p --expected e --outcome o --occurred-at 2026-05-14",
+    );
+    for command in [
+        "record lost",
+        "record reopened",
+        "record reassign",
+        "record correct",
+        "history",
+        "project",
+        "rebuild",
+        "funnel",
+        "reps",
+        "customer",
+        "pipeline",
+        "keygen",
+        "seal",
+        "export",
+        "verify",
+        "backup",
+        "token create",
+        "token list",
+        "token revoke",
+        "serve",
+        "openapi",
+        "bench",
+        "demo",
+    ] {
+        run_examples(command);
+    }
+    // Import last: its examples read what export wrote.
+    run("pipeline-ledger export -o events.ndjson");
+    run_examples("import");
+    eprintln!("ran {ran} examples; not run:\n  {}", skipped.join("\n  "));
+    assert!(ran >= 30, "only {ran} examples ran");
+}

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 pub enum AuditCommand {
     /// Create an Ed25519 key pair for seals and manifests: the secret key in FILE (PKCS#8
     /// PEM, mode 0600) and the public key in FILE.pub (PEM). Never overwrites a key.
-    ///
-    /// Example: pipeline-ledger keygen --out auditor.key
+    #[command(after_long_help = super::examples::KEYGEN)]
     Keygen {
         /// Where the secret key goes; the public key goes beside it, with `.pub` added.
         #[arg(long, value_name = "FILE")]
@@ -27,8 +26,7 @@ pub enum AuditCommand {
     /// Verify the whole hash chain, then sign a seal of its head: the store's identity, the
     /// head's position and chain hash, the number of events, the time. Keep seals off the
     /// ledger host, or publish them; `verify --seal` checks them later.
-    ///
-    /// Example: pipeline-ledger --store ledger.db seal --key auditor.key --output 2026-12-01.seal
+    #[command(after_long_help = super::examples::SEAL)]
     Seal {
         /// The secret key (as `keygen` writes it; must be mode 0600).
         #[arg(long, value_name = "FILE")]
@@ -44,11 +42,7 @@ pub enum AuditCommand {
     /// changed, hash replaced, not decodable) and exits with status 1. With --seal, also proves
     /// that the log still holds each sealed prefix unchanged. With --export and --manifest,
     /// checks an exported slice instead of the store.
-    ///
-    /// Examples:
-    ///   pipeline-ledger --store ledger.db verify
-    ///   pipeline-ledger --store ledger.db verify --seal 2026-12-01.seal --public-key auditor.key.pub
-    ///   pipeline-ledger verify --export q1.ndjson --manifest q1.manifest.json
+    #[command(after_long_help = super::examples::VERIFY)]
     Verify {
         /// Start at this position, trusting the chain hash stored just before it.
         #[arg(long, value_name = "POSITION")]

@@ -2,6 +2,7 @@
 //! Errors are typed below this module; here, at the edge, they become messages and exit codes.
 
 pub mod audit_commands;
+pub mod examples;
 pub mod projection_commands;
 pub mod record;
 pub mod serve_commands;
@@ -64,6 +65,7 @@ pub struct Cli {
 pub enum Command {
     /// Create the store (nothing happens if it exists). Every command but `init`, `record`,
     /// `import` and `demo` refuses a store that does not exist.
+    #[command(after_long_help = examples::INIT)]
     Init,
     /// Record one interaction; prints its event id, stream revision and position. Creates the
     /// store if it does not exist (and says so on standard error).
@@ -74,6 +76,7 @@ pub enum Command {
     /// Import NDJSON events (one per line) from FILE, or `-` for standard input. Every line is
     /// validated first; a file with a bad line writes nothing. Importing twice adds nothing.
     /// Creates the store if it does not exist (and says so on standard error).
+    #[command(after_long_help = examples::IMPORT)]
     Import {
         /// The NDJSON file, or `-`.
         file: PathBuf,
@@ -87,8 +90,7 @@ pub enum Command {
     },
     /// Export events as NDJSON, in log order (all of them, or positions --from to --to). Opens
     /// the store read-only.
-    ///
-    /// Example: pipeline-ledger --store ledger.db export --from 1001 --to 2000 -o q1.ndjson --manifest q1.manifest.json
+    #[command(after_long_help = examples::EXPORT)]
     Export {
         /// Write here instead of standard output: into a temporary file beside it, renamed over
         /// it once the export is complete. Never the store or the read models.
@@ -112,6 +114,7 @@ pub enum Command {
     },
     /// Copy the running store into DEST: a consistent online backup (WAL included) as one
     /// self-contained file, verified before it replaces DEST. SQLite stores only.
+    #[command(after_long_help = examples::BACKUP)]
     Backup {
         /// The backup file.
         dest: PathBuf,
@@ -120,7 +123,10 @@ pub enum Command {
         force: bool,
     },
     /// A customer's timeline.
+    #[command(after_long_help = examples::HISTORY)]
     History {
+        /// The customer's id, as recorded (`customer-<id>` is its stream).
+        #[arg(value_name = "CUSTOMER")]
         customer: pipeline_ledger::domain::CustomerId,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -132,10 +138,10 @@ pub enum Command {
     Audit(audit_commands::AuditCommand),
     /// Serve the HTTP API (/v1), the live feed and the dashboard, following the log with the
     /// projection runner; stops gracefully on SIGTERM or Ctrl-C.
-    ///
-    /// Example: pipeline-ledger --store ledger.db serve --listen 127.0.0.1:8080
+    #[command(after_long_help = examples::SERVE)]
     Serve(serve_commands::ServeArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (the copy checked in as schemas/openapi.json).
+    #[command(after_long_help = examples::OPENAPI)]
     Openapi,
     /// Manage the server's bearer tokens (issue, list, revoke).
     Token {
@@ -144,6 +150,7 @@ pub enum Command {
     },
     /// Measure import, appends, reads, rebuilds, projection lag and query latency on generated
     /// data at each size, and print one table against the targets (see BENCHMARKS.md).
+    #[command(after_long_help = examples::BENCH)]
     Bench {
         /// Dataset sizes in events, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
@@ -151,6 +158,7 @@ pub enum Command {
         /// Where datasets (kept for the next run) and stores go.
         #[arg(long, default_value = "./bench-data")]
         dir: PathBuf,
+        /// Seed of the dataset generator: the same seed and size give the same events.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Repetitions of each query.
@@ -173,6 +181,7 @@ pub enum Command {
         lag_rate: u64,
     },
     /// The main job: generate a realistic seeded pipeline into a fresh store and report on it.
+    #[command(after_long_help = examples::DEMO)]
     Demo {
         /// Number of customers.
         #[arg(long, default_value_t = 400)]
@@ -882,5 +891,62 @@ mod tests {
             a.to_string_lossy()
                 .starts_with("./pipeline-ledger-read-models-")
         );
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every (sub)command with its path, depth first.
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            let path = if prefix.is_empty() {
+                cmd.get_name().to_string()
+            } else {
+                format!("{prefix} {}", cmd.get_name())
+            };
+            out.push((path.clone(), cmd.clone()));
+            for sub in cmd.get_subcommands() {
+                walk(&path, sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &Cli::command(), &mut out);
+        out
+    }
+
+    /// Issue 15: every flag and argument of every command says what it is.
+    #[test]
+    fn every_flag_and_argument_is_described() {
+        let mut undescribed = Vec::new();
+        for (path, cmd) in commands() {
+            for arg in cmd.get_arguments() {
+                if matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    undescribed.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+        }
+        assert!(undescribed.is_empty(), "undescribed: {undescribed:#?}");
+    }
+
+    /// Issue 15: every command a user runs shows at least one example in its `--help`.
+    #[test]
+    fn every_command_shows_an_example() {
+        let mut without = Vec::new();
+        for (path, mut cmd) in commands() {
+            if cmd.has_subcommands() || cmd.get_name() == "help" {
+                continue;
+            }
+            let help = cmd.render_long_help().to_string();
+            if !help.contains("Example") {
+                without.push(path);
+            }
+        }
+        assert!(without.is_empty(), "no example: {without:#?}");
     }
 }

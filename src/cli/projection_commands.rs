@@ -106,6 +106,7 @@ pub enum PeriodArg {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ProjectionCommand {
     /// Bring the read models (rm_ tables) up to date with the log; --follow keeps them live.
+    #[command(after_long_help = super::examples::PROJECT)]
     Project {
         /// Keep running and apply new events as they are recorded (Ctrl-C stops).
         #[arg(long)]
@@ -115,12 +116,14 @@ pub enum ProjectionCommand {
         policy: Option<PathBuf>,
     },
     /// Rebuild the read models from the start of the log into new tables, then swap them in.
+    #[command(after_long_help = super::examples::REBUILD)]
     Rebuild {
         /// Policy file.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
     /// Stage conversion: cohort and period views, transitions, win rate, lost reasons.
+    #[command(after_long_help = super::examples::FUNNEL)]
     Funnel {
         /// Window start, inclusive: RFC 3339, or a period meaning its first instant (2026-03-31,
         /// 2026-W10, 2026-03, 2026-Q1, 2026).
@@ -147,7 +150,9 @@ pub enum ProjectionCommand {
         report: ReportArgs,
     },
     /// Rep activity and results per period.
+    #[command(after_long_help = super::examples::REPS)]
     Reps {
+        /// The length of each period the figures are given for.
         #[arg(long, value_enum, default_value = "quarter")]
         period: PeriodArg,
         /// Only this rep.
@@ -157,12 +162,16 @@ pub enum ProjectionCommand {
         report: ReportArgs,
     },
     /// One customer: state, owner, stage history, time in stage.
+    #[command(after_long_help = super::examples::CUSTOMER)]
     Customer {
+        /// The customer's id, as recorded.
+        #[arg(value_name = "CUSTOMER")]
         id: String,
         #[command(flatten)]
         report: ReportArgs,
     },
     /// Counts per state and stage, stalled deals and overdue follow-ups.
+    #[command(after_long_help = super::examples::PIPELINE)]
     Pipeline {
         #[command(flatten)]
         report: ReportArgs,

@@ -37,22 +37,30 @@ pub struct Common {
     /// race with another writer is decided again.
     #[arg(long, value_parser = parse_expected_revision)]
     pub expected_revision: Option<ExpectedRevision>,
-    #[arg(long)]
+    /// A UUID shared by the events of one business process (for example, everything one import
+    /// job or one workflow run wrote), to find them together later.
+    #[arg(long, value_name = "UUID")]
     pub correlation_id: Option<Uuid>,
-    #[arg(long)]
+    /// The UUID of the event that caused this one (for example, the lost event a reopening
+    /// answers).
+    #[arg(long, value_name = "UUID")]
     pub causation_id: Option<Uuid>,
 }
 
 /// The planned-visit record (purpose, plan, expected result, actual outcome).
 #[derive(Debug, Args)]
 pub struct VisitArgs {
-    #[arg(long)]
+    /// Why the visit was made (拜访目的), e.g. "find their needs". Free text; no personal data.
+    #[arg(long, value_name = "TEXT")]
     pub purpose: String,
-    #[arg(long)]
+    /// The action plan for the visit (行动计划). Free text.
+    #[arg(long, value_name = "TEXT")]
     pub plan: String,
-    #[arg(long)]
+    /// The result expected before the visit (预期结果). Free text.
+    #[arg(long, value_name = "TEXT")]
     pub expected: String,
-    #[arg(long)]
+    /// What actually happened (实际结果). Free text.
+    #[arg(long, value_name = "TEXT")]
     pub outcome: String,
 }
 
@@ -71,29 +79,39 @@ impl VisitArgs {
 #[derive(Debug, Subcommand)]
 pub enum RecordCommand {
     /// Step 1: a lead was sourced (opens a deal; the first makes the customer known).
+    #[command(after_long_help = super::examples::LEAD_SOURCED)]
     LeadSourced {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
+        /// Where the lead came from.
         #[arg(long, value_enum)]
         source: SourceArg,
-        #[arg(long)]
+        /// The customer's company name.
+        #[arg(long, value_name = "NAME")]
         company: String,
-        #[arg(long)]
+        /// The contact's full name (personal data).
+        #[arg(long, value_name = "NAME")]
         contact_name: String,
-        #[arg(long)]
+        /// The contact's phone number (personal data).
+        #[arg(long, value_name = "PHONE")]
         phone: Option<String>,
-        #[arg(long)]
+        /// The contact's e-mail address (personal data).
+        #[arg(long, value_name = "EMAIL")]
         email: Option<String>,
-        #[arg(long)]
+        /// Free-text notes on the lead (personal data: they may name people).
+        #[arg(long, value_name = "TEXT")]
         notes: Option<String>,
     },
     /// Step 2: the first visit.
+    #[command(after_long_help = super::examples::FIRST_VISIT)]
     FirstVisit {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
         #[command(flatten)]
         visit: VisitArgs,
@@ -105,10 +123,12 @@ pub enum RecordCommand {
         intent: u8,
     },
     /// Step 3: a product demo.
+    #[command(after_long_help = super::examples::DEMO_HELD)]
     Demo {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
         #[command(flatten)]
         visit: VisitArgs,
@@ -120,10 +140,12 @@ pub enum RecordCommand {
         products: Vec<String>,
     },
     /// Step 4: a negotiation round.
+    #[command(after_long_help = super::examples::NEGOTIATION)]
     Negotiation {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
         #[command(flatten)]
         visit: VisitArgs,
@@ -135,28 +157,36 @@ pub enum RecordCommand {
         concession: Option<Money>,
     },
     /// Step 5: the contract (the deal is won).
+    #[command(after_long_help = super::examples::CONTRACT)]
     Contract {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
         /// The value in major units with its currency, e.g. "12500.00 EUR".
         #[arg(long, value_parser = parse_money)]
         value: Money,
-        #[arg(long)]
+        /// The contract's term in months.
+        #[arg(long, value_name = "MONTHS")]
         term_months: u32,
-        #[arg(long)]
+        /// The contract's reference in the company's own records, e.g. "C-2026-0042".
+        #[arg(long, value_name = "REF")]
         contract_ref: Option<String>,
     },
     /// Step 6: a follow-up with a won customer.
+    #[command(after_long_help = super::examples::FOLLOW_UP)]
     FollowUp {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
+        /// What kind of follow-up it was.
         #[arg(long, value_enum)]
         kind: FollowUpArg,
-        #[arg(long)]
+        /// What came of it. Free text.
+        #[arg(long, value_name = "TEXT")]
         outcome: String,
         /// When the next follow-up is due (YYYY-MM-DD).
         #[arg(long)]
@@ -166,40 +196,52 @@ pub enum RecordCommand {
         order_value: Option<Money>,
     },
     /// A deal was lost.
+    #[command(after_long_help = super::examples::LOST)]
     Lost {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
+        /// Why the deal was lost.
         #[arg(long, value_enum)]
         reason: LostReasonArg,
         /// The stage it was lost at (must be the deal's current stage).
         #[arg(long, value_enum)]
         stage: StageArg,
-        #[arg(long)]
+        /// More on why, in words. Free text.
+        #[arg(long, value_name = "TEXT")]
         details: Option<String>,
     },
     /// A lost deal came back.
+    #[command(after_long_help = super::examples::REOPENED)]
     Reopened {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The deal, as named when its lead was sourced (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "DEAL")]
         deal: DealId,
-        #[arg(long)]
+        /// Why it came back. Free text.
+        #[arg(long, value_name = "TEXT")]
         reason: String,
     },
     /// The customer moves to another rep (the --rep is who made the change).
+    #[command(after_long_help = super::examples::REASSIGN)]
     Reassign {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
+        /// The rep who owns the customer now (must be the current owner).
+        #[arg(long, value_name = "REP")]
         from: RepId,
-        #[arg(long)]
+        /// The rep who takes the customer over.
+        #[arg(long, value_name = "REP")]
         to: RepId,
-        #[arg(long)]
+        /// Why. Free text.
+        #[arg(long, value_name = "TEXT")]
         reason: String,
     },
     /// Amend or retract an earlier event of the customer.
+    #[command(after_long_help = super::examples::CORRECT)]
     Correct {
         #[command(flatten)]
         common: Common,
@@ -212,7 +254,8 @@ pub enum RecordCommand {
         /// The corrected event as JSON: {"type": "...", "data": {...}} (same type as the original).
         #[arg(long)]
         amend: Option<String>,
-        #[arg(long)]
+        /// Why the correction is made. Free text; kept in the log with it.
+        #[arg(long, value_name = "TEXT")]
         reason: String,
     },
 }

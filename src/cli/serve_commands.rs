@@ -45,8 +45,7 @@ pub struct ServeArgs {
 pub enum TokenCommand {
     /// Issue a token and print it once (only its SHA-256 is kept). Its name is recorded as
     /// `recorded_by` of everything it appends.
-    ///
-    /// Example: pipeline-ledger token create --role reader --name bi-nightly --expires 2027-06-30
+    #[command(after_long_help = super::examples::TOKEN_CREATE)]
     Create {
         /// writer (append), reader (reports, dashboard), auditor (reports, history, log, feed,
         /// personal data) or admin (tokens).
@@ -60,6 +59,7 @@ pub enum TokenCommand {
         expires: Option<DateTime<Utc>>,
     },
     /// List every token ever issued, with who issued or revoked it and when (never the token).
+    #[command(after_long_help = super::examples::TOKEN_LIST)]
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -67,7 +67,10 @@ pub enum TokenCommand {
     },
     /// Revoke the active token with this name; every server refuses it within
     /// ACCESS_REFRESH_SECONDS (2 s).
+    #[command(after_long_help = super::examples::TOKEN_REVOKE)]
     Revoke {
+        /// The name the token was created with (`token list` shows them).
+        #[arg(value_name = "NAME")]
         name: String,
         /// Why, recorded with the revocation.
         #[arg(long, value_name = "TEXT")]
