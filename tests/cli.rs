@@ -811,3 +811,64 @@ fn the_examples_in_the_help_run() {
     eprintln!("ran {ran} examples; not run:\n  {}", skipped.join("\n  "));
     assert!(ran >= 30, "only {ran} examples ran");
 }
+
+/// Issue 15: `history` shows each event's id, says what an amendment changed (before and after),
+/// and takes the time-travel flags, filters and CSV.
+#[test]
+fn history_shows_ids_filters_and_what_an_amendment_changed() {
+    let ledger = Ledger::new();
+    let out = lead(&ledger, "acme-foods", "d1");
+    let lead_id = out.split_whitespace().nth(1).unwrap().to_string();
+    let amend = r#"{"type": "LeadSourced", "data": {"deal_id": "d1", "rep_id": "rep-01",
+        "source": "referral", "company": "Acme Foods GmbH", "contact": {"name": "Li Wei"}}}"#;
+    ledger.ok(&[
+        "record",
+        "correct",
+        "--customer",
+        "acme-foods",
+        "--rep",
+        "rep-02",
+        "--event",
+        &lead_id,
+        "--reason",
+        "company name",
+        "--amend",
+        amend,
+        "--occurred-at",
+        "2026-02-01",
+    ]);
+    let table = ledger.ok(&["history", "acme-foods"]);
+    assert!(table.contains(&lead_id), "{table}");
+    assert!(
+        table.contains(&format!(
+            "amends {lead_id} (company: \"Acme Foods\" → \"Acme Foods GmbH\"): company name"
+        )),
+        "{table}"
+    );
+    // As it happened on 31 January: the lead, not yet its correction.
+    let csv = ledger.ok(&["history", "acme-foods", "--as-of", "2026-01", "--csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[0].starts_with("event,rev,position,occurred_at"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{lead_id},0,1,2026-01-05T09:00:00+00:00")),
+        "{csv}"
+    );
+    // By type and by rep.
+    let only = ledger.ok(&["history", "acme-foods", "--type", "EventCorrected", "--csv"]);
+    assert_eq!(only.lines().count(), 2, "{only}");
+    let by_rep = ledger.ok(&["history", "acme-foods", "--rep", "rep-02", "--csv"]);
+    assert!(
+        by_rep.lines().count() == 2 && by_rep.contains("EventCorrected"),
+        "{by_rep}"
+    );
+    // As the ledger knew it before anything was recorded: nothing.
+    let known = ledger.ok(&["history", "acme-foods", "--known-at", "2026-01-31", "--csv"]);
+    assert_eq!(known.lines().count(), 1, "{known}");
+    let out = ledger.run(&["history", "acme-foods", "--type", "Nope"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("LeadSourced"), "{}", out.stderr);
+}

@@ -71,7 +71,9 @@ pub const BACKUP: &str = "Examples:
 
 pub const HISTORY: &str = "Examples:
   pipeline-ledger history acme-foods
-  pipeline-ledger history acme-foods --json";
+  pipeline-ledger history acme-foods --json
+  pipeline-ledger history acme-foods --as-of 2026-03 --csv
+  pipeline-ledger history acme-foods --type ContractSigned --type EventCorrected --rep rep-01";
 
 pub const PROJECT: &str = "Examples:
   pipeline-ledger project

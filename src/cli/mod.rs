@@ -129,8 +129,13 @@ pub enum Command {
         #[arg(value_name = "CUSTOMER")]
         customer: pipeline_ledger::domain::CustomerId,
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// Print CSV instead of a table (full RFC 3339 times).
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        filter: HistoryFilter,
     },
     #[command(flatten)]
     Projection(projection_commands::ProjectionCommand),
@@ -193,6 +198,65 @@ pub enum Command {
         #[arg(long, value_parser = record::parse_time)]
         until: Option<DateTime<Utc>>,
     },
+}
+
+/// Which events of a customer's history `history` shows.
+#[derive(Debug, clap::Args)]
+pub struct HistoryFilter {
+    /// Only events that occurred at or before T: the history as it happened (RFC 3339, or a
+    /// period meaning its last instant: 2026-03-31, 2026-W10, 2026-03, 2026-Q1, 2026).
+    #[arg(long, value_name = "T", value_parser = parse_end)]
+    as_of: Option<DateTime<Utc>>,
+    /// Only events recorded at or before T: the history as the ledger knew it (as --as-of).
+    #[arg(long, value_name = "T", value_parser = parse_end)]
+    known_at: Option<DateTime<Utc>>,
+    /// Only events that occurred at or after T (a period means its first instant).
+    #[arg(long, value_name = "T", value_parser = parse_start)]
+    from: Option<DateTime<Utc>>,
+    /// Only events that occurred at or before T (a period means its last instant).
+    #[arg(long, value_name = "T", value_parser = parse_end)]
+    to: Option<DateTime<Utc>>,
+    /// Only events of this type (repeatable): LeadSourced, FirstVisitMade, DemoGiven,
+    /// NegotiationHeld, ContractSigned, FollowUpLogged, DealLost, DealReopened,
+    /// CustomerReassigned, EventCorrected.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
+    types: Vec<pipeline_ledger::domain::EventType>,
+    /// Only events of this rep (the rep who performed the interaction).
+    #[arg(long, value_name = "REP")]
+    rep: Option<String>,
+}
+
+impl HistoryFilter {
+    /// Whether `e` is shown.
+    fn keeps(&self, e: &pipeline_ledger::domain::LedgerEvent) -> bool {
+        self.as_of.is_none_or(|t| e.occurred_at <= t)
+            && self.known_at.is_none_or(|t| e.recorded_at <= t)
+            && self.from.is_none_or(|t| e.occurred_at >= t)
+            && self.to.is_none_or(|t| e.occurred_at <= t)
+            && (self.types.is_empty() || self.types.contains(&e.event_type()))
+            && self
+                .rep
+                .as_deref()
+                .is_none_or(|r| e.payload.rep_id().as_str() == r)
+    }
+}
+
+fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
+    pipeline_ledger::projections::time::parse_time_end(s).map_err(|e| e.to_string())
+}
+
+fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
+    pipeline_ledger::projections::time::parse_time_start(s).map_err(|e| e.to_string())
+}
+
+fn parse_event_type(s: &str) -> Result<pipeline_ledger::domain::EventType, String> {
+    pipeline_ledger::domain::EventType::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = pipeline_ledger::domain::EventType::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect();
+        format!("{s:?} is not an event type; one of {}", names.join(", "))
+    })
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -491,7 +555,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.bytes
             )?;
         }
-        Command::History { customer, json } => {
+        Command::History {
+            customer,
+            json,
+            csv,
+            filter,
+        } => {
             let (store, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
             let events = match ledger.history(&customer).await {
                 Ok(events) => events,
@@ -512,8 +581,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let events: Vec<_> = events.into_iter().filter(|e| filter.keeps(e)).collect();
             if json {
                 history::history_json(&events, &mut out)?;
+            } else if csv {
+                history::history_csv(&events, &mut out)?;
             } else {
                 history::history_table(&events, &mut out)?;
             }

@@ -15,8 +15,9 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
-/// One line saying what an event says.
-pub fn summary(payload: &EventPayload) -> String {
+/// One line saying what an event says. `original` is the event an amendment corrects, when
+/// known: the line then shows what changed, before and after.
+pub fn summary(payload: &EventPayload, original: Option<&EventPayload>) -> String {
     match payload {
         EventPayload::LeadSourced(e) => format!("lead from {} ({})", e.source.as_str(), e.company),
         EventPayload::FirstVisitMade(e) => format!(
@@ -33,8 +34,11 @@ pub fn summary(payload: &EventPayload) -> String {
             format!("contract {} for {} months", e.value, e.term_months)
         }
         EventPayload::FollowUpLogged(e) => format!(
-            "follow-up {:?}: {}{}",
-            e.kind,
+            "follow-up {}: {}{}",
+            serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             e.outcome,
             e.next_due_on
                 .map(|d| format!(", next due {d}"))
@@ -52,39 +56,135 @@ pub fn summary(payload: &EventPayload) -> String {
         }
         EventPayload::EventCorrected(e) => match &e.correction {
             Correction::Retract => format!("retracts {}: {}", e.corrected_event_id, e.reason),
-            Correction::Amend { .. } => format!("amends {}: {}", e.corrected_event_id, e.reason),
+            Correction::Amend { replacement } => match original {
+                Some(before) => format!(
+                    "amends {} ({}): {}",
+                    e.corrected_event_id,
+                    changes(before, replacement),
+                    e.reason
+                ),
+                None => format!("amends {}: {}", e.corrected_event_id, e.reason),
+            },
         },
     }
 }
 
+/// What an amendment changed: each field of the data whose value differs (nested objects by
+/// their path, `visit.actual_outcome`), `field: before → after`, values as compact JSON cut at
+/// [`CHANGE_VALUE_CHARS_MAX`] characters.
+fn changes(before: &EventPayload, after: &EventPayload) -> String {
+    let mut changed = Vec::new();
+    diff("", &before.data_json(), &after.data_json(), &mut changed);
+    if changed.is_empty() {
+        "no field changed".into()
+    } else {
+        changed.join("; ")
+    }
+}
+
+/// Appends to `out` each leaf under `path` where `old` and `new` differ.
+fn diff(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let show = |v: Option<&Value>| {
+        let text = v.map_or_else(|| "(none)".to_string(), |v| v.to_string());
+        if text.chars().count() > CHANGE_VALUE_CHARS_MAX {
+            format!(
+                "{}…",
+                text.chars()
+                    .take(CHANGE_VALUE_CHARS_MAX)
+                    .collect::<String>()
+            )
+        } else {
+            text
+        }
+    };
+    let child = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff(&child(key), x, y, out),
+                    (x, y) => out.push(format!("{}: {} → {}", child(key), show(x), show(y))),
+                }
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: {} → {}", show(Some(a)), show(Some(b)))),
+        _ => {}
+    }
+}
+
+/// Characters of a value shown in an amendment's before and after.
+const CHANGE_VALUE_CHARS_MAX: usize = 40;
+
+/// The rows of a customer's history: each event with what it says, an amendment with the event
+/// it corrects (from the same history) before and after.
+fn history_rows(events: &[LedgerEvent]) -> Vec<[String; 10]> {
+    let by_id: HashMap<_, _> = events.iter().map(|e| (e.event_id, &e.payload)).collect();
+    events
+        .iter()
+        .map(|e| {
+            let original = match &e.payload {
+                EventPayload::EventCorrected(c) => by_id.get(&c.corrected_event_id).copied(),
+                _ => None,
+            };
+            [
+                e.event_id.to_string(),
+                e.revision.to_string(),
+                e.position.to_string(),
+                e.occurred_at.format("%Y-%m-%d %H:%M").to_string(),
+                e.recorded_at.format("%Y-%m-%d %H:%M").to_string(),
+                e.event_type().to_string(),
+                e.payload
+                    .deal_id()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                e.payload.rep_id().to_string(),
+                summary(&e.payload, original),
+                e.recorded_by.to_string(),
+            ]
+        })
+        .collect()
+}
+
+const HISTORY_HEADER: [&str; 10] = [
+    "event",
+    "rev",
+    "position",
+    "occurred_at",
+    "recorded_at",
+    "type",
+    "deal",
+    "rep",
+    "what",
+    "by",
+];
+
+/// A customer's history as CSV, one row per event, with the table's columns and full times.
+pub fn history_csv(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Result<()> {
+    let header: Vec<String> = HISTORY_HEADER.iter().map(|h| h.to_string()).collect();
+    writeln!(out, "{}", super::reports::csv_line(&header))?;
+    for (e, mut row) in events.iter().zip(history_rows(events)) {
+        // Full times in CSV: a job compares them exactly.
+        row[3] = e.occurred_at.to_rfc3339();
+        row[4] = e.recorded_at.to_rfc3339();
+        writeln!(out, "{}", super::reports::csv_line(&row))?;
+    }
+    Ok(())
+}
+
 /// A customer's history as an aligned table.
 pub fn history_table(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Result<()> {
-    let mut t = table(&[
-        "rev",
-        "position",
-        "occurred_at",
-        "recorded_at",
-        "type",
-        "deal",
-        "rep",
-        "what",
-        "by",
-    ]);
-    for e in events {
-        let cells = [
-            e.revision.to_string(),
-            e.position.to_string(),
-            e.occurred_at.format("%Y-%m-%d %H:%M").to_string(),
-            e.recorded_at.format("%Y-%m-%d %H:%M").to_string(),
-            e.event_type().to_string(),
-            e.payload
-                .deal_id()
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            e.payload.rep_id().to_string(),
-            summary(&e.payload),
-            e.recorded_by.to_string(),
-        ];
+    let mut t = table(&HISTORY_HEADER);
+    for cells in history_rows(events) {
         // Free text reaches a terminal here: escape what a terminal would obey.
         t.add_row(cells.iter().map(|c| for_terminal(c).into_owned()));
     }

@@ -119,7 +119,8 @@ impl Table {
     }
 }
 
-fn csv_line(cells: &[String]) -> String {
+/// One CSV line (RFC 4180 quoting).
+pub fn csv_line(cells: &[String]) -> String {
     cells
         .iter()
         .map(|c| {
