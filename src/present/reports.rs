@@ -2,7 +2,7 @@
 //! states the log position the report was computed at (CSV: a `position` column on every row).
 
 use crate::present::for_terminal;
-use pipeline_ledger::domain::Money;
+use pipeline_ledger::domain::{EventType, Money};
 use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
 use pipeline_ledger::projections::lifecycle::CustomerReport;
@@ -433,46 +433,49 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
 
 /// Writes the rep report.
 pub fn write_reps(out: &mut dyn Write, format: Format, r: &RepsReport) -> io::Result<()> {
-    let mut t = Table::new(
-        format!("Reps per {}", r.params.period.as_str()),
-        &[
-            "rep",
-            "period",
-            "interactions",
-            "leads",
-            "visits",
-            "demos",
-            "negotiations",
-            "contracts",
-            "follow_ups",
-            "customers",
-            "won",
-            "won_value",
-            "lost",
-            "win_rate",
-            "days_to_close_median",
-            "overdue_follow_ups",
-            "reassigned_in",
-            "reassigned_out",
-        ],
-    );
+    let mut headers = vec!["rep", "period", "interactions"];
+    headers.extend(REP_INTERACTION_COLUMNS.iter().map(|(_, column)| *column));
+    headers.extend([
+        "other",
+        "customers",
+        "won",
+        "won_value",
+        "lost",
+        "win_rate",
+        "days_to_close_median",
+        "days_to_close_p90",
+        "overdue_follow_ups",
+        "reassigned_in",
+        "reassigned_out",
+    ]);
+    let mut t = Table::new(format!("Reps per {}", r.params.period.as_str()), &headers);
     for row in &r.rows {
-        let count = |k: &str| row.interactions.get(k).copied().unwrap_or(0).to_string();
+        let count = |k: &str| row.interactions.get(k).copied().unwrap_or(0);
+        let named: u64 = REP_INTERACTION_COLUMNS
+            .iter()
+            .map(|(t, _)| count(t.as_str()))
+            .sum();
+        // The type columns and `other` add up to `interactions`, whatever types a later version
+        // counts.
+        let other = row.interactions_total.saturating_sub(named);
+        debug_assert_eq!(named + other, row.interactions_total);
         let value: Vec<String> = row
             .won_value_minor
             .iter()
             .map(|(c, v)| money_minor(*v, c))
             .collect();
-        t.row(vec![
+        let mut cells = vec![
             row.rep.clone(),
             row.period.clone(),
             row.interactions_total.to_string(),
-            count("LeadSourced"),
-            count("FirstVisitMade"),
-            count("DemoGiven"),
-            count("NegotiationHeld"),
-            count("ContractSigned"),
-            count("FollowUpLogged"),
+        ];
+        cells.extend(
+            REP_INTERACTION_COLUMNS
+                .iter()
+                .map(|(t, _)| count(t.as_str()).to_string()),
+        );
+        cells.extend([
+            other.to_string(),
             row.customers_touched.to_string(),
             row.deals_won.to_string(),
             value.join(" + "),
@@ -483,13 +486,30 @@ pub fn write_reps(out: &mut dyn Write, format: Format, r: &RepsReport) -> io::Re
                 ratio(&row.win_rate)
             },
             num(row.days_to_close.median),
+            num(row.days_to_close.p90),
             row.overdue_followups.to_string(),
             row.reassigned_in.to_string(),
             row.reassigned_out.to_string(),
         ]);
+        t.row(cells);
     }
     write_out(out, format, &r.meta, r, vec![t])
 }
+
+/// The interactions the rep table counts in a column of their own, by type. `lost_logged` and
+/// `reopened` are events the rep performed (activity), apart from `lost`, the deals lost while
+/// the rep owned them (results).
+const REP_INTERACTION_COLUMNS: [(EventType, &str); 9] = [
+    (EventType::LeadSourced, "leads"),
+    (EventType::FirstVisitMade, "visits"),
+    (EventType::DemoGiven, "demos"),
+    (EventType::NegotiationHeld, "negotiations"),
+    (EventType::ContractSigned, "contracts"),
+    (EventType::FollowUpLogged, "follow_ups"),
+    (EventType::DealLost, "lost_logged"),
+    (EventType::DealReopened, "reopened"),
+    (EventType::CustomerReassigned, "reassignments"),
+];
 
 /// Writes the customer report.
 pub fn write_customer(out: &mut dyn Write, format: Format, r: &CustomerReport) -> io::Result<()> {
