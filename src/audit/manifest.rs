@@ -349,10 +349,7 @@ fn signature_problem(
             "the manifest was signed by key {key_hex}, not by the key given with --public-key"
         ));
     }
-    let mut signature = [0u8; 64];
-    if hex::decode_to_slice(signature_hex, &mut signature).is_err()
-        || !key.verifies(&manifest.statement.signed_bytes(), &signature)
-    {
+    if !key.verifies_hex(&manifest.statement.signed_bytes(), signature_hex) {
         return Some("the manifest's signature does not match it: it was altered".into());
     }
     None

@@ -165,10 +165,7 @@ fn problem(
             pinned.to_hex()
         ));
     }
-    let mut signature = [0u8; 64];
-    if hex::decode_to_slice(&seal.signature, &mut signature).is_err()
-        || !key.verifies(&s.signed_bytes(), &signature)
-    {
+    if !key.verifies_hex(&s.signed_bytes(), &seal.signature) {
         return Some(
             "the signature does not match the statement: the seal was altered, or signed by \
              another key"

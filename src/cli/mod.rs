@@ -241,11 +241,13 @@ impl HistoryFilter {
     }
 }
 
-fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
+/// Parses a time argument that ends a range: RFC 3339, or a period meaning its last instant.
+pub(crate) fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
     pipeline_ledger::projections::time::parse_time_end(s).map_err(|e| e.to_string())
 }
 
-fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
+/// Parses a time argument that starts a range: RFC 3339, or a period meaning its first instant.
+pub(crate) fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
     pipeline_ledger::projections::time::parse_time_start(s).map_err(|e| e.to_string())
 }
 

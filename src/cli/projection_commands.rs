@@ -2,13 +2,14 @@
 //! Parsing and printing only: the runner brings the read models up to date, and the query layer
 //! answers every report (choosing a kept report, the live read models or a replay).
 
+use super::{parse_end, parse_start};
 use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
 use pipeline_ledger::projections::policy::Policy;
-use pipeline_ledger::projections::time::{Period, parse_time_end, parse_time_start};
+use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
     CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
 };
@@ -68,14 +69,6 @@ impl ReportArgs {
             now: self.now,
         }
     }
-}
-
-fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
-    parse_time_end(s).map_err(|e| e.to_string())
-}
-
-fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
-    parse_time_start(s).map_err(|e| e.to_string())
 }
 
 /// Funnel grouping.

@@ -55,7 +55,7 @@ pub enum TokenCommand {
         #[arg(long, value_name = "NAME")]
         name: String,
         /// When the token stops working (a date means the end of that day, UTC; or RFC 3339).
-        #[arg(long, value_name = "T", value_parser = parse_end)]
+        #[arg(long, value_name = "T", value_parser = super::parse_end)]
         expires: Option<DateTime<Utc>>,
     },
     /// List every token ever issued, with who issued or revoked it and when (never the token).
@@ -76,10 +76,6 @@ pub enum TokenCommand {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
-}
-
-fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
-    pipeline_ledger::projections::time::parse_time_end(s).map_err(|e| e.to_string())
 }
 
 /// The grants of the ledger at `location`: a store file beside a SQLite ledger, a stream of the

@@ -160,6 +160,13 @@ impl PublicKey {
         Ok(Self { key })
     }
 
+    /// Whether `signature_hex` (128 hex digits) is this key's signature of `message`.
+    pub fn verifies_hex(&self, message: &[u8], signature_hex: &str) -> bool {
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(signature_hex, &mut signature).is_ok()
+            && self.verifies(message, &signature)
+    }
+
     /// Whether `signature` is this key's signature of `message`.
     pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         self.key

@@ -36,18 +36,7 @@ pub(super) fn ensure_chain(conn: &mut Connection) -> rusqlite::Result<()> {
     if has_chain(&tx)? {
         return Ok(());
     }
-    tx.execute_batch(
-        "CREATE TABLE event_chain (
-            position   INTEGER PRIMARY KEY,
-            event_hash BLOB NOT NULL,
-            chain_hash BLOB NOT NULL
-         );
-         CREATE TABLE chain_upgrades (
-            upgraded_at      INTEGER NOT NULL,
-            through_position INTEGER NOT NULL,
-            events           INTEGER NOT NULL
-         );",
-    )?;
+    create_tables(&tx)?;
     let mut previous = GENESIS;
     let mut after = 0i64;
     let mut events = 0i64;
