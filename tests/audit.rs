@@ -2,18 +2,14 @@
 //! through the real binary on real stores that are then tampered with by plain SQL, as someone
 //! with write access to the file would.
 
+mod bin_support;
 use assert_cmd::Command;
+use bin_support::Output;
 use pipeline_ledger::store::chain::{self, Digest, GENESIS};
 use pipeline_ledger::store::sqlite::SqliteStore;
 use pipeline_ledger::store::{Access, EventStore, StoreOptions};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 /// A directory with a demo store `ledger.db`, a key pair and a seal of the whole store.
 struct Audited {
@@ -54,27 +50,15 @@ impl Audited {
             .args(args)
             .output()
             .unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(out)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.code, 0,
-            "{args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
+        self.run(args).ok(args)
     }
 
     fn fails(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert_ne!(out.code, 0, "{args:?} succeeded\nstdout:\n{}", out.stdout);
-        out
+        self.run(args).failed(args)
     }
 
     fn sql(&self, statements: &str) {

@@ -1,18 +1,14 @@
 //! Drives the real `pipeline-ledger` binary against a real store in a temporary directory.
 
+mod bin_support;
 use assert_cmd::Command;
+use bin_support::Output;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 struct Ledger {
     _dir: tempfile::TempDir,
     store: PathBuf,
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 impl Ledger {
@@ -34,11 +30,7 @@ impl Ledger {
             .write_stdin(stdin)
             .output()
             .unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(out)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -47,13 +39,7 @@ impl Ledger {
 
     /// Runs and expects success, printing the diagnostics when it fails.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.code, 0,
-            "{args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
+        self.run(args).ok(args)
     }
 
     fn export(&self) -> String {

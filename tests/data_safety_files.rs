@@ -3,19 +3,15 @@
 //! one complete file; `backup`; `application_id` stamps; file modes; the first write failure
 //! names its cause. Drives the real binary, as `tests/cli.rs` does.
 
+mod bin_support;
 use assert_cmd::Command;
+use bin_support::Output;
 use rusqlite::Connection;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const STORE_APPLICATION_ID: i32 = pipeline_ledger::store::files::STORE_APPLICATION_ID;
 const READ_MODELS_APPLICATION_ID: i32 = pipeline_ledger::store::files::READ_MODELS_APPLICATION_ID;
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 /// A temporary directory holding a store `ledger.db`.
 struct Dir {
@@ -49,19 +45,11 @@ impl Dir {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.code, 0,
-            "{args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
+        self.run(args).ok(args)
     }
 
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_ne!(out.code, 0, "{args:?} succeeded\nstdout:\n{}", out.stdout);
-        out.stderr
+        self.run(args).failed(args).stderr
     }
 
     fn record(&self, customer: &str) {
@@ -87,11 +75,7 @@ impl Dir {
 
 fn output(mut cmd: Command) -> Output {
     let out = cmd.output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(out)
 }
 
 fn record_args(customer: &str) -> Vec<&str> {

@@ -2,18 +2,14 @@
 //! Drives the real binary, as `tests/cli.rs` does; each test names the reproduction it comes from
 //! (`shared/repros/data-safety/`).
 
+mod bin_support;
 use assert_cmd::Command;
+use bin_support::Output;
 use std::path::PathBuf;
 
 struct Ledger {
     dir: tempfile::TempDir,
     store: PathBuf,
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 impl Ledger {
@@ -30,22 +26,12 @@ impl Ledger {
             .args(args)
             .output()
             .unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(out)
     }
 
     #[track_caller]
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.code, 0,
-            "{args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
+        self.run(args).ok(args)
     }
 
     /// Runs and expects a refusal whose message contains every one of `needles`.

@@ -11,7 +11,9 @@
 //! current directory and the relative store path `ledger.db`, so no temporary path reaches an
 //! output; the policy is the repository's `projections/policy.json`, named explicitly.
 
+mod bin_support;
 use assert_cmd::Command;
+use bin_support::Output;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -47,12 +49,6 @@ struct Dataset {
     project_stdout: String,
 }
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn policy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("projections/policy.json")
 }
@@ -68,11 +64,7 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(out)
 }
 
 fn ok_in(dir: &Path, args: &[&str]) -> Output {
