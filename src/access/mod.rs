@@ -69,7 +69,9 @@ impl Role {
         match action {
             Action::Append => self == Role::Writer,
             Action::Reports => matches!(self, Role::Reader | Role::Auditor | Role::Admin),
-            Action::ReadLog => matches!(self, Role::Auditor | Role::Admin),
+            Action::ReadLog | Action::ReadPersonalData => {
+                matches!(self, Role::Auditor | Role::Admin)
+            }
             Action::ManageTokens => self == Role::Admin,
         }
     }
@@ -100,6 +102,9 @@ pub enum Action {
     Reports,
     /// Histories, the log, the live feed, exports, personal data.
     ReadLog,
+    /// Personal fields decrypted (contact names, phones, e-mails, lead notes); every other
+    /// reader gets them withheld.
+    ReadPersonalData,
     ManageTokens,
 }
 

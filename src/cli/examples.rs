@@ -73,7 +73,12 @@ pub const HISTORY: &str = "Examples:
   pipeline-ledger history acme-foods
   pipeline-ledger history acme-foods --json
   pipeline-ledger history acme-foods --as-of 2026-03 --csv
-  pipeline-ledger history acme-foods --type ContractSigned --type EventCorrected --rep rep-01";
+  pipeline-ledger history acme-foods --type ContractSigned --type EventCorrected --rep rep-01
+  pipeline-ledger history acme-foods --json --redacted   # personal fields withheld";
+
+pub const FORGET: &str = "Examples:
+  pipeline-ledger forget acme-foods --reason \"GDPR art. 17 request 2026-114\"
+  pipeline-ledger forget acme-foods --reason \"erasure request\" --by dpo-office";
 
 pub const PROJECT: &str = "Examples:
   pipeline-ledger project

@@ -3,6 +3,7 @@
 
 pub mod audit_commands;
 pub mod examples;
+pub mod personal_data;
 pub mod projection_commands;
 pub mod record;
 pub mod serve_commands;
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pipeline_ledger::demo::{DemoConfig, generate};
-use pipeline_ledger::ledger::Ledger;
+use pipeline_ledger::ledger::{Ledger, PersonalView};
 use pipeline_ledger::ledger::import::{self, ImportError, Progress};
 use pipeline_ledger::read_models::sqlite::read_models_beside;
 use pipeline_ledger::store::backup::BackupOptions;
@@ -56,6 +57,8 @@ pub struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub group_readable: bool,
+    #[command(flatten)]
+    pub personal: personal_data::PersonalFlags,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,6 +114,26 @@ pub enum Command {
         /// Sign the manifest with this secret key (`keygen`).
         #[arg(long, value_name = "FILE", requires = "manifest")]
         key: Option<PathBuf>,
+        /// Personal fields (contact name, phone, e-mail, lead notes): `as-stored` (sealed; a
+        /// recipient can verify it, and it imports into a ledger holding the keys),
+        /// `decrypted` (needs the master key) or `redacted` (withheld, for sharing).
+        #[arg(long, value_name = "VIEW", default_value = "as-stored", value_parser = parse_view, conflicts_with = "manifest")]
+        personal: PersonalView,
+    },
+    /// Erase a customer's personal data (GDPR art. 17): destroy its data key, so every sealed
+    /// personal field of its events is unreadable for good, and record a PersonalDataErased
+    /// event (who, when, why). Reports, `verify` and `rebuild` are unaffected.
+    #[command(after_long_help = examples::FORGET)]
+    Forget {
+        /// The customer's id.
+        #[arg(value_name = "CUSTOMER")]
+        customer: pipeline_ledger::domain::CustomerId,
+        /// Why: the request the erasure honours.
+        #[arg(long)]
+        reason: String,
+        /// Who carries it out (recorded as recorded_by and in the event).
+        #[arg(long, value_name = "ID", default_value = "data-protection")]
+        by: pipeline_ledger::domain::ActorId,
     },
     /// Copy the running store into DEST: a consistent online backup (WAL included) as one
     /// self-contained file, verified before it replaces DEST. SQLite stores only.
@@ -134,6 +157,9 @@ pub enum Command {
         /// Print CSV instead of a table (full RFC 3339 times).
         #[arg(long)]
         csv: bool,
+        /// Withhold personal fields even when the master key is at hand (for sharing).
+        #[arg(long)]
+        redacted: bool,
         #[command(flatten)]
         filter: HistoryFilter,
     },
@@ -249,6 +275,11 @@ pub(crate) fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
 /// Parses a time argument that starts a range: RFC 3339, or a period meaning its first instant.
 pub(crate) fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
     pipeline_ledger::projections::time::parse_time_start(s).map_err(|e| e.to_string())
+}
+
+fn parse_view(s: &str) -> Result<PersonalView, String> {
+    PersonalView::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a view; one of {}", PersonalView::NAMES.join(", ")))
 }
 
 fn parse_event_type(s: &str) -> Result<pipeline_ledger::domain::EventType, String> {
@@ -395,6 +426,7 @@ fn with(access: Access, file_mode: FileMode) -> StoreOptions {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    personal_data::set_flags(cli.personal.clone());
     let store_path = cli
         .store
         .clone()
@@ -409,6 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init => {
             let (store, _) = open(&store_path, with(Access::CreateIfMissing, mode))?;
+            personal_data::open_vault(&store_path, Access::CreateIfMissing)?;
             let head = store.head_position().await?;
             writeln!(
                 out,
@@ -420,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Record { interaction } => {
             let (proposed, options) = record::proposed_event(*interaction)?;
             let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
+            let ledger = personal_data::attach(ledger, &store_path, Access::CreateIfMissing)?;
             let recorded = ledger.record_with(proposed, options).await?;
             let verb = if recorded.written {
                 "recorded"
@@ -454,6 +488,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Box::new(BufReader::new(f))
             };
             let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
+            let ledger = personal_data::attach(ledger, &store_path, Access::CreateIfMissing)?;
             let bar = progress_bar();
             let result = ledger.import(&mut input, &|p| show_progress(&bar, p)).await;
             bar.finish_and_clear();
@@ -491,6 +526,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             manifest,
             key,
+            personal,
         } => {
             let read_models = read_models_path(cli.read_models.clone(), &store_path);
             for path in output.iter().chain(&manifest) {
@@ -509,7 +545,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|k| pipeline_ledger::keys::SecretKey::read(&k))
                 .transpose()?;
             let (_, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
+            let ledger = personal_data::attach(ledger, &store_path, Access::ReadOnly)?;
+            if personal == PersonalView::Decrypted && ledger.vault().is_none() {
+                bail!(
+                    "--personal decrypted needs the master key and the key store of {};                      without them, export as-stored or redacted",
+                    store_path.display()
+                );
+            }
             let what = ExportSlice {
+                personal,
                 from,
                 to,
                 manifest: manifest.is_some(),
@@ -556,14 +600,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dest.display(),
                 report.bytes
             )?;
+            // The key store after the log: every key the copied log needs is in the copy.
+            let keys = personal_data::vault_paths(&store_path).key_store;
+            if keys.exists() {
+                let keys_dest = personal_data::vault_paths(&dest).key_store;
+                pipeline_ledger::keys::vault::copy_key_store(&keys, &keys_dest)?;
+                writeln!(
+                    out,
+                    "backed up the key store into {}; the master key and the erasure journal \
+                     are not copied (keep them apart)",
+                    keys_dest.display()
+                )?;
+            }
         }
         Command::History {
             customer,
             json,
             csv,
+            redacted,
             filter,
         } => {
             let (store, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
+            let ledger = personal_data::attach(ledger, &store_path, Access::ReadOnly)?;
             let events = match ledger.history(&customer).await {
                 Ok(events) => events,
                 Err(pipeline_ledger::ledger::HistoryError::UnknownCustomer(_)) => {
@@ -583,7 +641,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let events: Vec<_> = events.into_iter().filter(|e| filter.keeps(e)).collect();
+            let mut events: Vec<_> = events.into_iter().filter(|e| filter.keeps(e)).collect();
+            let view = if redacted {
+                PersonalView::Redacted
+            } else {
+                PersonalView::Decrypted
+            };
+            ledger.reveal(&mut events, view)?;
             if json {
                 history::history_json(&events, &mut out)?;
             } else if csv {
@@ -591,6 +655,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 history::history_table(&events, &mut out)?;
             }
+        }
+        Command::Forget {
+            customer,
+            reason,
+            by,
+        } => {
+            let (_, ledger) = open(&store_path, with(Access::MustExist, mode))?;
+            let ledger = personal_data::attach(ledger, &store_path, Access::MustExist)?;
+            personal_data::forget(&ledger, &customer, &reason, &by, &mut out).await?;
         }
         Command::Projection(cmd) => {
             // Every projection command only reads the store (`project` and `rebuild` write the
@@ -604,7 +677,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let read_models = open_read_models(cli.read_models, &store_path, mode)?;
             let access =
                 serve_commands::open_access(&store_path, &store, Access::CreateIfMissing, mode)?;
-            serve_commands::serve(args, store, read_models, access).await?;
+            let vault = personal_data::open_vault(&store_path, Access::MustExist)?;
+            serve_commands::serve(args, store, read_models, access, vault).await?;
         }
         Command::Audit(command) => {
             let location = store_path.clone();
@@ -713,6 +787,7 @@ fn refuse_ledger_file(output: &Path, store: &Path, read_models: &Path) -> anyhow
 
 /// What `export` writes: positions `from..=to`, and whether a manifest proves them.
 struct ExportSlice<'a> {
+    personal: PersonalView,
     from: Option<u64>,
     to: Option<u64>,
     manifest: bool,
@@ -736,7 +811,9 @@ async fn export_into(
         .await?;
         Ok((made.statement.events, Some(made)))
     } else {
-        Ok((ledger.export_range(what.from, what.to, w).await?, None))
+        Ok((ledger
+                .export_range(what.from, what.to, what.personal, w)
+                .await?, None))
     }
 }
 
@@ -851,8 +928,10 @@ async fn run_demo(
             );
         }
         pipeline_ledger::store::sqlite::remove_files(path);
+        personal_data::remove_demo_files(path);
     }
     let (_, ledger) = open(path, with(Access::CreateIfMissing, mode))?;
+    let ledger = personal_data::attach(ledger, path, Access::CreateIfMissing)?;
     writeln!(
         out,
         "Generating {customers} customers (seed {seed}) into {} …",

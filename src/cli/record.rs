@@ -356,13 +356,13 @@ pub fn proposed_event(cmd: RecordCommand) -> anyhow::Result<(ProposedEvent, Reco
                 source: source.into(),
                 company,
                 contact: Contact {
-                    name: contact_name,
-                    phone,
-                    email,
+                    name: contact_name.into(),
+                    phone: phone.map(Into::into),
+                    email: email.map(Into::into),
                     role: None,
                 },
                 qualification: None,
-                notes,
+                notes: notes.map(Into::into),
             });
             (common, payload)
         }

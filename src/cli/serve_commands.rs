@@ -192,6 +192,7 @@ pub async fn serve(
     store: Arc<dyn EventStore>,
     read_models: Arc<dyn ReadModels>,
     access: Access,
+    vault: Option<Arc<pipeline_ledger::keys::vault::Vault>>,
 ) -> anyhow::Result<()> {
     let policy = Policy::load(args.policy.as_deref())?;
     let tls = match (args.tls_cert, args.tls_key) {
@@ -208,6 +209,7 @@ pub async fn serve(
         policy,
         tls,
         secure_cookies,
+        vault,
     })
     .await
 }

@@ -39,6 +39,7 @@ pub fn event_schemas() -> BTreeMap<String, Value> {
             EventType::DealReopened => schema_of::<DealReopened>(),
             EventType::CustomerReassigned => schema_of::<CustomerReassigned>(),
             EventType::EventCorrected => schema_of::<EventCorrected>(),
+            EventType::PersonalDataErased => schema_of::<PersonalDataErased>(),
         };
         out.insert(schema_key(*t, t.current_version()), current);
     }

@@ -303,9 +303,9 @@ impl<'c> CustomerGen<'c> {
             source,
             company: self.company.clone(),
             contact: Contact {
-                name: format!("Contact {}", self.customer),
-                phone: Some(format!("+86 21 5555 {:04}", rng.random_range(0..10_000))),
-                email: Some(format!("buyer@{}.example", self.customer)),
+                name: format!("Contact {}", self.customer).into(),
+                phone: Some(format!("+86 21 5555 {:04}", rng.random_range(0..10_000)).into()),
+                email: Some(format!("buyer@{}.example", self.customer).into()),
                 role: Some(BuyingRole::DecisionMaker),
             },
             qualification: Some(Qualification {

@@ -92,7 +92,9 @@ impl DealEvent {
             EventPayload::FollowUpLogged(_) => DealEvent::FollowUp,
             EventPayload::DealLost(e) => DealEvent::Lose { stage: e.stage },
             EventPayload::DealReopened(_) => DealEvent::Reopen,
-            EventPayload::CustomerReassigned(_) | EventPayload::EventCorrected(_) => return None,
+            EventPayload::CustomerReassigned(_)
+            | EventPayload::EventCorrected(_)
+            | EventPayload::PersonalDataErased(_) => return None,
         })
     }
 }

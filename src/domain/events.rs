@@ -4,6 +4,7 @@
 //! These types are the source of the published JSON Schemas in `schemas/`: a change here changes
 //! the contract, and the schema tests fail until `schemas/` is regenerated.
 
+use super::personal::PersonalText;
 use super::ids::{ActorId, CustomerId, DealId, RepId};
 use super::money::Money;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -124,12 +125,17 @@ pub enum BuyingRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
-    /// Full name.
-    pub name: String,
+    /// Full name. Personal data.
+    #[schemars(extend("x-personal-data" = true))]
+    pub name: PersonalText,
+    /// Personal data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
+    #[schemars(extend("x-personal-data" = true))]
+    pub phone: Option<PersonalText>,
+    /// Personal data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    #[schemars(extend("x-personal-data" = true))]
+    pub email: Option<PersonalText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<BuyingRole>,
 }
@@ -179,8 +185,11 @@ pub struct LeadSourced {
     pub contact: Contact,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualification: Option<Qualification>,
+    /// Free text about the lead. Personal data: it may name or describe a person (other free
+    /// text, such as needs, objections and visit records, is business content and must not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notes: Option<String>,
+    #[schemars(extend("x-personal-data" = true))]
+    pub notes: Option<PersonalText>,
 }
 
 /// Purpose, action plan and expected result of a planned visit, and what actually happened
@@ -394,6 +403,24 @@ pub struct EventCorrected {
     pub reason: String,
 }
 
+/// A customer's personal data was erased (`forget`): its data key was destroyed, so every
+/// personal field of its events is unreadable from now on. The event itself holds no personal
+/// data; who erased it is `recorded_by`, when is `recorded_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDataErased {
+    /// Who carried out the erasure (the actor who ran `forget`).
+    pub rep_id: RepId,
+    /// Why (the request it honours, e.g. "GDPR art. 17 request 2026-114").
+    pub reason: String,
+    /// Sealed personal fields made unreadable by destroying the key.
+    pub sealed_fields: u64,
+    /// Personal fields stored in plaintext before encryption began, which this erasure could not
+    /// reach (`migrate-personal-data` copies the log into a store where they are sealed).
+    #[serde(default)]
+    pub plaintext_fields: u64,
+}
+
 macro_rules! event_types {
     ($($name:ident => $version:expr),* $(,)?) => {
         /// The type of an event (KurrentDB convention: PascalCase).
@@ -464,6 +491,7 @@ event_types! {
     DealReopened => 1,
     CustomerReassigned => 1,
     EventCorrected => 1,
+    PersonalDataErased => 1,
 }
 
 impl std::fmt::Display for EventType {
@@ -505,7 +533,27 @@ impl EventPayload {
             EventPayload::DealReopened(e) => &e.rep_id,
             EventPayload::CustomerReassigned(e) => &e.rep_id,
             EventPayload::EventCorrected(e) => &e.rep_id,
+            EventPayload::PersonalDataErased(e) => &e.rep_id,
         }
+    }
+
+    /// Every personal field of the data, with its path (`contact.name`, `notes`; inside an
+    /// amend, the replacement's), for sealing, opening and withholding.
+    pub fn personal_fields_mut(&mut self) -> Vec<(&'static str, &mut PersonalText)> {
+        let mut fields = Vec::new();
+        match self {
+            EventPayload::LeadSourced(e) => lead_personal_fields(e, "", &mut fields),
+            EventPayload::EventCorrected(EventCorrected {
+                correction: Correction::Amend { replacement },
+                ..
+            }) => {
+                if let EventPayload::LeadSourced(e) = &mut **replacement {
+                    lead_personal_fields(e, "correction.replacement.", &mut fields);
+                }
+            }
+            _ => {}
+        }
+        fields
     }
 
     /// The deal the event belongs to; `None` for customer-level events.
@@ -519,7 +567,9 @@ impl EventPayload {
             EventPayload::FollowUpLogged(e) => Some(&e.deal_id),
             EventPayload::DealLost(e) => Some(&e.deal_id),
             EventPayload::DealReopened(e) => Some(&e.deal_id),
-            EventPayload::CustomerReassigned(_) | EventPayload::EventCorrected(_) => None,
+            EventPayload::CustomerReassigned(_)
+            | EventPayload::EventCorrected(_)
+            | EventPayload::PersonalDataErased(_) => None,
         }
     }
 
@@ -533,6 +583,33 @@ impl EventPayload {
             EventPayload::ContractSigned(_) => Some(Stage::Won),
             _ => None,
         }
+    }
+}
+
+fn lead_personal_fields<'a>(
+    e: &'a mut LeadSourced,
+    prefix: &'static str,
+    out: &mut Vec<(&'static str, &'a mut PersonalText)>,
+) {
+    let paths: [&'static str; 4] = if prefix.is_empty() {
+        ["contact.name", "contact.phone", "contact.email", "notes"]
+    } else {
+        [
+            "correction.replacement.contact.name",
+            "correction.replacement.contact.phone",
+            "correction.replacement.contact.email",
+            "correction.replacement.notes",
+        ]
+    };
+    out.push((paths[0], &mut e.contact.name));
+    if let Some(phone) = &mut e.contact.phone {
+        out.push((paths[1], phone));
+    }
+    if let Some(email) = &mut e.contact.email {
+        out.push((paths[2], email));
+    }
+    if let Some(notes) = &mut e.notes {
+        out.push((paths[3], notes));
     }
 }
 

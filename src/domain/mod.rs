@@ -5,6 +5,7 @@ pub mod deal;
 pub mod events;
 pub mod ids;
 pub mod money;
+pub mod personal;
 pub mod rules;
 pub mod upcast;
 
@@ -12,4 +13,5 @@ pub use deal::{DealEvent, DealRefusal, DealState, DealStatus, DealStep, DealTran
 pub use events::*;
 pub use ids::{ActorId, CustomerId, DealId, IdentError, RepId};
 pub use money::{Currency, Money};
+pub use personal::{PersonalText, Withheld};
 pub use rules::{CustomerHistory, RuleViolation};

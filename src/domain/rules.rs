@@ -79,6 +79,10 @@ pub enum RuleViolation {
     )]
     CorrectingACorrection { event_id: Uuid },
     #[error(
+        "field /data/corrected_event_id: event {event_id} is an erasure of personal data; the key it destroyed cannot be restored, so an erasure is never corrected"
+    )]
+    CorrectingAnErasure { event_id: Uuid },
+    #[error(
         "field /data/correction/replacement/type: the replacement is a {replacement}, but event {event_id} is a {original}; an amendment keeps the type"
     )]
     ReplacementTypeMismatch {
@@ -121,6 +125,8 @@ enum FactKind {
         event_id: Uuid,
         correction: FactCorrection,
     },
+    /// PersonalDataErased: changes nothing the rules read.
+    Erased,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +157,7 @@ impl Fact {
                 from: e.from_rep_id.clone(),
                 to: e.to_rep_id.clone(),
             },
+            EventPayload::PersonalDataErased(_) => FactKind::Erased,
             EventPayload::EventCorrected(c) => FactKind::Corrected {
                 event_id: c.corrected_event_id,
                 correction: match &c.correction {
@@ -217,7 +224,7 @@ impl Derived {
                 Ok(())
             }
             // Corrections are checked against the whole history in `CustomerHistory::decide`.
-            FactKind::Corrected { .. } => Ok(()),
+            FactKind::Corrected { .. } | FactKind::Erased => Ok(()),
         }
     }
 
@@ -274,7 +281,7 @@ impl Derived {
                 self.owner = Some(to.clone());
                 return;
             }
-            FactKind::Corrected { .. } => return,
+            FactKind::Corrected { .. } | FactKind::Erased => return,
         };
         if let Ok(step) = deal::transition(self.deals.get(deal).copied(), event) {
             self.deals.insert(deal.clone(), step.state);
@@ -442,6 +449,8 @@ impl CustomerHistory {
         // anything else is told why the customer is unknown.
         let retracted = !self.derived.known && !self.events.is_empty();
         match payload {
+            // An erasure concerns any customer the ledger has events of, whatever its deals.
+            EventPayload::PersonalDataErased(_) if !self.events.is_empty() => Ok(()),
             EventPayload::EventCorrected(c) => {
                 if !retracted {
                     self.derived.check(&self.customer, fact)?;
@@ -496,6 +505,11 @@ impl CustomerHistory {
         };
         if original.is_correction() {
             return Err(RuleViolation::CorrectingACorrection {
+                event_id: c.corrected_event_id,
+            });
+        }
+        if original.event_type == EventType::PersonalDataErased {
+            return Err(RuleViolation::CorrectingAnErasure {
                 event_id: c.corrected_event_id,
             });
         }

@@ -5,6 +5,9 @@
 //! A secret key file readable by anyone but its owner is refused: a seal signed with a key that
 //! others could have read proves nothing.
 
+pub mod data_key;
+pub mod vault;
+
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::io::Write;

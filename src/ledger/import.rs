@@ -8,6 +8,7 @@
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
 use super::Ledger;
+use super::personal;
 use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
@@ -66,6 +67,8 @@ pub enum ImportError {
     Append(#[from] AppendError),
     #[error(transparent)]
     Decode(#[from] super::codec::DecodeError),
+    #[error("sealing personal data failed, nothing was written: {0}")]
+    Personal(#[from] personal::SealError),
 }
 
 /// Why standard input could not be copied to the import's temporary file. Nothing was written.
@@ -198,6 +201,36 @@ impl<'l> Session<'l> {
         }
     }
 
+    /// Seals the personal fields of the chunk's lines (the keys of new customers made in one
+    /// transaction first); a line that cannot be sealed is refused.
+    fn seal(&mut self, lines: Vec<(u64, ValidLine)>) -> Result<Vec<(u64, ValidLine)>, ImportError> {
+        let Some(vault) = self.ledger.personal.clone() else {
+            return Ok(lines);
+        };
+        let customers: Vec<&str> = lines
+            .iter()
+            .filter(|(_, v)| personal::has_personal_fields(&v.proposed.payload))
+            .map(|(_, v)| v.proposed.customer_id.as_str())
+            .collect();
+        if customers.is_empty() {
+            return Ok(lines);
+        }
+        let keys = vault
+            .keys_for_writing(customers)
+            .map_err(personal::SealError::from)?;
+        let mut sealed = Vec::with_capacity(lines.len());
+        for (no, mut v) in lines {
+            if let Some(key) = keys.get(v.proposed.customer_id.as_str())
+                && let Err(e) = personal::seal_line(&mut v, key.as_ref())
+            {
+                self.refuse(no, e.to_string());
+                continue;
+            }
+            sealed.push((no, v));
+        }
+        Ok(sealed)
+    }
+
     /// Loads the histories of the chunk's customers not seen before, in one round trip.
     async fn load_customers(&mut self, lines: &[(u64, ValidLine)]) -> Result<(), ImportError> {
         let mut new: Vec<CustomerId> = Vec::new();
@@ -244,6 +277,7 @@ impl<'l> Session<'l> {
     /// accepted events to the store.
     async fn feed(&mut self, lines: Vec<(u64, ValidLine)>) -> Result<(), ImportError> {
         self.report.events += lines.len() as u64;
+        let lines = self.seal(lines)?;
         self.load_customers(&lines).await?;
         // Runs of consecutive events of one customer keep the batch's order in the log.
         let mut appends: Vec<StreamAppend> = Vec::new();

@@ -3,7 +3,9 @@
 //! the expected revision it decided on, so that a concurrent writer cannot slip in between.
 
 pub mod codec;
+pub mod forget;
 pub mod import;
+pub mod personal;
 
 use crate::contract::line::{LineError, LineValidator, ValidLine, line_for};
 use crate::domain::{CustomerHistory, CustomerId, LedgerEvent, ProposedEvent, RuleViolation};
@@ -12,7 +14,9 @@ use crate::store::{
     AppendError, CurrentRevision, EventStore, ExpectedRevision, NewRecord, ReadError, Record,
 };
 use chrono::Utc;
+use crate::keys::vault::{Vault, VaultError};
 use codec::{DecodeError, decode, stream_name, to_new_record};
+pub use personal::PersonalView;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -66,6 +70,8 @@ pub enum RecordError {
     Read(#[from] ReadError),
     #[error("the customer's history cannot be decoded: {0}")]
     Decode(#[from] DecodeError),
+    #[error("{0}; nothing was written")]
+    Personal(#[from] personal::SealError),
 }
 
 /// Where an event landed.
@@ -132,6 +138,8 @@ pub enum HistoryError {
     Read(ReadError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    #[error("reading the key store failed: {0}")]
+    Keys(#[from] VaultError),
 }
 
 /// A customer's history in stream order, decoded to current schema versions; an error for a
@@ -164,6 +172,8 @@ pub enum ExportError {
     Decode(#[from] DecodeError),
     #[error("writing the export failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("reading the key store failed: {0}")]
+    Keys(#[from] VaultError),
 }
 
 /// The ledger over any event store.
@@ -171,15 +181,54 @@ pub enum ExportError {
 pub struct Ledger {
     store: Arc<dyn EventStore>,
     validator: Arc<LineValidator>,
+    /// The key store of personal data; `None` keeps personal fields as they are given (a library
+    /// user's choice: the command line and the server always open one).
+    personal: Option<Arc<Vault>>,
 }
 
 impl Ledger {
-    /// A ledger over `store`.
+    /// A ledger over `store` that keeps personal fields as given (see
+    /// [`Ledger::with_personal_data`]).
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
             validator: Arc::new(LineValidator::new()),
+            personal: None,
         }
+    }
+
+    /// This ledger, sealing personal fields with the customers' keys in `vault` on the way in
+    /// and opening them for readers allowed to see them.
+    pub fn with_personal_data(mut self, vault: Arc<Vault>) -> Self {
+        self.personal = Some(vault);
+        self
+    }
+
+    /// The key store of personal data, when the ledger has one.
+    pub fn vault(&self) -> Option<&Arc<Vault>> {
+        self.personal.as_ref()
+    }
+
+    /// Turns the personal fields of `events` into what a reader with `view` may see.
+    pub fn reveal(&self, events: &mut [LedgerEvent], view: PersonalView) -> Result<(), VaultError> {
+        for event in events {
+            personal::reveal(event, view, self.personal.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Seals a validated line's personal fields (nothing to do without a key store).
+    fn seal(&self, valid: &mut ValidLine) -> Result<(), personal::SealError> {
+        let Some(vault) = &self.personal else {
+            return Ok(());
+        };
+        if !personal::has_personal_fields(&valid.proposed.payload) {
+            return Ok(());
+        }
+        let customer = valid.proposed.customer_id.as_str();
+        let mut keys = vault.keys_for_writing([customer])?;
+        let key = keys.remove(customer).expect("asked for this customer");
+        personal::seal_line(valid, key.as_ref())
     }
 
     /// The store underneath.
@@ -239,9 +288,10 @@ impl Ledger {
     /// and writes nothing.
     pub async fn record_valid_with(
         &self,
-        valid: ValidLine,
+        mut valid: ValidLine,
         options: RecordOptions,
     ) -> Result<Recorded, RecordError> {
+        self.seal(&mut valid)?;
         let customer = valid.proposed.customer_id.clone();
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -334,17 +384,39 @@ impl Ledger {
         }
     }
 
-    /// Writes every event as NDJSON, in position order. Returns the number of events.
+    /// Writes every event as stored as NDJSON, in position order. Returns the number of events.
     pub async fn export(&self, out: &mut dyn Write) -> Result<u64, ExportError> {
-        self.export_range(None, None, out).await
+        self.export_range(None, None, PersonalView::AsStored, out)
+            .await
+    }
+
+    /// The export line of a record, its personal fields as `view` shows them: as stored, the
+    /// record's own data; otherwise the event's data with its personal fields opened or
+    /// withheld (only event types at their current version carry personal fields).
+    pub fn line_of(
+        &self,
+        record: &Record,
+        view: PersonalView,
+    ) -> Result<crate::contract::InterchangeLine, ExportError> {
+        let mut line = codec::to_line(record)?;
+        if view != PersonalView::AsStored && personal::has_personal_fields_type(line.event_type) {
+            let mut event = decode(record)?;
+            if personal::has_personal_fields(&event.payload) {
+                personal::reveal(&mut event, view, self.personal.as_deref())?;
+                line.data = event.payload.data_json();
+                line.schema_version = event.payload.event_type().current_version();
+            }
+        }
+        Ok(line)
     }
 
     /// Writes the events at positions `from..=to` (each bound optional) as NDJSON, in position
-    /// order. Returns the number of events.
+    /// order, personal fields as `view` shows them. Returns the number of events.
     pub async fn export_range(
         &self,
         from: Option<u64>,
         to: Option<u64>,
+        view: PersonalView,
         out: &mut dyn Write,
     ) -> Result<u64, ExportError> {
         let mut after = from.and_then(|f| f.checked_sub(1)).filter(|&p| p > 0);
@@ -359,7 +431,7 @@ impl Ledger {
                 if to.is_some_and(|to| record.position > to) {
                     return Ok(count);
                 }
-                let line = codec::to_line(record)?;
+                let line = self.line_of(record, view)?;
                 serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
                 count += 1;

@@ -48,6 +48,19 @@ pub fn summary(payload: &EventPayload, original: Option<&EventPayload>) -> Strin
             format!("lost at {} ({})", e.stage.as_str(), e.reason.as_str())
         }
         EventPayload::DealReopened(e) => format!("reopened: {}", e.reason),
+        EventPayload::PersonalDataErased(e) => format!(
+            "personal data erased ({} sealed field(s) made unreadable{}): {}",
+            e.sealed_fields,
+            if e.plaintext_fields > 0 {
+                format!(
+                    "; {} plaintext field(s) from before encryption remain",
+                    e.plaintext_fields
+                )
+            } else {
+                String::new()
+            },
+            e.reason
+        ),
         EventPayload::CustomerReassigned(e) => {
             format!(
                 "reassigned {} → {}: {}",

@@ -348,6 +348,11 @@ pub fn walk(policy: &Policy, customer_id: &CustomerId, events: &[LedgerEvent]) -
     let mut touches = Vec::new();
     for (seq, (id, payload)) in effective.into_iter().enumerate() {
         let Some(env) = by_id.get(&id) else { continue };
+        // An erasure of personal data is no interaction and changes no report: projections
+        // never read personal data, so erasing it must not move a number.
+        if matches!(payload, EventPayload::PersonalDataErased(_)) {
+            continue;
+        }
         w.effective_count += 1;
         let t = env.occurred_at;
         let owner_before = w.owner.clone();

@@ -59,6 +59,8 @@ pub struct ServeOptions {
     /// Where the dashboard's login cookie may travel: `Secure` when served over TLS, or behind
     /// a proxy that terminates it (`--behind-tls-proxy`).
     pub secure_cookies: bool,
+    /// The key store of personal data: appends seal with it, and auditors read through it.
+    pub vault: Option<Arc<pipeline_ledger::keys::vault::Vault>>,
 }
 
 /// What every handler shares.
@@ -255,12 +257,16 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         policy,
         tls,
         secure_cookies,
+        vault,
     } = options;
     let limits = ServerLimits::from_env()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let registry = Registry::load(access.clone()).await?;
     let state = Arc::new(AppState {
-        ledger: Ledger::new(store.clone()),
+        ledger: match vault {
+            Some(vault) => Ledger::new(store.clone()).with_personal_data(vault),
+            None => Ledger::new(store.clone()),
+        },
         queries: Queries::new(store.clone(), read_models.clone(), policy.clone()),
         store: store.clone(),
         registry,

@@ -1,6 +1,7 @@
 //! Every error the API returns: an RFC 9457 problem document (`application/problem+json`) that
 //! names the field it is about, mapped here from the library's typed errors in one place.
 
+use pipeline_ledger::ledger::personal::SealError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pipeline_ledger::ledger::RecordError;
@@ -180,7 +181,19 @@ impl From<RecordError> for Problem {
             RecordError::Contended { .. } => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "contended", detail).retry_after(1)
             }
-            RecordError::Append(_) | RecordError::Read(_) | RecordError::Decode(_) => {
+            RecordError::Personal(SealError::Erased { path, .. }) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "personal-data-erased",
+                detail,
+            )
+            .field(&format!("/data/{}", path.replace('.', "/"))),
+            RecordError::Personal(
+                SealError::Withheld { path, .. } | SealError::Unopenable { path, .. },
+            ) => Problem::unprocessable(&format!("/data/{}", path.replace('.', "/")), detail),
+            RecordError::Personal(SealError::NoKeyStore { .. } | SealError::Vault(_))
+            | RecordError::Append(_)
+            | RecordError::Read(_)
+            | RecordError::Decode(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", detail)
                     .retry_after(1)
             }

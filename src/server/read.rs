@@ -14,7 +14,8 @@ use futures_util::stream::Stream;
 use pipeline_ledger::access::Action;
 use pipeline_ledger::domain::CustomerId;
 use pipeline_ledger::ledger::HistoryError;
-use pipeline_ledger::ledger::codec::{customer_of_stream, to_line};
+use pipeline_ledger::ledger::codec::customer_of_stream;
+use pipeline_ledger::ledger::{Ledger, PersonalView};
 use pipeline_ledger::limits::HTTP_LOG_PAGE_EVENTS_MAX;
 use pipeline_ledger::projections::meta::ReportAt;
 use pipeline_ledger::projections::time::parse_time_end;
@@ -62,7 +63,11 @@ pub async fn history(
         Err(HistoryError::UnknownCustomer(_)) => return Err(unknown()),
         Err(e) => return Err(Problem::internal(e)),
     };
-    let events: Vec<_> = events.into_iter().filter(|e| at.includes(e)).collect();
+    let mut events: Vec<_> = events.into_iter().filter(|e| at.includes(e)).collect();
+    state
+        .ledger
+        .reveal(&mut events, view_of(&caller))
+        .map_err(Problem::internal)?;
     let mut body = Vec::new();
     history_json(&events, &mut body).map_err(Problem::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -87,6 +92,7 @@ pub async fn log(
     params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     caller.may(Action::ReadLog)?;
+    let view = view_of(&caller);
     let Query(params) = params.map_err(|e| Problem::bad_request("(query)", e.body_text()))?;
     let limit = params.limit.unwrap_or(HTTP_LOG_PAGE_EVENTS_MAX);
     if limit == 0 || limit > HTTP_LOG_PAGE_EVENTS_MAX {
@@ -105,7 +111,7 @@ pub async fn log(
         .iter()
         .filter(|r| customer_of_stream(&r.stream).is_some())
     {
-        line_of(record, &mut body)?;
+        line_of(&state.ledger, record, view, &mut body)?;
         body.push(b'\n');
     }
     let next = page.last().map(|r| r.position).or(params.after);
@@ -118,8 +124,23 @@ pub async fn log(
     Ok(response)
 }
 
-fn line_of(record: &Record, out: &mut Vec<u8>) -> Result<(), Problem> {
-    let line = to_line(record).map_err(Problem::internal)?;
+/// What a caller gets of personal fields: decrypted for the roles allowed to read them
+/// (auditor, admin), withheld for everyone else.
+fn view_of(caller: &Caller) -> PersonalView {
+    if caller.may(Action::ReadPersonalData).is_ok() {
+        PersonalView::Decrypted
+    } else {
+        PersonalView::Redacted
+    }
+}
+
+fn line_of(
+    ledger: &Ledger,
+    record: &Record,
+    view: PersonalView,
+    out: &mut Vec<u8>,
+) -> Result<(), Problem> {
+    let line = ledger.line_of(record, view).map_err(Problem::internal)?;
     serde_json::to_writer(&mut *out, &line).map_err(Problem::internal)
 }
 
@@ -142,6 +163,7 @@ pub async fn feed(
     params: Result<Query<FeedParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     caller.may(Action::ReadLog)?;
+    let view = view_of(&caller);
     let Query(params) = params.map_err(|e| Problem::bad_request("(query)", e.body_text()))?;
     let after = match headers.get("last-event-id") {
         Some(v) => Some(
@@ -170,7 +192,7 @@ pub async fn feed(
         .await
         .map_err(|e| Problem::unavailable("store-unavailable", e.to_string(), 1))?;
     let stopping = state.stopping.clone();
-    let stream = events(subscription, stopping, permit);
+    let stream = events(subscription, stopping, permit, state.ledger.clone(), view);
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
@@ -186,6 +208,8 @@ fn events(
     mut subscription: Box<dyn pipeline_ledger::store::Subscription>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    ledger: Ledger,
+    view: PersonalView,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     async_stream_like(move |tx| async move {
         let _permit = permit;
@@ -203,7 +227,7 @@ fn events(
                         continue;
                     }
                     let mut data = Vec::new();
-                    if line_of(&record, &mut data).is_err() {
+                    if line_of(&ledger, &record, view, &mut data).is_err() {
                         continue;
                     }
                     Event::default()
