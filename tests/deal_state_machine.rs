@@ -85,6 +85,13 @@ fn payload_of(event_type: EventType, deals: &[String], a: u8, b: u8, c: u8) -> E
             REPS[b as usize % REPS.len()],
             REPS[a as usize % REPS.len()],
         ),
+        // Moves no deal: the state machine must leave every deal as it was.
+        EventType::PersonalDataErased => EventPayload::PersonalDataErased(PersonalDataErased {
+            rep_id: RepId::new(r).unwrap(),
+            reason: "erasure request".into(),
+            sealed_fields: 1,
+            plaintext_fields: 0,
+        }),
         EventType::EventCorrected => unreachable!("corrections are built from their target"),
     }
 }

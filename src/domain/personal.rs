@@ -107,7 +107,18 @@ impl<'de> Visitor<'de> for PersonalVisitor {
             return Err(de::Error::custom("an empty object is not a personal field"));
         };
         let value = match &*key {
-            "sealed" => PersonalText::Sealed(map.next_value::<String>()?),
+            "sealed" => {
+                let sealed = map.next_value::<String>()?;
+                // What the published schema allows: base64url, never empty.
+                let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+                if sealed.is_empty() || !sealed.bytes().all(base64url) {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Str(&sealed),
+                        &"base64url text (A-Z, a-z, 0-9, - and _)",
+                    ));
+                }
+                PersonalText::Sealed(sealed)
+            }
             "withheld" => match &*map.next_value::<Cow<'de, str>>()? {
                 "erased" => PersonalText::Withheld(Withheld::Erased),
                 "redacted" => PersonalText::Withheld(Withheld::Redacted),
@@ -190,6 +201,8 @@ mod tests {
             r#"{"sealed":"a","withheld":"erased"}"#,
             r#"{"withheld":"gone"}"#,
             r#"{"name":"x"}"#,
+            r#"{"sealed":""}"#,
+            r#"{"sealed":"a b"}"#,
             "3",
         ] {
             assert!(serde_json::from_str::<PersonalText>(bad).is_err(), "{bad}");

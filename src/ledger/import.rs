@@ -11,7 +11,8 @@ use super::Ledger;
 use super::personal;
 use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
 use crate::contract::line::{LineError, LineValidator, ValidLine};
-use crate::domain::{CustomerHistory, CustomerId, ProposedEvent};
+use crate::domain::{CustomerHistory, CustomerId, EventPayload, ProposedEvent};
+use crate::keys::vault::Erasure;
 use crate::limits::{
     BAD_LINES_REPORTED_MAX, IMPORT_CHUNK_BYTES_MAX, IMPORT_SPOOL_BYTES_MAX, LINE_BYTES_MAX,
 };
@@ -173,6 +174,10 @@ struct Session<'l> {
     bad_total: usize,
     report: ImportReport,
     now: DateTime<Utc>,
+    /// Erasures in the input (an export of a ledger that ran `forget`), carried out on this
+    /// ledger's key store once every line has passed and before the batch commits: the key goes
+    /// before the log says it has, as `forget` does it.
+    erasures: Vec<Erasure>,
 }
 
 impl<'l> Session<'l> {
@@ -191,6 +196,7 @@ impl<'l> Session<'l> {
             bad_total: 0,
             report: ImportReport::default(),
             now: Utc::now(),
+            erasures: Vec::new(),
         }
     }
 
@@ -328,8 +334,18 @@ impl<'l> Session<'l> {
             let ProposedEvent {
                 customer_id: customer,
                 payload,
+                occurred_at,
+                recorded_by,
                 ..
             } = v.proposed;
+            if let EventPayload::PersonalDataErased(erased) = &payload {
+                self.erasures.push(Erasure {
+                    customer_id: customer.to_string(),
+                    erased_at: occurred_at,
+                    erased_by: recorded_by.to_string(),
+                    reason: erased.reason.clone(),
+                });
+            }
             history.record(event_id, payload);
             // The stream name is built once per run, not once per event.
             match appends.last_mut() {
@@ -378,6 +394,13 @@ impl<'l> Session<'l> {
         drop(std::mem::take(&mut self.histories));
         drop(std::mem::take(&mut self.existing));
         drop(std::mem::take(&mut self.first_line));
+        if let Some(vault) = &self.ledger.personal {
+            for erasure in &self.erasures {
+                if vault.erasure(&erasure.customer_id).is_none() {
+                    vault.forget(erasure).map_err(personal::SealError::from)?;
+                }
+            }
+        }
         if let Some(sender) = sender {
             let _ = sender.send(BulkMessage::Commit).await;
         }

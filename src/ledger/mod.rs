@@ -8,7 +8,9 @@ pub mod import;
 pub mod personal;
 
 use crate::contract::line::{LineError, LineValidator, ValidLine, line_for};
-use crate::domain::{CustomerHistory, CustomerId, LedgerEvent, ProposedEvent, RuleViolation};
+use crate::domain::{
+    CustomerHistory, CustomerId, EventPayload, LedgerEvent, ProposedEvent, RuleViolation,
+};
 use crate::limits::{RECORD_CONFLICT_ATTEMPTS_MAX, RECORD_CONFLICT_RETRY_MILLIS_MAX};
 use crate::store::{
     AppendError, CurrentRevision, EventStore, ExpectedRevision, NewRecord, ReadError, Record,
@@ -219,6 +221,20 @@ impl Ledger {
 
     /// Seals a validated line's personal fields (nothing to do without a key store).
     fn seal(&self, valid: &mut ValidLine) -> Result<(), personal::SealError> {
+        if let EventPayload::PersonalDataErased(_) = valid.proposed.payload {
+            // Only `forget` may say the data is gone, and it destroys the key before it says so.
+            let customer = &valid.proposed.customer_id;
+            let erased = self
+                .personal
+                .as_ref()
+                .is_some_and(|vault| vault.erasure(customer.as_str()).is_some());
+            if !erased {
+                return Err(personal::SealError::ErasureNotByForget {
+                    customer: customer.clone(),
+                });
+            }
+            return Ok(());
+        }
         let Some(vault) = &self.personal else {
             return Ok(());
         };

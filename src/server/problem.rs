@@ -190,6 +190,9 @@ impl From<RecordError> for Problem {
             RecordError::Personal(
                 SealError::Withheld { path, .. } | SealError::Unopenable { path, .. },
             ) => Problem::unprocessable(&format!("/data/{}", path.replace('.', "/")), detail),
+            RecordError::Personal(SealError::ErasureNotByForget { .. }) => {
+                Problem::unprocessable("/type", detail)
+            }
             RecordError::Personal(SealError::NoKeyStore { .. } | SealError::Vault(_))
             | RecordError::Append(_)
             | RecordError::Read(_)

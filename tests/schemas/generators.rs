@@ -98,11 +98,23 @@ pub fn buying_role() -> BoxedStrategy<BuyingRole> {
     .boxed()
 }
 
+/// A personal field in any of its three forms: plaintext as producers send it, sealed as the
+/// store keeps it, withheld as a reader without the key sees it.
+pub fn personal_text() -> BoxedStrategy<PersonalText> {
+    prop_oneof![
+        6 => text().prop_map(PersonalText::Plain),
+        2 => "[A-Za-z0-9_-]{1,80}".prop_map(PersonalText::Sealed),
+        1 => prop::sample::select(vec![Withheld::Erased, Withheld::Redacted])
+            .prop_map(PersonalText::Withheld),
+    ]
+    .boxed()
+}
+
 pub fn lead_sourced() -> BoxedStrategy<EventPayload> {
     let contact = (
-        text(),
-        prop::option::of(text()),
-        prop::option::of(text()),
+        personal_text(),
+        prop::option::of(personal_text()),
+        prop::option::of(personal_text()),
         prop::option::of(buying_role()),
     )
         .prop_map(|(name, phone, email, role)| Contact {
@@ -127,7 +139,7 @@ pub fn lead_sourced() -> BoxedStrategy<EventPayload> {
         text(),
         contact,
         prop::option::of(qualification),
-        prop::option::of(text()),
+        prop::option::of(personal_text()),
     )
         .prop_map(
             |(deal_id, rep_id, source, company, contact, qualification, notes)| {
@@ -316,7 +328,17 @@ pub fn lifecycle_events() -> BoxedStrategy<EventPayload> {
             })
         },
     );
-    prop_oneof![follow_up, lost, reopened, reassigned].boxed()
+    let erased = (rep_id(), text(), any::<u16>(), any::<u16>()).prop_map(
+        |(rep_id, reason, sealed, plaintext)| {
+            EventPayload::PersonalDataErased(PersonalDataErased {
+                rep_id,
+                reason,
+                sealed_fields: sealed.into(),
+                plaintext_fields: plaintext.into(),
+            })
+        },
+    );
+    prop_oneof![follow_up, lost, reopened, reassigned, erased].boxed()
 }
 
 pub fn plain_payload() -> BoxedStrategy<EventPayload> {
