@@ -429,25 +429,32 @@ fn an_exported_slice_proves_itself_with_its_manifest() {
     assert!(!fresh.exists() || read_all(&fresh).is_empty());
 
     // The untouched slice imports, checked, into a ledger that holds what came before it (a
-    // slice continues a history: its customers' earlier events are in the prefix).
+    // slice continues a history: its customers' earlier events are in the prefix) and the
+    // customers' keys (its personal fields are sealed: a copy of the key store, same master key).
     a.ok(&["export", "--to", "20", "-o", "prefix.ndjson"]);
-    a.ok(&[
+    std::fs::copy(a.path("ledger.keys.db"), a.path("fresh-copy.keys.db")).unwrap();
+    let same_keys = [
         "--store",
         fresh.to_str().unwrap(),
-        "import",
-        "prefix.ndjson",
-    ]);
+        "--master-key",
+        "ledger.master.key",
+        "--key-store",
+        "fresh-copy.keys.db",
+    ];
+    a.ok(&[&same_keys[..], &["import", "prefix.ndjson"]].concat());
     std::fs::write(a.path("slice.ndjson"), &slice).unwrap();
     a.ok(&[
-        "--store",
-        fresh.to_str().unwrap(),
+        &same_keys[..],
+        &[
         "import",
         "slice.ndjson",
         "--manifest",
         "slice.manifest.json",
         "--public-key",
         "auditor.key.pub",
-    ]);
+        ],
+    ]
+    .concat());
     assert_eq!(read_all(&fresh).len(), 80);
 }
 

@@ -794,6 +794,8 @@ fn the_examples_in_the_help_run() {
     // Import last: its examples read what export wrote.
     run("pipeline-ledger export -o events.ndjson");
     run_examples("import");
+    // Forget last of all: afterwards acme-foods takes no more personal data.
+    run_examples("forget");
     eprintln!("ran {ran} examples; not run:\n  {}", skipped.join("\n  "));
     assert!(ran >= 30, "only {ran} examples ran");
 }

@@ -528,11 +528,16 @@ fn files_are_created_private_or_group_readable_when_asked() {
             );
         }
         for name in &names {
+            // The keys of personal data are the owner's alone, whatever the log's mode.
+            let key_file = name.contains(".keys.db") || name.ends_with(".master.key");
             assert_eq!(
                 mode_of(&d.path(name)),
-                expected,
+                if key_file { 0o600 } else { expected },
                 "{name} (group readable: {group})"
             );
+        }
+        for key_file in ["ledger.master.key", "ledger.keys.db", "copy.keys.db"] {
+            assert!(names.contains(&key_file.to_string()), "{key_file}: {names:?}");
         }
         drop(keep);
     }
@@ -561,7 +566,12 @@ fn a_failed_write_names_its_cause_not_an_earlier_failure() {
             bin.display()
         ))
         .arg("sh")
-        .args(record_args("c2"));
+        // A second lead of c1: its key exists, so only the log is written.
+        .args(
+            record_args("c1")
+                .into_iter()
+                .map(|a| if a == "d1" { "d2" } else { a }),
+        );
     let out = output(cmd);
     assert_ne!(out.code, 0, "the write did not fail: {}", out.stdout);
     assert!(

@@ -77,8 +77,8 @@ pub const HISTORY: &str = "Examples:
   pipeline-ledger history acme-foods --json --redacted   # personal fields withheld";
 
 pub const FORGET: &str = "Examples:
-  pipeline-ledger forget acme-foods --reason \"GDPR art. 17 request 2026-114\"
-  pipeline-ledger forget acme-foods --reason \"erasure request\" --by dpo-office";
+  pipeline-ledger forget acme-foods --reason \"GDPR art. 17 request 2026-114\" --by dpo-office
+  pipeline-ledger history acme-foods --json   # the contact now reads {\"withheld\": \"erased\"}";
 
 pub const PROJECT: &str = "Examples:
   pipeline-ledger project

@@ -537,8 +537,8 @@ impl EventPayload {
         }
     }
 
-    /// Every personal field of the data, with its path (`contact.name`, `notes`; inside an
-    /// amend, the replacement's), for sealing, opening and withholding.
+    /// Every personal field of the data, with its path under `/data` (`contact/name`, `notes`;
+    /// inside an amend, the replacement's), for sealing, opening and withholding.
     pub fn personal_fields_mut(&mut self) -> Vec<(&'static str, &mut PersonalText)> {
         let mut fields = Vec::new();
         match self {
@@ -548,12 +548,19 @@ impl EventPayload {
                 ..
             }) => {
                 if let EventPayload::LeadSourced(e) = &mut **replacement {
-                    lead_personal_fields(e, "correction.replacement.", &mut fields);
+                    lead_personal_fields(e, "correction/replacement/", &mut fields);
                 }
             }
             _ => {}
         }
         fields
+    }
+
+    /// Whether the event is about the ledger's handling of data (an erasure), not about the
+    /// sale: it moves no figure, and its time is not a time of the sales process (reports'
+    /// clocks and stays ignore it).
+    pub fn is_administrative(&self) -> bool {
+        matches!(self, EventPayload::PersonalDataErased(_))
     }
 
     /// The deal the event belongs to; `None` for customer-level events.
@@ -592,13 +599,13 @@ fn lead_personal_fields<'a>(
     out: &mut Vec<(&'static str, &'a mut PersonalText)>,
 ) {
     let paths: [&'static str; 4] = if prefix.is_empty() {
-        ["contact.name", "contact.phone", "contact.email", "notes"]
+        ["contact/name", "contact/phone", "contact/email", "notes"]
     } else {
         [
-            "correction.replacement.contact.name",
-            "correction.replacement.contact.phone",
-            "correction.replacement.contact.email",
-            "correction.replacement.notes",
+            "correction/replacement/data/contact/name",
+            "correction/replacement/data/contact/phone",
+            "correction/replacement/data/contact/email",
+            "correction/replacement/data/notes",
         ]
     };
     out.push((paths[0], &mut e.contact.name));

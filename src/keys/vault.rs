@@ -449,26 +449,22 @@ impl Vault {
 
     /// The keys of `customers` for sealing new data: made (in one durable transaction) for the
     /// customers that have none; an erased customer's answer is its erasure, never a new key.
+    /// No answer is [`KeyState::Missing`].
     pub fn keys_for_writing<'a>(
         &self,
         customers: impl IntoIterator<Item = &'a str>,
-    ) -> Result<HashMap<String, Result<DataKey, Erasure>>, VaultError> {
+    ) -> Result<HashMap<String, KeyState>, VaultError> {
         let mut out = HashMap::new();
         let mut missing = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for customer in customers {
-            if out.contains_key(customer) {
+            if !seen.insert(customer) {
                 continue;
             }
             match self.key(customer)? {
-                KeyState::Live(k) => {
-                    out.insert(customer.to_string(), Ok(k));
-                }
-                KeyState::Erased(e) => {
-                    out.insert(customer.to_string(), Err(e));
-                }
-                KeyState::Missing => {
-                    missing.push(customer.to_string());
-                    out.insert(customer.to_string(), Ok(DataKey::from_bytes([0; KEY_BYTES])));
+                KeyState::Missing => missing.push(customer.to_string()),
+                known => {
+                    out.insert(customer.to_string(), known);
                 }
             }
         }
@@ -499,16 +495,16 @@ impl Vault {
         drop(conn);
         // Another process may have made a key first (INSERT OR IGNORE kept its): read back.
         for customer in made {
-            let answer = match self.key(&customer)? {
-                KeyState::Live(k) => Ok(k),
-                KeyState::Erased(e) => Err(e),
+            match self.key(&customer)? {
                 KeyState::Missing => {
                     return Err(VaultError::Missing {
                         path: self.path.clone(),
                     });
                 }
-            };
-            out.insert(customer, answer);
+                known => {
+                    out.insert(customer, known);
+                }
+            }
         }
         Ok(out)
     }
@@ -622,7 +618,10 @@ mod tests {
         let (vault, opened) = Vault::open(&p, true, true).unwrap();
         assert!(opened.created_key_store);
         assert_eq!(opened.created_master_key.as_deref(), Some(&*dir.path().join("m.key")));
-        let first = vault.keys_for_writing(["a"]).unwrap().remove("a").unwrap().unwrap();
+        let KeyState::Live(first) = vault.keys_for_writing(["a"]).unwrap().remove("a").unwrap()
+        else {
+            panic!("a new customer gets a live key");
+        };
         let sealed = first.seal(b"ctx", "Li Wei");
         drop(vault);
         let (vault, opened) = Vault::open(&p, true, true).unwrap();
@@ -660,7 +659,10 @@ mod tests {
         assert!(vault.forget(&erasure("a")).unwrap());
         assert!(matches!(vault.key("a").unwrap(), KeyState::Erased(_)));
         let again = vault.keys_for_writing(["a"]).unwrap();
-        assert!(again["a"].is_err(), "no new key for an erased customer");
+        assert!(
+            matches!(again["a"], KeyState::Erased(_)),
+            "no new key for an erased customer"
+        );
         drop(vault);
         // The backup, from before the erasure, is restored over the key store.
         std::fs::rename(dir.path().join("backup.db"), &p.key_store).unwrap();

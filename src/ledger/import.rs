@@ -213,21 +213,38 @@ impl<'l> Session<'l> {
         let Some(vault) = self.ledger.personal.clone() else {
             return Ok(lines);
         };
-        let customers: Vec<&str> = lines
-            .iter()
-            .filter(|(_, v)| personal::has_personal_fields(&v.proposed.payload))
-            .map(|(_, v)| v.proposed.customer_id.as_str())
-            .collect();
-        if customers.is_empty() {
+        // Keys for writing (made where missing) for the customers with plaintext to seal; the
+        // key's state alone for those whose fields all came sealed.
+        let mut lines = lines;
+        let mut writing = Vec::new();
+        let mut reading = Vec::new();
+        for (_, v) in lines.iter_mut() {
+            if !personal::has_personal_fields(&v.proposed.payload) {
+                continue;
+            }
+            let customer = v.proposed.customer_id.as_str().to_string();
+            if personal::has_plaintext(&mut v.proposed.payload) {
+                writing.push(customer);
+            } else {
+                reading.push(customer);
+            }
+        }
+        if writing.is_empty() && reading.is_empty() {
             return Ok(lines);
         }
-        let keys = vault
-            .keys_for_writing(customers)
+        let mut keys = vault
+            .keys_for_writing(writing.iter().map(String::as_str))
             .map_err(personal::SealError::from)?;
+        for customer in reading {
+            if let Entry::Vacant(slot) = keys.entry(customer) {
+                let state = vault.key(slot.key()).map_err(personal::SealError::from)?;
+                slot.insert(state);
+            }
+        }
         let mut sealed = Vec::with_capacity(lines.len());
         for (no, mut v) in lines {
             if let Some(key) = keys.get(v.proposed.customer_id.as_str())
-                && let Err(e) = personal::seal_line(&mut v, key.as_ref())
+                && let Err(e) = personal::seal_line(&mut v, key)
             {
                 self.refuse(no, e.to_string());
                 continue;

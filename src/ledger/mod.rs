@@ -242,9 +242,13 @@ impl Ledger {
             return Ok(());
         }
         let customer = valid.proposed.customer_id.as_str();
-        let mut keys = vault.keys_for_writing([customer])?;
-        let key = keys.remove(customer).expect("asked for this customer");
-        personal::seal_line(valid, key.as_ref())
+        let key = if personal::has_plaintext(&mut valid.proposed.payload) {
+            let mut keys = vault.keys_for_writing([customer])?;
+            keys.remove(customer).expect("asked for this customer")
+        } else {
+            vault.key(customer)?
+        };
+        personal::seal_line(valid, &key)
     }
 
     /// The store underneath.

@@ -8,8 +8,8 @@
 
 use crate::contract::line::ValidLine;
 use crate::domain::{CustomerId, EventPayload, EventType, LedgerEvent, PersonalText, Withheld};
-use crate::keys::data_key::{DataKey, OpenError};
-use crate::keys::vault::{Erasure, KeyState, Vault, VaultError};
+use crate::keys::data_key::OpenError;
+use crate::keys::vault::{KeyState, Vault, VaultError};
 use uuid::Uuid;
 
 /// What a reader of the log gets of personal fields.
@@ -112,56 +112,74 @@ pub fn has_personal_fields(payload: &EventPayload) -> bool {
                 if matches!(**replacement, EventPayload::LeadSourced(_))))
 }
 
-/// Seals every plaintext personal field of `payload` with `key` (the customer's key for
-/// writing, or its erasure). A sealed field must open with that key; a withheld one is refused.
+/// Whether any personal field of `payload` is plaintext (sealing it needs the customer's key
+/// for writing; a payload whose fields are all sealed needs only to know the key's state).
+pub fn has_plaintext(payload: &mut EventPayload) -> bool {
+    payload
+        .personal_fields_mut()
+        .iter()
+        .any(|(_, f)| matches!(f, PersonalText::Plain(_)))
+}
+
+/// Seals every plaintext personal field of `payload` with the customer's key (`key`: its state
+/// in the key store; a customer with plaintext fields has a live key or an erasure). A sealed
+/// field must open with a live key; under an erasure, or where this ledger has no key for the
+/// customer (an as-stored export of another ledger), it is kept as it came: opaque ciphertext,
+/// covered by the chain, which no one here can read. A field withheld as erased is kept (it holds
+/// nothing personal); one withheld as redacted is refused, so that a redacted export is never
+/// mistaken for the data.
 /// Returns whether anything changed.
 pub fn seal_payload(
     payload: &mut EventPayload,
     customer: &CustomerId,
     event_id: Uuid,
-    key: Result<&DataKey, &Erasure>,
+    key: &KeyState,
 ) -> Result<bool, SealError> {
     let mut changed = false;
     for (path, field) in payload.personal_fields_mut() {
-        // An erased customer's ciphertext (an as-stored export imported again) is kept: no one
-        // can open it, and it is what the chain covers. Plaintext for it is refused.
-        if key.is_err() && matches!(field, PersonalText::Sealed(_)) {
-            continue;
-        }
-        let key = key.map_err(|erasure| SealError::Erased {
-            customer: customer.clone(),
-            path,
-            erased_at: erasure.erased_at,
-            reason: erasure.reason.clone(),
-        })?;
-        let ctx = context(customer, event_id, path);
-        match field {
-            PersonalText::Plain(text) => {
-                *field = PersonalText::Sealed(key.seal(&ctx, text));
+        let ctx = || context(customer, event_id, path);
+        match (&*field, key) {
+            // What a decrypted export of an erased customer carries: it states that the value
+            // is gone, and holds nothing personal.
+            (PersonalText::Withheld(Withheld::Erased), _) => {}
+            (PersonalText::Withheld(w), _) => {
+                return Err(SealError::Withheld {
+                    path,
+                    kind: w.as_str(),
+                });
+            }
+            (PersonalText::Plain(_), KeyState::Erased(erasure)) => {
+                return Err(SealError::Erased {
+                    customer: customer.clone(),
+                    path,
+                    erased_at: erasure.erased_at,
+                    reason: erasure.reason.clone(),
+                });
+            }
+            (PersonalText::Plain(_), KeyState::Missing) => {
+                unreachable!("a customer with plaintext fields is given a key for writing")
+            }
+            (PersonalText::Plain(text), KeyState::Live(key)) => {
+                *field = PersonalText::Sealed(key.seal(&ctx(), text));
                 changed = true;
             }
-            PersonalText::Sealed(sealed) => {
-                key.open(&ctx, sealed)
+            (PersonalText::Sealed(sealed), KeyState::Live(key)) => {
+                key.open(&ctx(), sealed)
                     .map_err(|reason| SealError::Unopenable {
                         customer: customer.clone(),
                         path,
                         reason,
                     })?;
             }
-            PersonalText::Withheld(w) => {
-                return Err(SealError::Withheld {
-                    path,
-                    kind: w.as_str(),
-                });
-            }
+            (PersonalText::Sealed(_), KeyState::Erased(_) | KeyState::Missing) => {}
         }
     }
     Ok(changed)
 }
 
-/// Seals a validated line's personal fields with its customer's key (or refuses it with the
-/// customer's erasure), and writes its data again when anything was sealed.
-pub fn seal_line(valid: &mut ValidLine, key: Result<&DataKey, &Erasure>) -> Result<(), SealError> {
+/// Seals a validated line's personal fields with its customer's key (or refuses it), and writes
+/// its data again when anything was sealed.
+pub fn seal_line(valid: &mut ValidLine, key: &KeyState) -> Result<(), SealError> {
     let customer = valid.proposed.customer_id.clone();
     let event_id = valid.proposed.event_id;
     if seal_payload(&mut valid.proposed.payload, &customer, event_id, key)? {

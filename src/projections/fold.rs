@@ -78,7 +78,7 @@ impl Projector {
         self.position
     }
 
-    /// The latest `occurred_at` applied.
+    /// The latest `occurred_at` of a sales event applied (erasures do not count).
     pub fn log_time(&self) -> Option<DateTime<Utc>> {
         self.log_time
     }
@@ -110,10 +110,14 @@ impl Projector {
         }
         self.position = Some(event.position);
         self.event_id = Some(event.event_id);
-        self.log_time = Some(
-            self.log_time
-                .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
-        );
+        // An erasure's time is not a time of the sales process: it must not move the clock
+        // that time-dependent figures are evaluated at.
+        if !event.payload.is_administrative() {
+            self.log_time = Some(
+                self.log_time
+                    .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
+            );
+        }
         self.histories
             .entry(event.customer_id.clone())
             .or_default()

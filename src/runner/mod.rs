@@ -377,7 +377,11 @@ fn derive_customer(
         return Ok(()); // another application's stream in a shared store
     }
     let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    let latest = events.iter().map(|e| e.occurred_at).max();
+    let latest = events
+        .iter()
+        .filter(|e| !e.payload.is_administrative())
+        .map(|e| e.occurred_at)
+        .max();
     *log_time = (*log_time).max(latest);
     let customer = events[0].customer_id.clone();
     let rows = derive(policy, &customer, &events);

@@ -186,10 +186,10 @@ impl From<RecordError> for Problem {
                 "personal-data-erased",
                 detail,
             )
-            .field(&format!("/data/{}", path.replace('.', "/"))),
+            .field(&format!("/data/{path}")),
             RecordError::Personal(
                 SealError::Withheld { path, .. } | SealError::Unopenable { path, .. },
-            ) => Problem::unprocessable(&format!("/data/{}", path.replace('.', "/")), detail),
+            ) => Problem::unprocessable(&format!("/data/{path}"), detail),
             RecordError::Personal(SealError::ErasureNotByForget { .. }) => {
                 Problem::unprocessable("/type", detail)
             }
