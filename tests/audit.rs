@@ -446,12 +446,12 @@ fn an_exported_slice_proves_itself_with_its_manifest() {
     a.ok(&[
         &same_keys[..],
         &[
-        "import",
-        "slice.ndjson",
-        "--manifest",
-        "slice.manifest.json",
-        "--public-key",
-        "auditor.key.pub",
+            "import",
+            "slice.ndjson",
+            "--manifest",
+            "slice.manifest.json",
+            "--public-key",
+            "auditor.key.pub",
         ],
     ]
     .concat());

@@ -537,7 +537,10 @@ fn files_are_created_private_or_group_readable_when_asked() {
             );
         }
         for key_file in ["ledger.master.key", "ledger.keys.db", "copy.keys.db"] {
-            assert!(names.contains(&key_file.to_string()), "{key_file}: {names:?}");
+            assert!(
+                names.contains(&key_file.to_string()),
+                "{key_file}: {names:?}"
+            );
         }
         drop(keep);
     }

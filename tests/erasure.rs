@@ -237,7 +237,11 @@ fn personal_fields_are_stored_sealed_and_shown_only_to_key_holders() {
     assert_eq!(as_stored.lines().count(), redacted.lines().count());
 
     // Without the master key a reader gets the events, personal fields withheld, and is told.
-    std::fs::rename(ledger.path("ledger.master.key"), ledger.path("elsewhere.key")).unwrap();
+    std::fs::rename(
+        ledger.path("ledger.master.key"),
+        ledger.path("elsewhere.key"),
+    )
+    .unwrap();
     let out = ledger.run(&["history", "acme-foods", "--json"]);
     let history = out.ok(&["history"]);
     assert!(!PERSONAL.iter().any(|t| history.contains(t)));
@@ -292,7 +296,10 @@ fn forget_leaves_no_plaintext_in_any_file_and_changes_no_number() {
         "--by",
         "dpo-office",
     ]);
-    assert!(said.contains("erased the personal data of customer acme-foods"), "{said}");
+    assert!(
+        said.contains("erased the personal data of customer acme-foods"),
+        "{said}"
+    );
     assert!(said.contains("5 sealed field(s)"), "{said}");
 
     // The history says the fields are erased, and why.
@@ -308,7 +315,11 @@ fn forget_leaves_no_plaintext_in_any_file_and_changes_no_number() {
     assert_eq!(figures(&ledger.ok(&["funnel", "--json"])), funnel_before);
     assert_eq!(figures(&ledger.ok(&["reps", "--json"])), reps_before);
     // The other customers' data still opens.
-    assert!(ledger.ok(&["history", "bolt-tools", "--json"]).contains(OTHER_CONTACT));
+    assert!(
+        ledger
+            .ok(&["history", "bolt-tools", "--json"])
+            .contains(OTHER_CONTACT)
+    );
 
     // A retry of the erased lead, plaintext and all, is refused and says why.
     let lead_line = std::fs::read_to_string(&kept)
@@ -331,12 +342,22 @@ fn forget_leaves_no_plaintext_in_any_file_and_changes_no_number() {
 
     // After a checkpoint and VACUUM, no file the ledger wrote holds the plaintext or the key.
     ledger.ok(&["export", "-o", "after.ndjson"]);
-    ledger.ok(&["export", "--personal", "decrypted", "-o", "after-decrypted.ndjson"]);
+    ledger.ok(&[
+        "export",
+        "--personal",
+        "decrypted",
+        "-o",
+        "after-decrypted.ndjson",
+    ]);
     checkpoint_and_vacuum(&ledger.path("ledger.db"));
     checkpoint_and_vacuum(&ledger.path("ledger.read-models.db"));
     checkpoint_and_vacuum(&ledger.path("ledger.keys.db"));
     let files = ledger.files();
-    assert!(files.len() >= 6, "{:?}", files.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert!(
+        files.len() >= 6,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     for (path, bytes) in &files {
         for text in PERSONAL {
             assert!(
@@ -360,7 +381,10 @@ fn forget_leaves_no_plaintext_in_any_file_and_changes_no_number() {
 fn an_erasure_survives_restoring_a_backup_made_before_it() {
     let ledger = Ledger::new();
     ledger.ok(&["backup", "before.db"]);
-    assert!(ledger.path("before.keys.db").exists(), "backup copies the key store");
+    assert!(
+        ledger.path("before.keys.db").exists(),
+        "backup copies the key store"
+    );
     ledger.ok(&["forget", "acme-foods", "--reason", "request 7"]);
     // Restore: the log and the key store from the backup; the journal stays where it was.
     for (from, to) in [
@@ -374,7 +398,8 @@ fn an_erasure_survives_restoring_a_backup_made_before_it() {
     }
     let out = ledger.run(&["history", "acme-foods", "--json"]);
     assert!(
-        out.stderr.contains("re-applied the erasure of customer acme-foods"),
+        out.stderr
+            .contains("re-applied the erasure of customer acme-foods"),
         "{}",
         out.stderr
     );
@@ -384,10 +409,21 @@ fn an_erasure_survives_restoring_a_backup_made_before_it() {
     // The restored log lacks the erasure event: `forget` records it without a second erasure.
     let said = ledger.ok(&["forget", "acme-foods", "--reason", "request 7"]);
     assert!(said.contains("already been destroyed"), "{said}");
-    assert!(ledger.ok(&["history", "acme-foods"]).contains("PersonalDataErased"));
+    assert!(
+        ledger
+            .ok(&["history", "acme-foods"])
+            .contains("PersonalDataErased")
+    );
     checkpoint_and_vacuum(&ledger.path("ledger.keys.db"));
-    assert_eq!(wrapped_key(&ledger.path("ledger.keys.db"), "acme-foods"), None);
-    assert!(ledger.ok(&["history", "bolt-tools", "--json"]).contains(OTHER_CONTACT));
+    assert_eq!(
+        wrapped_key(&ledger.path("ledger.keys.db"), "acme-foods"),
+        None
+    );
+    assert!(
+        ledger
+            .ok(&["history", "bolt-tools", "--json"])
+            .contains(OTHER_CONTACT)
+    );
 }
 
 #[test]
@@ -398,7 +434,13 @@ fn exports_import_again_as_their_mode_allows() {
     std::fs::copy(ledger.path("ledger.keys.db"), ledger.path("copy.keys.db")).unwrap();
     ledger.ok(&["forget", "acme-foods", "--reason", "request 9"]);
     ledger.ok(&["export", "-o", "stored.ndjson"]);
-    ledger.ok(&["export", "--personal", "decrypted", "-o", "decrypted.ndjson"]);
+    ledger.ok(&[
+        "export",
+        "--personal",
+        "decrypted",
+        "-o",
+        "decrypted.ndjson",
+    ]);
     ledger.ok(&["export", "--personal", "redacted", "-o", "redacted.ndjson"]);
     let stored = std::fs::read_to_string(ledger.path("stored.ndjson")).unwrap();
 
@@ -423,7 +465,10 @@ fn exports_import_again_as_their_mode_allows() {
     assert!(history.contains(OTHER_CONTACT));
     let journal = std::fs::read_to_string(ledger.path("copy.erasures.ndjson")).unwrap();
     assert!(journal.contains("acme-foods"), "{journal}");
-    assert_eq!(wrapped_key(&ledger.path("copy.keys.db"), "acme-foods"), None);
+    assert_eq!(
+        wrapped_key(&ledger.path("copy.keys.db"), "acme-foods"),
+        None
+    );
     let history = ledger.ok(&[&same_keys[..], &["history", "acme-foods", "--json"]].concat());
     assert!(history.contains(r#""withheld": "erased""#), "{history}");
 
@@ -435,7 +480,10 @@ fn exports_import_again_as_their_mode_allows() {
     let history = ledger.ok(&["--store", "other.db", "history", "bolt-tools", "--json"]);
     assert!(!history.contains(OTHER_CONTACT));
     assert!(history.contains(r#""withheld": "redacted""#), "{history}");
-    assert_eq!(wrapped_key(&ledger.path("other.keys.db"), "bolt-tools"), None);
+    assert_eq!(
+        wrapped_key(&ledger.path("other.keys.db"), "bolt-tools"),
+        None
+    );
 
     // A sealed value changed on the way, into the ledger that holds the key: refused, naming
     // the line and the field, and nothing written.
@@ -532,4 +580,138 @@ fn key_files_are_private() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
     }
+}
+
+/// A store as ledgers before sealing wrote it: every event of `ndjson`, personal fields in
+/// plaintext (a library ledger without a key store).
+fn plaintext_store(path: &Path, ndjson: &[u8]) {
+    use pipeline_ledger::store::sqlite::SqliteStore;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(path).unwrap();
+        let ledger = pipeline_ledger::ledger::Ledger::new(std::sync::Arc::new(store));
+        ledger
+            .import(&mut std::io::BufReader::new(ndjson), &|_| {})
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_log_from_before_sealing_is_migrated_and_linked_by_a_signed_statement() {
+    let ledger = Ledger::new();
+    let decrypted = ledger.ok(&["export", "--personal", "decrypted"]);
+    plaintext_store(&ledger.path("old.db"), decrypted.as_bytes());
+    let old = ["--store", "old.db"];
+    let raw = std::fs::read(ledger.path("old.db")).unwrap();
+    assert!(
+        contains(&raw, PERSONAL[0].as_bytes()),
+        "the old store holds plaintext"
+    );
+
+    // `forget` cannot reach plaintext in place, and says so.
+    let said = ledger.ok(&[&old[..], &["forget", "bolt-tools", "--reason", "request 3"]].concat());
+    assert!(
+        said.contains("not erased: 1 personal field(s) stored in plaintext"),
+        "{said}"
+    );
+    assert!(said.contains("migrate-personal-data"), "{said}");
+    ledger.ok(&[&old[..], &["rebuild"]].concat());
+    let funnel_old = figures(&ledger.ok(&[&old[..], &["funnel", "--json"]].concat()));
+
+    ledger.ok(&["keygen", "--out", "auditor.key"]);
+    let said = ledger.ok(&[
+        &old[..],
+        &[
+            "migrate-personal-data",
+            "--to",
+            "new.db",
+            "--key",
+            "auditor.key",
+        ],
+    ]
+    .concat());
+    assert!(said.contains("1 of erased customers withheld"), "{said}");
+    // Every personal field of the demo's leads, acme-foods' five, bolt-tools' one withheld.
+    let sealed: u64 = said
+        .split("; ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(sealed >= 45, "{said}");
+
+    // The new store: no plaintext in any of its files; the key holder reads acme-foods; the
+    // erased customer stays erased; every number is the old one.
+    let new = ["--store", "new.db"];
+    ledger.ok(&[&new[..], &["rebuild"]].concat());
+    assert_eq!(
+        figures(&ledger.ok(&[&new[..], &["funnel", "--json"]].concat())),
+        funnel_old
+    );
+    let history = ledger.ok(&[&new[..], &["history", "acme-foods", "--json"]].concat());
+    assert!(
+        history.contains(PERSONAL[0]) && history.contains(PERSONAL[4]),
+        "{history}"
+    );
+    let history = ledger.ok(&[&new[..], &["history", "bolt-tools", "--json"]].concat());
+    assert!(!history.contains(OTHER_CONTACT));
+    assert!(history.contains(r#""withheld": "erased""#), "{history}");
+    checkpoint_and_vacuum(&ledger.path("new.db"));
+    checkpoint_and_vacuum(&ledger.path("new.read-models.db"));
+    for (path, bytes) in ledger.files() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("new.") {
+            continue;
+        }
+        for text in PERSONAL.iter().chain([&OTHER_CONTACT]) {
+            assert!(!contains(&bytes, text.as_bytes()), "{name} holds {text:?}");
+        }
+    }
+
+    // The statement links the two heads; each seal holds against its own store.
+    let statement = std::fs::read_to_string(ledger.path("new.migration.json")).unwrap();
+    let migration: pipeline_ledger::audit::migration::Migration =
+        serde_json::from_str(&statement).unwrap();
+    assert!(migration.signature_holds());
+    assert_eq!(
+        migration.statement.from.statement.events,
+        migration.statement.to.statement.events
+    );
+    let mut forged = migration.clone();
+    forged.statement.withheld_fields = 0;
+    assert!(
+        !forged.signature_holds(),
+        "a changed statement must not verify"
+    );
+    let out = ledger.ok(&[&old[..], &["verify", "--seal", "new.from.seal"]].concat());
+    assert!(out.contains("holds"), "{out}");
+    let out = ledger.ok(&[&new[..], &["verify", "--seal", "new.to.seal"]].concat());
+    assert!(out.contains("holds"), "{out}");
+    let out = ledger
+        .run(&[&new[..], &["verify", "--seal", "new.from.seal"]].concat())
+        .failed(&["verify"]);
+    assert!(
+        out.stdout.contains("does not hold") || out.stdout.contains("identity"),
+        "{}",
+        out.stdout
+    );
+
+    // Into a store that holds events: refused, nothing written.
+    let out = ledger
+        .run(
+            &[
+                &old[..],
+                &[
+                    "migrate-personal-data",
+                    "--to",
+                    "new.db",
+                    "--key",
+                    "auditor.key",
+                ],
+            ]
+            .concat(),
+        )
+        .failed(&["migrate-personal-data"]);
+    assert!(out.stderr.contains("already holds"), "{}", out.stderr);
 }

@@ -99,6 +99,12 @@ pub async fn seal(store: &dyn EventStore, key: &SecretKey) -> Result<Seal, SealE
     })
 }
 
+/// Whether the seal's signature holds for its statement under the key it names.
+pub fn signature_holds(seal: &Seal) -> bool {
+    PublicKey::from_hex(&seal.statement.public_key)
+        .is_ok_and(|key| key.verifies_hex(&seal.statement.signed_bytes(), &seal.signature))
+}
+
 /// Parses a seal file's text.
 pub fn parse(text: &str) -> Result<Seal, SealError> {
     let seal: Seal = serde_json::from_str(text).map_err(|e| SealError::NotASeal(e.to_string()))?;

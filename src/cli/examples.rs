@@ -80,6 +80,11 @@ pub const FORGET: &str = "Examples:
   pipeline-ledger forget acme-foods --reason \"GDPR art. 17 request 2026-114\" --by dpo-office
   pipeline-ledger history acme-foods --json   # the contact now reads {\"withheld\": \"erased\"}";
 
+pub const MIGRATE_PERSONAL_DATA: &str = "Examples:
+  pipeline-ledger keygen --out auditor.key
+  pipeline-ledger migrate-personal-data --to ledger-sealed.db --key auditor.key
+  pipeline-ledger --store ledger-sealed.db verify --seal ledger-sealed.to.seal";
+
 pub const PROJECT: &str = "Examples:
   pipeline-ledger project
   pipeline-ledger project --follow        # keeps the read models live until Ctrl-C";

@@ -14,9 +14,10 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline_ledger::audit::migration::migrate_personal_data;
 use pipeline_ledger::demo::{DemoConfig, generate};
-use pipeline_ledger::ledger::{Ledger, PersonalView};
 use pipeline_ledger::ledger::import::{self, ImportError, Progress};
+use pipeline_ledger::ledger::{Ledger, PersonalView};
 use pipeline_ledger::read_models::sqlite::read_models_beside;
 use pipeline_ledger::store::backup::BackupOptions;
 use pipeline_ledger::store::files::{self, FileKind, FileMode};
@@ -134,6 +135,25 @@ pub enum Command {
         /// Who carries it out (recorded as recorded_by and in the event).
         #[arg(long, value_name = "ID", default_value = "data-protection")]
         by: pipeline_ledger::domain::ActorId,
+    },
+    /// Copy this store's log into a new store with every personal field sealed: the audited way
+    /// to erase personal data written in plaintext before sealing began (an append-only log
+    /// cannot erase it in place). Verifies and seals the old head, copies every event (ids,
+    /// times, order kept; an erased customer's plaintext withheld as erased), seals the new
+    /// head and signs a statement that links the two. The old store is left untouched, for you
+    /// to destroy once the new one is in service.
+    #[command(after_long_help = examples::MIGRATE_PERSONAL_DATA)]
+    MigratePersonalData {
+        /// The new SQLite store (created; it must hold no events).
+        #[arg(long, value_name = "STORE")]
+        to: PathBuf,
+        /// The secret key (`keygen`) that signs the seals and the statement.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Write the signed statement here. Default: beside the new store
+        /// (`new.db` → `new.migration.json`).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Copy the running store into DEST: a consistent online backup (WAL included) as one
     /// self-contained file, verified before it replaces DEST. SQLite stores only.
@@ -278,8 +298,12 @@ pub(crate) fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn parse_view(s: &str) -> Result<PersonalView, String> {
-    PersonalView::parse(s)
-        .ok_or_else(|| format!("{s:?} is not a view; one of {}", PersonalView::NAMES.join(", ")))
+    PersonalView::parse(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a view; one of {}",
+            PersonalView::NAMES.join(", ")
+        )
+    })
 }
 
 fn parse_event_type(s: &str) -> Result<pipeline_ledger::domain::EventType, String> {
@@ -656,6 +680,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 history::history_table(&events, &mut out)?;
             }
         }
+        Command::MigratePersonalData { to, key, output } => {
+            let (_, old) = open(&store_path, with(Access::MustExist, mode))?;
+            let old = personal_data::attach(old, &store_path, Access::MustExist)?;
+            let Some(vault) = old.vault().cloned() else {
+                bail!("the store's key store could not be opened: nothing can be sealed");
+            };
+            if files::is_part_of(&to, &store_path) || to == store_path {
+                bail!("--to must name a new store, not this one");
+            }
+            let (_, new) = open(&to, with(Access::CreateIfMissing, mode))?;
+            let new = new.with_personal_data(vault);
+            let key = pipeline_ledger::keys::SecretKey::read(&key)?;
+            let done = migrate_personal_data(&old, &new, &key).await?;
+            let path = output.unwrap_or_else(|| {
+                let stem = to.file_stem().unwrap_or_default().to_string_lossy();
+                to.with_file_name(format!("{stem}.migration.json"))
+            });
+            let text = serde_json::to_string_pretty(&done)? + "\n";
+            audit_commands::write_file(&path, text.as_bytes(), mode)?;
+            // Each seal on its own too, for `verify --seal` against each store.
+            let stem = to.file_stem().unwrap_or_default().to_string_lossy();
+            for (end, seal) in [("from", &done.statement.from), ("to", &done.statement.to)] {
+                let seal_path = to.with_file_name(format!("{stem}.{end}.seal"));
+                let text = serde_json::to_string_pretty(seal)? + "\n";
+                audit_commands::write_file(&seal_path, text.as_bytes(), mode)?;
+            }
+            let carried = personal_data::carry_over(&store_path, &to)?;
+            let (from, into) = (&done.statement.from.statement, &done.statement.to.statement);
+            writeln!(
+                out,
+                "copied {} events (old head: position {}, hash {}) into {} (new head: position \
+                 {}, hash {}); {} plaintext personal field(s) sealed, {} of erased customers \
+                 withheld",
+                from.events,
+                from.position,
+                from.head_hash,
+                to.display(),
+                into.position,
+                into.head_hash,
+                done.statement.sealed_fields,
+                done.statement.withheld_fields
+            )?;
+            for file in carried {
+                writeln!(out, "copied {} for the new store", file.display())?;
+            }
+            writeln!(
+                out,
+                "signed statement: {} (the seals of both heads are also in {stem}.from.seal and \
+                 {stem}.to.seal, for `verify --seal`). Point the ledger \
+                 at {}, then destroy {} and its copies: the plaintext stays in them",
+                path.display(),
+                to.display(),
+                store_path.display()
+            )?;
+        }
         Command::Forget {
             customer,
             reason,
@@ -811,9 +890,12 @@ async fn export_into(
         .await?;
         Ok((made.statement.events, Some(made)))
     } else {
-        Ok((ledger
+        Ok((
+            ledger
                 .export_range(what.from, what.to, what.personal, w)
-                .await?, None))
+                .await?,
+            None,
+        ))
     }
 }
 

@@ -7,6 +7,7 @@ use pipeline_ledger::keys::vault::{MasterKeySource, Vault, VaultPaths};
 use pipeline_ledger::ledger::Ledger;
 use pipeline_ledger::store::{Access, Backend};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -144,6 +145,38 @@ pub fn remove_demo_files(store: &Path) {
     for path in [&paths.key_store, &paths.erasure_journal] {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// After `migrate-personal-data`: gives the new store the key store, erasure journal and
+/// master key file of the old one where the new one's would be elsewhere (the defaults beside
+/// each store) and has none yet. Returns the files written.
+pub fn carry_over(old_store: &Path, new_store: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let (old, new) = (vault_paths(old_store), vault_paths(new_store));
+    let mut written = Vec::new();
+    if new.key_store != old.key_store && !new.key_store.exists() {
+        pipeline_ledger::keys::vault::copy_key_store(&old.key_store, &new.key_store)?;
+        written.push(new.key_store.clone());
+    }
+    let mut files = vec![(old.erasure_journal, new.erasure_journal)];
+    if let (MasterKeySource::File(o), MasterKeySource::File(n)) = (old.master_key, new.master_key) {
+        files.push((o, n));
+    }
+    for (from, to) in files {
+        if from == to || to.exists() || !from.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&to)
+            .with_context(|| format!("creating {}", to.display()))?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        written.push(to);
+    }
+    Ok(written)
 }
 
 /// `forget`: erases a customer's personal data.

@@ -4,9 +4,9 @@
 //! These types are the source of the published JSON Schemas in `schemas/`: a change here changes
 //! the contract, and the schema tests fail until `schemas/` is regenerated.
 
-use super::personal::PersonalText;
 use super::ids::{ActorId, CustomerId, DealId, RepId};
 use super::money::Money;
+use super::personal::PersonalText;
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -154,11 +154,13 @@ fn random<const N: usize>() -> Result<[u8; N], VaultError> {
 /// the key and whether it was created.
 pub fn master_key(source: &MasterKeySource, create: bool) -> Result<(MasterKey, bool), VaultError> {
     match source {
-        MasterKeySource::Hex(text) => MasterKey::from_hex(text)
-            .map(|k| (k, false))
-            .ok_or_else(|| VaultError::BadMasterKey {
-                source_name: "in PIPELINE_LEDGER_MASTER_KEY".into(),
-            }),
+        MasterKeySource::Hex(text) => {
+            MasterKey::from_hex(text)
+                .map(|k| (k, false))
+                .ok_or_else(|| VaultError::BadMasterKey {
+                    source_name: "in PIPELINE_LEDGER_MASTER_KEY".into(),
+                })
+        }
         MasterKeySource::File(path) => {
             let read = |source| VaultError::ReadMasterKey {
                 path: path.clone(),
@@ -543,7 +545,6 @@ impl Vault {
         let _ = self.catch_up_with_journal(false);
         lock(&self.erased).get(customer).cloned()
     }
-
 }
 
 /// Copies the key store at `source` into `dest` (one consistent snapshot, mode 0600, through a
@@ -554,8 +555,8 @@ pub fn copy_key_store(source: &Path, dest: &Path) -> Result<(), VaultError> {
         path: dest.to_path_buf(),
         source,
     };
-    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sqlite)?;
+    let conn =
+        Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -617,7 +618,10 @@ mod tests {
         let p = paths(dir.path());
         let (vault, opened) = Vault::open(&p, true, true).unwrap();
         assert!(opened.created_key_store);
-        assert_eq!(opened.created_master_key.as_deref(), Some(&*dir.path().join("m.key")));
+        assert_eq!(
+            opened.created_master_key.as_deref(),
+            Some(&*dir.path().join("m.key"))
+        );
         let KeyState::Live(first) = vault.keys_for_writing(["a"]).unwrap().remove("a").unwrap()
         else {
             panic!("a new customer gets a live key");
@@ -631,7 +635,10 @@ mod tests {
         };
         assert_eq!(again.open(b"ctx", &sealed).unwrap(), "Li Wei");
         for file in ["m.key", "k.db"] {
-            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
     }
@@ -671,8 +678,15 @@ mod tests {
         assert!(matches!(vault.key("a").unwrap(), KeyState::Erased(_)));
         assert!(matches!(vault.key("b").unwrap(), KeyState::Live(_)));
         let wrapped: i64 = lock(&vault.conn)
-            .query_row("SELECT count(*) FROM data_keys WHERE customer = 'a'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM data_keys WHERE customer = 'a'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(wrapped, 0, "the restored key is deleted from the file again");
+        assert_eq!(
+            wrapped, 0,
+            "the restored key is deleted from the file again"
+        );
     }
 }

@@ -8,9 +8,7 @@
 use super::codec::decode;
 use super::personal::{FieldCounts, count_fields};
 use super::{Ledger, RecordError, Recorded};
-use crate::domain::{
-    ActorId, CustomerId, EventPayload, PersonalDataErased, ProposedEvent, RepId,
-};
+use crate::domain::{ActorId, CustomerId, EventPayload, PersonalDataErased, ProposedEvent, RepId};
 use crate::keys::vault::{Erasure, VaultError};
 use crate::store::ReadError;
 use chrono::{DateTime, Utc};
@@ -79,9 +77,8 @@ impl Ledger {
         if reason.is_empty() {
             return Err(ForgetError::NoReason);
         }
-        let rep_id = RepId::new(by.as_str()).map_err(|_| ForgetError::BadActor {
-            by: by.to_string(),
-        })?;
+        let rep_id =
+            RepId::new(by.as_str()).map_err(|_| ForgetError::BadActor { by: by.to_string() })?;
         let records = self.read_customer(customer).await?;
         if records.is_empty() {
             return Err(ForgetError::UnknownCustomer(customer.clone()));

@@ -8,8 +8,8 @@
 //! Events already recorded with the same content are skipped, so importing twice adds nothing.
 
 use super::Ledger;
-use super::personal;
 use super::codec::{customer_of_stream, decode, stream_name, to_new_record};
+use super::personal;
 use crate::contract::line::{LineError, LineValidator, ValidLine};
 use crate::domain::{CustomerHistory, CustomerId, EventPayload, ProposedEvent};
 use crate::keys::vault::Erasure;

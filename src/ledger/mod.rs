@@ -11,12 +11,12 @@ use crate::contract::line::{LineError, LineValidator, ValidLine, line_for};
 use crate::domain::{
     CustomerHistory, CustomerId, EventPayload, LedgerEvent, ProposedEvent, RuleViolation,
 };
+use crate::keys::vault::{Vault, VaultError};
 use crate::limits::{RECORD_CONFLICT_ATTEMPTS_MAX, RECORD_CONFLICT_RETRY_MILLIS_MAX};
 use crate::store::{
     AppendError, CurrentRevision, EventStore, ExpectedRevision, NewRecord, ReadError, Record,
 };
 use chrono::Utc;
-use crate::keys::vault::{Vault, VaultError};
 use codec::{DecodeError, decode, stream_name, to_new_record};
 pub use personal::PersonalView;
 use std::collections::HashMap;

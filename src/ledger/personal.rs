@@ -58,7 +58,10 @@ pub enum SealError {
         "field /data/{path}: the value is withheld ({kind}), as a redacted export writes it; \
          import the export as stored (`export --personal as-stored`) or decrypted instead"
     )]
-    Withheld { path: &'static str, kind: &'static str },
+    Withheld {
+        path: &'static str,
+        kind: &'static str,
+    },
     #[error(
         "field /data/{path}: the sealed value does not open with this ledger's key for customer \
          {customer} ({reason}); import it into the ledger that holds its keys, or import a \
@@ -221,9 +224,9 @@ pub fn reveal(
     }
     let state = match (view, vault) {
         (PersonalView::Decrypted, Some(v)) => Some(v.key(event.customer_id.as_str())?),
-        (PersonalView::Redacted, Some(v)) => v
-            .erasure(event.customer_id.as_str())
-            .map(KeyState::Erased),
+        (PersonalView::Redacted, Some(v)) => {
+            v.erasure(event.customer_id.as_str()).map(KeyState::Erased)
+        }
         _ => None,
     };
     let (customer, event_id) = (event.customer_id.clone(), event.event_id);

@@ -1,11 +1,11 @@
 //! Every error the API returns: an RFC 9457 problem document (`application/problem+json`) that
 //! names the field it is about, mapped here from the library's typed errors in one place.
 
-use pipeline_ledger::ledger::personal::SealError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pipeline_ledger::ledger::RecordError;
 use pipeline_ledger::ledger::import::ImportError;
+use pipeline_ledger::ledger::personal::SealError;
 use pipeline_ledger::query::QueryError;
 use serde::Serialize;
 
