@@ -49,6 +49,7 @@ fn proposal() -> impl Strategy<Value = Proposal> {
         1 => Just(6u8),  // CustomerReassigned
         1 => Just(7u8),  // a retraction
         1 => Just(8u8),  // an amendment
+        1 => Just(9u8),  // PersonalDataErased (forget's event): moves no deal
     ];
     (kind, any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(kind, a, b, c)| Proposal {
         kind,
@@ -106,7 +107,7 @@ fn decided_history(proposals: &[Proposal]) -> Vec<LedgerEvent> {
     for (n, p) in proposals.iter().enumerate() {
         let now = day(n as i64);
         let payload = match p.kind {
-            0..=6 => {
+            0..=6 | 9 => {
                 let event_type = match p.kind {
                     0 => EventType::LeadSourced,
                     1 => [
@@ -118,6 +119,7 @@ fn decided_history(proposals: &[Proposal]) -> Vec<LedgerEvent> {
                     3 => EventType::FollowUpLogged,
                     4 => EventType::DealLost,
                     5 => EventType::DealReopened,
+                    9 => EventType::PersonalDataErased,
                     _ => EventType::CustomerReassigned,
                 };
                 payload_of(event_type, &deals, p.a, p.b, p.c)

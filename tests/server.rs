@@ -1015,3 +1015,67 @@ async fn tls_from_a_certificate_and_key_serves_https() {
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("Secure"), "{cookie}");
 }
+
+/// Issue 13: personal data over HTTP. Appends are sealed like the command line's; only the
+/// auditor reads the fields decrypted; an erasure on the command line reaches a running server
+/// within the journal's notice bound; `PersonalDataErased` cannot be appended by hand.
+#[tokio::test]
+async fn personal_data_is_shown_to_the_auditor_alone_and_erasure_reaches_the_server() {
+    let ledger = Ledger::empty();
+    let writer = ledger.token("writer", "crm-sync");
+    let auditor = ledger.token("auditor", "audit");
+    let admin = ledger.token("admin", "ops");
+    let server = Server::start(&ledger);
+    let path = "/v1/customers/acme/events";
+    let (status, _, body) = server
+        .post(path, &writer, lead("acme", "Acme").to_string(), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let raw = std::fs::read(ledger.store()).unwrap();
+    let wal = std::fs::read(ledger.dir.path().join("ledger.db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(6).any(|w| w == b"Li Wei"),
+            "plaintext in the store"
+        );
+    }
+    let history = "/v1/customers/acme/history";
+    let (status, events) = server.get(history, Some(&auditor)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events[0]["data"]["contact"]["name"], "Li Wei", "{events}");
+    let (status, events) = server.get(history, Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        events[0]["data"]["contact"]["name"],
+        json!({"withheld": "redacted"})
+    );
+    let (_, page) = server.get("/v1/log?after=0", Some(&admin)).await;
+    assert!(!page.to_string().contains("Li Wei"), "{page}");
+
+    // By hand, an erasure event is refused: only `forget` may say the data is gone.
+    let by_hand = json!({"type": "PersonalDataErased", "data": {"rep_id": "rep-01", "reason": "x", "sealed_fields": 1}});
+    let (status, _, p) = server.post(path, &writer, by_hand.to_string(), None).await;
+    let detail = problem(status, &p, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail.contains("forget"), "{detail}");
+
+    ledger.cli(&["forget", "acme", "--reason", "request 11"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, events) = server.get(history, Some(&auditor)).await;
+        if events[0]["data"]["contact"]["name"] == json!({"withheld": "erased"}) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still shows the erased name: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A new event carrying the erased customer's personal data is refused, naming the field.
+    let mut second = lead("acme", "Acme");
+    second["data"]["deal_id"] = json!("acme-d2");
+    let (status, _, p) = server.post(path, &writer, second.to_string(), None).await;
+    problem(status, &p, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["type"], "/problems/personal-data-erased", "{p}");
+    assert_eq!(p["field"], "/data/contact/name", "{p}");
+}

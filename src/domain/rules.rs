@@ -313,7 +313,8 @@ fn effective_facts<'a>(events: impl Iterator<Item = (Uuid, &'a Fact)> + Clone) -
 }
 
 /// Applies corrections to a history: retracted events disappear, amended events carry their
-/// replacement, and correction events themselves are left out. The latest correction of an event
+/// replacement, and correction events themselves are left out, as are administrative events
+/// (erasures: they are not part of the sale). The latest correction of an event
 /// wins. Projections and rules both read history through this one function.
 pub fn effective_history<'a>(
     events: impl Iterator<Item = (Uuid, &'a EventPayload)> + Clone,
@@ -325,7 +326,7 @@ pub fn effective_history<'a>(
         }
     }
     events
-        .filter(|(_, p)| !matches!(p, EventPayload::EventCorrected(_)))
+        .filter(|(_, p)| !matches!(p, EventPayload::EventCorrected(_)) && !p.is_administrative())
         .filter_map(|(id, p)| match latest.get(&id) {
             None => Some((id, p)),
             Some(Correction::Retract) => None,

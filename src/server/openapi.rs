@@ -133,7 +133,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             method: "get",
             path: "/v1/customers/{customer}/history",
-            summary: "A customer's events in stream order (the command line's history --json), cut at as_of and known_at when given.",
+            summary: "A customer's events in stream order (the command line's history --json), cut at as_of and known_at when given. Personal fields are decrypted for the auditor role only; others get {\"withheld\": \"redacted\"}, and an erased customer's read {\"withheld\": \"erased\"}.",
             roles: Some("auditor, admin"),
             params: vec![
                 customer_param(),
@@ -157,7 +157,7 @@ fn operations() -> Vec<Operation> {
         Operation {
             method: "get",
             path: "/v1/log",
-            summary: "A page of the log as NDJSON (the export format), after a position. The Next-After header is the position to ask after next; an empty page means caught up.",
+            summary: "A page of the log as NDJSON (the export format), after a position. The Next-After header is the position to ask after next; an empty page means caught up. Personal fields as for history.",
             roles: Some("auditor, admin"),
             params: vec![
                 Param { name: "after", place: "query", schema: json!({"type": "integer", "minimum": 0}), description: "Events after this position (exclusive)." },
