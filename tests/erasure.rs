@@ -620,17 +620,14 @@ fn a_log_from_before_sealing_is_migrated_and_linked_by_a_signed_statement() {
     let funnel_old = figures(&ledger.ok(&[&old[..], &["funnel", "--json"]].concat()));
 
     ledger.ok(&["keygen", "--out", "auditor.key"]);
-    let said = ledger.ok(&[
-        &old[..],
-        &[
-            "migrate-personal-data",
-            "--to",
-            "new.db",
-            "--key",
-            "auditor.key",
-        ],
-    ]
-    .concat());
+    let migrate = [
+        "migrate-personal-data",
+        "--to",
+        "new.db",
+        "--key",
+        "auditor.key",
+    ];
+    let said = ledger.ok(&[&old[..], &migrate[..]].concat());
     assert!(said.contains("1 of erased customers withheld"), "{said}");
     // Every personal field of the demo's leads, acme-foods' five, bolt-tools' one withheld.
     let sealed: u64 = said
@@ -699,19 +696,7 @@ fn a_log_from_before_sealing_is_migrated_and_linked_by_a_signed_statement() {
 
     // Into a store that holds events: refused, nothing written.
     let out = ledger
-        .run(
-            &[
-                &old[..],
-                &[
-                    "migrate-personal-data",
-                    "--to",
-                    "new.db",
-                    "--key",
-                    "auditor.key",
-                ],
-            ]
-            .concat(),
-        )
+        .run(&[&old[..], &migrate[..]].concat())
         .failed(&["migrate-personal-data"]);
     assert!(out.stderr.contains("already holds"), "{}", out.stderr);
 }

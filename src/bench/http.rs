@@ -104,6 +104,7 @@ pub async fn measure(
     store_path: &Path,
     read_models_path: &Path,
     store: Arc<dyn EventStore>,
+    ledger: Ledger,
     appends_per_writer: usize,
     log: &mut dyn Write,
 ) -> Result<HttpFigures, BenchError> {
@@ -112,7 +113,8 @@ pub async fn measure(
     let total = (CONCURRENT_WRITERS * appends_per_writer) as u64;
 
     // The library: 64 tasks, the same validation and rules the server's handler calls.
-    let ledger = Arc::new(Ledger::new(store.clone()));
+    // The benchmark's ledger, sealing with the key store the server opens too.
+    let ledger = Arc::new(ledger);
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..CONCURRENT_WRITERS {

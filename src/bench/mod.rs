@@ -189,6 +189,29 @@ fn lead_record(n: u64, at: DateTime<Utc>) -> (String, NewRecord) {
 }
 
 /// The read models in the SQLite file at `path` (opened when first used).
+/// A fresh key store of personal data beside the benchmark's store, where the command line
+/// looks for it (`store-N.keys.db`, `store-N.master.key`, `store-N.erasures.ndjson`), so that
+/// the server the benchmark starts seals with the same keys.
+pub fn personal_vault(
+    store_path: &Path,
+) -> Result<Arc<pipeline_ledger::keys::vault::Vault>, BenchError> {
+    use pipeline_ledger::keys::vault::{MasterKeySource, Vault, VaultPaths};
+    let beside = |suffix: &str| {
+        let stem = store_path.file_stem().unwrap_or_default().to_string_lossy();
+        store_path.with_file_name(format!("{stem}.{suffix}"))
+    };
+    let paths = VaultPaths {
+        master_key: MasterKeySource::File(beside("master.key")),
+        key_store: beside("keys.db"),
+        erasure_journal: beside("erasures.ndjson"),
+    };
+    for path in [&beside("master.key"), &paths.key_store, &paths.erasure_journal] {
+        let _ = std::fs::remove_file(path);
+    }
+    let (vault, _) = Vault::open(&paths, true, true).map_err(step("open key store"))?;
+    Ok(Arc::new(vault))
+}
+
 fn open_read_models(path: &Path) -> Arc<dyn pipeline_ledger::read_models::ReadModels> {
     Arc::new(pipeline_ledger::read_models::sqlite::SqliteReadModels::open(path))
 }
@@ -353,7 +376,9 @@ async fn measure(
         &store_path,
     ));
     let store = Arc::new(SqliteStore::open(&store_path).map_err(step("open store"))?);
-    let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>);
+    // Sealing personal data is part of the writer's work, as in every command that writes.
+    let vault = personal_vault(&store_path)?;
+    let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>).with_personal_data(vault);
     let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);
     let t = Instant::now();
     let report = ledger
@@ -566,6 +591,7 @@ async fn measure(
                 &store_path,
                 &read_models,
                 store.clone() as Arc<dyn EventStore>,
+                ledger.clone(),
                 config.appends_per_writer,
                 log,
             )

@@ -186,7 +186,7 @@ impl From<RecordError> for Problem {
                 "personal-data-erased",
                 detail,
             )
-            .field(&format!("/data/{path}")),
+            .field(format!("/data/{path}")),
             RecordError::Personal(
                 SealError::Withheld { path, .. } | SealError::Unopenable { path, .. },
             ) => Problem::unprocessable(&format!("/data/{path}"), detail),
