@@ -205,7 +205,11 @@ pub fn personal_vault(
         key_store: beside("keys.db"),
         erasure_journal: beside("erasures.ndjson"),
     };
-    for path in [&beside("master.key"), &paths.key_store, &paths.erasure_journal] {
+    for path in [
+        &beside("master.key"),
+        &paths.key_store,
+        &paths.erasure_journal,
+    ] {
         let _ = std::fs::remove_file(path);
     }
     let (vault, _) = Vault::open(&paths, true, true).map_err(step("open key store"))?;

@@ -133,6 +133,10 @@ struct Journal {
     looked_at: Instant,
 }
 
+/// Opened keys kept in memory; past it the cache starts over (a key and its subkeys are about
+/// 100 bytes, so this bounds it near 20 MB with the customer ids).
+const KEYS_CACHED_MAX: usize = 100_000;
+
 /// The key store, open.
 pub struct Vault {
     path: PathBuf,
@@ -445,7 +449,11 @@ impl Vault {
                     path: self.path.clone(),
                     customer: customer.to_string(),
                 })?;
-        lock(&self.keys).insert(customer.to_string(), key.clone());
+        let mut keys = lock(&self.keys);
+        if keys.len() >= KEYS_CACHED_MAX {
+            keys.clear(); // bounded memory; the next reads unwrap again
+        }
+        keys.insert(customer.to_string(), key.clone());
         Ok(KeyState::Live(key))
     }
 
@@ -456,57 +464,103 @@ impl Vault {
         &self,
         customers: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, KeyState>, VaultError> {
+        self.catch_up_with_journal(false)?;
         let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for customer in customers {
-            if !seen.insert(customer) {
-                continue;
-            }
-            match self.key(customer)? {
-                KeyState::Missing => missing.push(customer.to_string()),
-                known => {
-                    out.insert(customer.to_string(), known);
+        let mut unknown = Vec::new();
+        {
+            let (erased, keys) = (lock(&self.erased), lock(&self.keys));
+            let mut seen = std::collections::HashSet::new();
+            for customer in customers {
+                if !seen.insert(customer) {
+                    continue;
+                }
+                if let Some(erasure) = erased.get(customer) {
+                    out.insert(customer.to_string(), KeyState::Erased(erasure.clone()));
+                } else if let Some(key) = keys.get(customer) {
+                    out.insert(customer.to_string(), KeyState::Live(key.clone()));
+                } else {
+                    unknown.push(customer);
                 }
             }
         }
-        if missing.is_empty() {
+        if unknown.is_empty() {
             return Ok(out);
         }
+        // One write transaction for every customer not in memory: inside it the file is the
+        // truth (no other writer), so each key is read or made once, with one lock and one sync
+        // for the chunk, and an erasure made by another process meanwhile is seen, not undone.
         let now = Utc::now().to_rfc3339();
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-        let mut made = Vec::with_capacity(missing.len());
+        let mut opened = Vec::with_capacity(unknown.len());
         {
-            let mut insert = tx
-                .prepare(
-                    "INSERT OR IGNORE INTO data_keys (customer, wrapped, created_at)
-                     VALUES (?1, ?2, ?3)",
-                )
+            let mut conn = lock(&self.conn);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| self.sqlite(e))?;
-            for customer in &missing {
-                let key = DataKey::from_bytes(random::<KEY_BYTES>()?);
-                let wrapped = self.master.wrap(customer, &key, random()?);
-                insert
-                    .execute(params![customer, wrapped, now])
+            {
+                let mut select = tx
+                    .prepare_cached("SELECT wrapped FROM data_keys WHERE customer = ?1")
                     .map_err(|e| self.sqlite(e))?;
-                made.push(customer.clone());
+                let mut erasure = tx
+                    .prepare_cached(
+                        "SELECT erased_at, erased_by, reason FROM erasures WHERE customer = ?1",
+                    )
+                    .map_err(|e| self.sqlite(e))?;
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO data_keys (customer, wrapped, created_at) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(|e| self.sqlite(e))?;
+                for customer in unknown {
+                    let wrapped: Option<Vec<u8>> = select
+                        .query_row([customer], |r| r.get(0))
+                        .optional()
+                        .map_err(|e| self.sqlite(e))?;
+                    if let Some(wrapped) = wrapped {
+                        let key = self.master.unwrap(customer, &wrapped).ok_or_else(|| {
+                            VaultError::BadWrappedKey {
+                                path: self.path.clone(),
+                                customer: customer.to_string(),
+                            }
+                        })?;
+                        opened.push((customer, key));
+                        continue;
+                    }
+                    let erased: Option<(String, String, String)> = erasure
+                        .query_row([customer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                        .map_err(|e| self.sqlite(e))?;
+                    if let Some((at, erased_by, reason)) = erased {
+                        let erased_at = DateTime::parse_from_rfc3339(&at)
+                            .map(|t| t.with_timezone(&Utc))
+                            .unwrap_or_default();
+                        out.insert(
+                            customer.to_string(),
+                            KeyState::Erased(Erasure {
+                                customer_id: customer.to_string(),
+                                erased_at,
+                                erased_by,
+                                reason,
+                            }),
+                        );
+                        continue;
+                    }
+                    let key = DataKey::from_bytes(random::<KEY_BYTES>()?);
+                    let wrapped = self.master.wrap(customer, &key, random()?);
+                    insert
+                        .execute(params![customer, wrapped, now])
+                        .map_err(|e| self.sqlite(e))?;
+                    opened.push((customer, key));
+                }
             }
+            tx.commit().map_err(|e| self.sqlite(e))?;
         }
-        tx.commit().map_err(|e| self.sqlite(e))?;
-        drop(conn);
-        // Another process may have made a key first (INSERT OR IGNORE kept its): read back.
-        for customer in made {
-            match self.key(&customer)? {
-                KeyState::Missing => {
-                    return Err(VaultError::Missing {
-                        path: self.path.clone(),
-                    });
-                }
-                known => {
-                    out.insert(customer, known);
-                }
+        let mut keys = lock(&self.keys);
+        for (customer, key) in opened {
+            if keys.len() >= KEYS_CACHED_MAX {
+                keys.clear(); // bounded memory; later reads unwrap again
             }
+            keys.insert(customer.to_string(), key.clone());
+            out.insert(customer.to_string(), KeyState::Live(key));
         }
         Ok(out)
     }

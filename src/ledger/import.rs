@@ -214,7 +214,8 @@ impl<'l> Session<'l> {
             return Ok(lines);
         };
         // Keys for writing (made where missing) for the customers with plaintext to seal; the
-        // key's state alone for those whose fields all came sealed.
+        // key's state alone for those whose fields all came sealed. (The key store keeps the
+        // keys it opened, so a customer's key is unwrapped once per batch, not once per chunk.)
         let mut lines = lines;
         let mut writing = Vec::new();
         let mut reading = Vec::new();
@@ -241,17 +242,26 @@ impl<'l> Session<'l> {
                 slot.insert(state);
             }
         }
-        let mut sealed = Vec::with_capacity(lines.len());
-        for (no, mut v) in lines {
-            if let Some(key) = keys.get(v.proposed.customer_id.as_str())
-                && let Err(e) = personal::seal_line(&mut v, key)
-            {
-                self.refuse(no, e.to_string());
-                continue;
+        // The cipher work of a chunk is spread over every core, as its validation was.
+        let keys = &keys;
+        let sealed: Vec<(u64, ValidLine, Option<String>)> = lines
+            .into_par_iter()
+            .map(|(no, mut v)| {
+                let refused = keys
+                    .get(v.proposed.customer_id.as_str())
+                    .and_then(|key| personal::seal_line(&mut v, key).err())
+                    .map(|e| e.to_string());
+                (no, v, refused)
+            })
+            .collect();
+        let mut kept = Vec::with_capacity(sealed.len());
+        for (no, v, refused) in sealed {
+            match refused {
+                Some(reason) => self.refuse(no, reason),
+                None => kept.push((no, v)),
             }
-            sealed.push((no, v));
         }
-        Ok(sealed)
+        Ok(kept)
     }
 
     /// Loads the histories of the chunk's customers not seen before, in one round trip.
