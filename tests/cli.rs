@@ -796,6 +796,7 @@ fn the_examples_in_the_help_run() {
     run_examples("import");
     // Forget last of all: afterwards acme-foods takes no more personal data.
     run_examples("forget");
+    run_examples("migrate-personal-data");
     eprintln!("ran {ran} examples; not run:\n  {}", skipped.join("\n  "));
     assert!(ran >= 30, "only {ran} examples ran");
 }

@@ -81,7 +81,6 @@ pub const FORGET: &str = "Examples:
   pipeline-ledger history acme-foods --json   # the contact now reads {\"withheld\": \"erased\"}";
 
 pub const MIGRATE_PERSONAL_DATA: &str = "Examples:
-  pipeline-ledger keygen --out auditor.key
   pipeline-ledger migrate-personal-data --to ledger-sealed.db --key auditor.key
   pipeline-ledger --store ledger-sealed.db verify --seal ledger-sealed.to.seal";
 
