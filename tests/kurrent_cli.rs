@@ -68,7 +68,11 @@ async fn the_demo_runs_end_to_end_on_kurrentdb() {
     ];
     let out = run(dir.path(), &url, &demo).await;
     ok(&demo, &out);
-    assert!(out.stdout.contains("LeadSourced"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("The pipeline at log position"),
+        "{}",
+        out.stdout
+    );
     let recorded: u64 = out
         .stdout
         .lines()

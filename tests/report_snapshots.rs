@@ -16,6 +16,7 @@ use assert_cmd::Command;
 use bin_support::Output;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use unicode_width::UnicodeWidthStr;
 
 /// Customers in the demo dataset (about five events each: 4,833 events).
 const CUSTOMERS: &str = "1000";
@@ -47,6 +48,8 @@ struct Dataset {
     events: usize,
     /// What `project` printed right after the demo.
     project_stdout: String,
+    /// What the demo printed.
+    demo_stdout: String,
 }
 
 fn policy() -> PathBuf {
@@ -82,7 +85,7 @@ fn dataset() -> &'static Dataset {
     static DATASET: OnceLock<Dataset> = OnceLock::new();
     DATASET.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        ok_in(
+        let demo_stdout = ok_in(
             dir.path(),
             &[
                 "demo",
@@ -93,13 +96,15 @@ fn dataset() -> &'static Dataset {
                 "--until",
                 UNTIL,
             ],
-        );
+        )
+        .stdout;
         let project_stdout = ok_in(dir.path(), &["project"]).stdout;
         let events = ok_in(dir.path(), &["export"]).stdout.lines().count();
         Dataset {
             dir,
             events,
             project_stdout,
+            demo_stdout,
         }
     })
 }
@@ -235,6 +240,161 @@ fn time_travel() {
     }
 }
 
+/// Issue 15: the demo ends on one screen: the funnel as bars, the win rate with its counts, the
+/// top reps, the stalled deals, the biggest lost reason and the commands that show the rest.
+#[test]
+fn demo_summary_fits_one_screen() {
+    let out = &dataset().demo_stdout;
+    snapshot("demo_summary", &["demo"], out);
+    assert!(out.lines().count() <= 30, "more than a screen:\n{out}");
+    for line in out.lines() {
+        assert!(line.width() <= 100, "{line:?} is wider than 100 columns");
+    }
+    // Its figures are the reports' own.
+    let funnel = ok_in(dataset().dir.path(), &["funnel", "--json"]).stdout;
+    let funnel: serde_json::Value = serde_json::from_str(&funnel).unwrap();
+    let win = &funnel["total"]["cohort"]["win_rate"];
+    assert!(
+        out.contains(&format!("({}/{})", win["count"], win["of"])),
+        "the win rate's counts are not funnel's:\n{out}"
+    );
+    let full = ok_in(
+        tempfile::tempdir().unwrap().path(),
+        &[
+            "demo",
+            "--customers",
+            "60",
+            "--seed",
+            SEED,
+            "--until",
+            UNTIL,
+            "--full",
+        ],
+    )
+    .stdout;
+    for section in [
+        "== Funnel by lead source ==",
+        "== Reps per quarter ==",
+        "Stalled deals",
+    ] {
+        assert!(full.contains(section), "--full lacks {section}:\n{full}");
+    }
+}
+
+/// Issue 15: at a width of 100 columns no report prints a wider line (wide tables fold into
+/// sections that repeat their key columns, long cells wrap), and `--explain` puts each figure's
+/// definition under its table.
+#[test]
+fn tables_fold_to_the_width_and_explain_their_figures() {
+    let reports: [&[&str]; 6] = [
+        &["funnel", "--by", "source"],
+        &["reps"],
+        &["pipeline"],
+        &["customer", REASSIGNED],
+        &["history", CORRECTED],
+        &["funnel", "--by", "cohort", "--explain"],
+    ];
+    for report in reports {
+        let args = [report, &["--width", "100"]].concat();
+        let out = ok_in(dataset().dir.path(), &args).stdout;
+        for line in out.lines() {
+            assert!(line.width() <= 100, "{args:?}: {line:?} is wider than 100");
+        }
+        snapshot(&snapshot_name(&args), &args, &out);
+    }
+    // Unfolded, the same report has the same cells: folding only moves them.
+    let wide = ok_in(dataset().dir.path(), &["reps"]).stdout;
+    let folded = ok_in(dataset().dir.path(), &["reps", "--width", "100"]).stdout;
+    let cells = |text: &str| {
+        let mut cells: Vec<String> = text
+            .split_whitespace()
+            .filter(|c| !c.chars().all(|ch| ch == '-'))
+            .map(str::to_string)
+            .collect();
+        cells.sort();
+        cells
+    };
+    let (wide_cells, folded_cells) = (cells(&wide), cells(&folded));
+    for cell in &wide_cells {
+        assert!(folded_cells.contains(cell), "{cell} lost in folding");
+    }
+    let explained = ok_in(
+        dataset().dir.path(),
+        &["funnel", "--explain", "--width", "100"],
+    )
+    .stdout;
+    for label in ["Next step: ", "Moved forward: ", "Win rate", "Maturity: "] {
+        assert!(
+            explained.contains(label),
+            "no {label} in the legend:\n{explained}"
+        );
+    }
+    let plain = ok_in(dataset().dir.path(), &["funnel"]).stdout;
+    assert!(
+        !plain.contains("Moved forward: "),
+        "a legend without --explain"
+    );
+}
+
+/// Issue 15: the stalled deals are a worklist: one row per deal with every reason, grouped by
+/// owner, the longest stalled first, `--owner` and `--limit` to narrow it.
+#[test]
+fn stalled_deals_are_a_worklist() {
+    let json = ok_in(dataset().dir.path(), &["pipeline", "--json"]).stdout;
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut deals = std::collections::BTreeSet::new();
+    for kind in ["stalled_no_activity", "stalled_no_progress"] {
+        for s in report[kind].as_array().unwrap() {
+            deals.insert((
+                s["owner_rep"].as_str().unwrap().to_string(),
+                s["deal_id"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let all = ok_in(dataset().dir.path(), &["pipeline", "--limit", "100000"]).stdout;
+    assert!(
+        all.contains(&format!("Stalled deals: {} to look at", deals.len())),
+        "{all}"
+    );
+    // Both reasons of a deal stalled both ways are on its one row, in words.
+    assert!(
+        all.lines()
+            .any(|l| l.contains("no activity for") && l.contains("no progress for")),
+        "{all}"
+    );
+    let args = ["pipeline", "--owner", "rep-03", "--limit", "3"];
+    let out = ok_in(dataset().dir.path(), &args).stdout;
+    snapshot(&snapshot_name(&args), &args, &out);
+    let section = out
+        .split("Stalled deals")
+        .nth(1)
+        .unwrap()
+        .split("Overdue follow-ups")
+        .next()
+        .unwrap();
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("rep-")).collect();
+    assert!(rows.iter().all(|l| l.starts_with("rep-03 ")), "{section}");
+    let listed: Vec<&str> = rows
+        .iter()
+        .filter(|l| !l.contains("more"))
+        .copied()
+        .collect();
+    assert_eq!(listed.len(), 3, "{section}");
+    let days: Vec<u64> = listed
+        .iter()
+        .map(|l| l.split_whitespace().nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        days.windows(2).all(|w| w[0] >= w[1]),
+        "longest first: {days:?}"
+    );
+    let mine = deals.iter().filter(|(owner, _)| owner == "rep-03").count();
+    assert!(
+        section.contains(&format!("… {} more", mine - 3)),
+        "{section}"
+    );
+}
+
 #[test]
 fn project_and_rebuild() {
     let data = dataset();
@@ -274,6 +434,8 @@ fn errors() {
     check_error(&["pipeline", "--at-position", "99999999"]);
     check_error(&["funnel", "--json", "--csv"]);
     check_error(&["reps", "--period", "year"]);
+    check_error(&["funnel", "--width", "20"]);
+    check_error(&["funnel", "--explain", "--json"]);
 }
 
 /// Edge cases whose outcome is pinned as it is today, success or not.

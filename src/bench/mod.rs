@@ -196,20 +196,11 @@ pub fn personal_vault(
     store_path: &Path,
 ) -> Result<Arc<pipeline_ledger::keys::vault::Vault>, BenchError> {
     use pipeline_ledger::keys::vault::{MasterKeySource, Vault, VaultPaths};
-    let beside = |suffix: &str| {
-        let stem = store_path.file_stem().unwrap_or_default().to_string_lossy();
-        store_path.with_file_name(format!("{stem}.{suffix}"))
-    };
-    let paths = VaultPaths {
-        master_key: MasterKeySource::File(beside("master.key")),
-        key_store: beside("keys.db"),
-        erasure_journal: beside("erasures.ndjson"),
-    };
-    for path in [
-        &beside("master.key"),
-        &paths.key_store,
-        &paths.erasure_journal,
-    ] {
+    let paths = VaultPaths::beside(store_path);
+    if let MasterKeySource::File(master_key) = &paths.master_key {
+        let _ = std::fs::remove_file(master_key);
+    }
+    for path in [&paths.key_store, &paths.erasure_journal] {
         let _ = std::fs::remove_file(path);
     }
     let (vault, _) = Vault::open(&paths, true, true).map_err(step("open key store"))?;
@@ -266,7 +257,7 @@ async fn query(
                 .funnel(FunnelRequest::default())
                 .await
                 .map_err(step("funnel"))?;
-            write_funnel(&mut out, Format::Table, &r)?;
+            write_funnel(&mut out, Format::default(), &r)?;
         }
         Query::Customer(id) => {
             let request = CustomerRequest {
@@ -274,14 +265,14 @@ async fn query(
                 at: Default::default(),
             };
             let r = queries.customer(request).await.map_err(step("customer"))?;
-            write_customer(&mut out, Format::Table, &r)?;
+            write_customer(&mut out, Format::default(), &r)?;
         }
         Query::Reps => {
             let r = queries
                 .reps(RepsRequest::default())
                 .await
                 .map_err(step("reps"))?;
-            write_reps(&mut out, Format::Table, &r)?;
+            write_reps(&mut out, Format::default(), &r)?;
         }
         Query::FunnelPast { at, known } => {
             let at = match known {
@@ -299,7 +290,7 @@ async fn query(
                 ..FunnelRequest::default()
             };
             let r = queries.funnel(request).await.map_err(step("funnel"))?;
-            write_funnel(&mut out, Format::Table, &r)?;
+            write_funnel(&mut out, Format::default(), &r)?;
         }
         Query::CustomerAsOf(id, at) => {
             let request = CustomerRequest {
@@ -310,17 +301,18 @@ async fn query(
                 },
             };
             let r = queries.customer(request).await.map_err(step("customer"))?;
-            write_customer(&mut out, Format::Table, &r)?;
+            write_customer(&mut out, Format::default(), &r)?;
         }
         Query::PipelineAsOf(at) => {
             let request = PipelineRequest {
+                owner: None,
                 at: ReportAt {
                     as_of: Some(at),
                     ..ReportAt::default()
                 },
             };
             let r = queries.pipeline(request).await.map_err(step("pipeline"))?;
-            write_pipeline(&mut out, Format::Table, &r)?;
+            write_pipeline(&mut out, Format::default(), &r, &Default::default())?;
         }
     }
     Ok(out.len())
@@ -937,8 +929,10 @@ pub fn print_table(figures: &[Figure], sizes: &[u64], out: &mut dyn Write) -> st
             size_name(sizes[0])
         ));
     }
-    let mut t =
-        crate::present::history::table(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut t = crate::present::table::Table::new(
+        "",
+        &header.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     for f in figures {
         let mut row = vec![f.name.to_string(), f.unit.to_string()];
         for &size in sizes {
@@ -975,7 +969,7 @@ pub fn print_table(figures: &[Figure], sizes: &[u64], out: &mut dyn Write) -> st
                 _ => String::new(),
             });
         }
-        t.add_row(row);
+        t.row(row);
     }
-    writeln!(out, "{t}")
+    t.write_text(out, crate::present::table::Layout::default())
 }

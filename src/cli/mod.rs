@@ -10,6 +10,7 @@ pub mod serve_commands;
 pub mod suggest;
 
 use crate::present::history;
+use crate::present::table::Layout;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -182,6 +183,8 @@ pub enum Command {
         redacted: bool,
         #[command(flatten)]
         filter: HistoryFilter,
+        #[command(flatten)]
+        layout: projection_commands::LayoutArgs,
     },
     #[command(flatten)]
     Projection(projection_commands::ProjectionCommand),
@@ -243,6 +246,10 @@ pub enum Command {
         /// End of the simulated period (default: now).
         #[arg(long, value_parser = record::parse_time)]
         until: Option<DateTime<Utc>>,
+        /// After the one-screen summary, the full reports: the funnel by lead source, the reps
+        /// per quarter and the pipeline with every stalled deal.
+        #[arg(long)]
+        full: bool,
     },
 }
 
@@ -643,6 +650,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             csv,
             redacted,
             filter,
+            layout,
         } => {
             let (store, ledger) = open(&store_path, with(Access::ReadOnly, mode))?;
             let ledger = personal_data::attach(ledger, &store_path, Access::ReadOnly)?;
@@ -677,7 +685,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else if csv {
                 history::history_csv(&events, &mut out)?;
             } else {
-                history::history_table(&events, &mut out)?;
+                history::history_table(&events, &mut out, layout.layout())?;
             }
         }
         Command::MigratePersonalData { to, key, output } => {
@@ -807,6 +815,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             customers,
             seed,
             until,
+            full,
         } => {
             let path = cli
                 .store
@@ -816,9 +825,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &path,
                 &read_models_path(cli.read_models, &path),
                 mode,
-                customers,
-                seed,
-                until.unwrap_or_else(Utc::now),
+                DemoRun {
+                    customers,
+                    seed,
+                    until: until.unwrap_or_else(Utc::now),
+                    full,
+                },
                 &mut out,
             )
             .await?;
@@ -979,15 +991,28 @@ fn check_demo_read_models(store: &Path, read_models: &Path) -> anyhow::Result<()
     }
 }
 
+/// What `demo` was asked for.
+struct DemoRun {
+    customers: usize,
+    seed: u64,
+    until: DateTime<Utc>,
+    /// The full reports after the summary.
+    full: bool,
+}
+
 async fn run_demo(
     path: &Path,
     read_models: &Path,
     mode: FileMode,
-    customers: usize,
-    seed: u64,
-    until: DateTime<Utc>,
+    demo: DemoRun,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let DemoRun {
+        customers,
+        seed,
+        until,
+        full,
+    } = demo;
     check_demo_read_models(path, read_models)?;
     if Backend::of(&path.to_string_lossy()) == Backend::Kurrent {
         // A server is never wiped: the demo only runs on one that holds no ledger events.
@@ -1035,28 +1060,59 @@ async fn run_demo(
         "Recorded {} events for {customers} customers.\n",
         report.written
     )?;
-    let counts = ledger.count_by_type().await?;
-    history::counts_table(&counts, out)?;
-    writeln!(out)?;
+    if full {
+        let counts = ledger.count_by_type().await?;
+        history::counts_table(&counts, out, Layout::for_stdout())?;
+    }
     // The read models of a fresh ledger start fresh too: checked above to be a read-models
     // file of ours (or missing), and checked again now, just before it is removed.
     check_demo_read_models(path, read_models)?;
     pipeline_ledger::store::sqlite::remove_files(read_models);
     let policy = pipeline_ledger::projections::Policy::load(None)?;
-    demo_report(ledger.store().clone(), read_models, mode, policy, out).await?;
+    let store_hint = if cli_store_is_default(path) {
+        String::new()
+    } else {
+        format!("export PIPELINE_LEDGER_STORE={}", path.display())
+    };
+    demo_report(
+        ledger.store().clone(),
+        read_models,
+        mode,
+        policy,
+        DemoReport { full, store_hint },
+        out,
+    )
+    .await?;
     Ok(())
 }
 
-/// The demo's report: brings the read models up to date, then prints the funnel by lead
-/// source, the rep report per quarter and the pipeline with its stalled deals.
+/// Whether the other commands find the store at `path` without being told.
+fn cli_store_is_default(path: &Path) -> bool {
+    let default = std::env::var_os("PIPELINE_LEDGER_STORE")
+        .map_or_else(|| PathBuf::from(DEFAULT_STORE), PathBuf::from);
+    path == default
+}
+
+/// What the demo prints after recording.
+struct DemoReport {
+    /// The full reports after the summary.
+    full: bool,
+    /// How the next commands find the store (see [`crate::present::summary::write_summary`]).
+    store_hint: String,
+}
+
+/// The demo's report: brings the read models up to date, then prints the one-screen summary
+/// and, when asked, the funnel by lead source, the rep report per quarter and the pipeline
+/// with its stalled deals.
 async fn demo_report(
     store: Arc<dyn EventStore>,
     read_models: &Path,
     mode: FileMode,
     policy: pipeline_ledger::projections::Policy,
+    report: DemoReport,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    use crate::present::reports::{Format, write_funnel, write_pipeline, write_reps};
+    use crate::present::reports::{Format, Worklist, write_funnel, write_pipeline, write_reps};
     use pipeline_ledger::query::{FunnelRequest, PipelineRequest, Queries, RepsRequest};
     let read_models = projection_commands::open_read_models(read_models, mode);
     let ready = std::future::ready(());
@@ -1075,14 +1131,18 @@ async fn demo_report(
             ..Default::default()
         })
         .await?;
-    writeln!(out, "== Funnel by lead source ==")?;
-    write_funnel(out, Format::Table, &funnel)?;
-    writeln!(out, "== Reps per quarter ==")?;
     let reps = queries.reps(RepsRequest::default()).await?;
-    write_reps(out, Format::Table, &reps)?;
-    writeln!(out, "== Pipeline and stalled deals ==")?;
     let pipeline = queries.pipeline(PipelineRequest::default()).await?;
-    write_pipeline(out, Format::Table, &pipeline)?;
+    crate::present::summary::write_summary(out, &funnel, &reps, &pipeline, &report.store_hint)?;
+    if report.full {
+        let format = Format::Table(Layout::for_stdout());
+        writeln!(out, "\n== Funnel by lead source ==")?;
+        write_funnel(out, format, &funnel)?;
+        writeln!(out, "== Reps per quarter ==")?;
+        write_reps(out, format, &reps)?;
+        writeln!(out, "== Pipeline and stalled deals ==")?;
+        write_pipeline(out, format, &pipeline, &Worklist::default())?;
+    }
     Ok(())
 }
 

@@ -56,40 +56,35 @@ pub fn set_flags(flags: PersonalFlags) {
     let _ = FLAGS.set(flags);
 }
 
-/// A file beside the SQLite store `store` with `suffix` in place of its extension
-/// (`ledger.db` → `ledger.keys.db`); for KurrentDB, a file in the current directory named after
-/// the cluster, as the read models are.
-fn beside(store: &Path, suffix: &str) -> PathBuf {
+/// The default places for `store`: beside a SQLite store; for KurrentDB, files in the current
+/// directory named after the cluster, as the read models are.
+fn default_paths(store: &Path) -> VaultPaths {
     let location = store.to_string_lossy();
     if Backend::of(&location) == Backend::Kurrent {
         let read_models = super::kurrent_read_models(&location);
-        let name = read_models
+        let base = read_models
             .to_string_lossy()
-            .replace("read-models", "personal")
-            .replace(".db", "");
-        return PathBuf::from(format!("{name}.{suffix}"));
+            .replace("read-models", "personal");
+        return VaultPaths::beside(Path::new(&base));
     }
-    let stem = store.file_stem().unwrap_or_default().to_string_lossy();
-    store.with_file_name(format!("{stem}.{suffix}"))
+    VaultPaths::beside(store)
 }
 
 /// The three places of the store at `store`, from the options or beside the store.
 pub fn vault_paths(store: &Path) -> VaultPaths {
     let flags = FLAGS.get().cloned().unwrap_or_default();
+    let defaults = default_paths(store);
     let master_key = match std::env::var(MASTER_KEY_ENV) {
         Ok(hex) if !hex.trim().is_empty() => MasterKeySource::Hex(hex),
-        _ => MasterKeySource::File(
-            flags
-                .master_key
-                .unwrap_or_else(|| beside(store, "master.key")),
-        ),
+        _ => match flags.master_key {
+            Some(file) => MasterKeySource::File(file),
+            None => defaults.master_key,
+        },
     };
     VaultPaths {
         master_key,
-        key_store: flags.key_store.unwrap_or_else(|| beside(store, "keys.db")),
-        erasure_journal: flags
-            .erasure_journal
-            .unwrap_or_else(|| beside(store, "erasures.ndjson")),
+        key_store: flags.key_store.unwrap_or(defaults.key_store),
+        erasure_journal: flags.erasure_journal.unwrap_or(defaults.erasure_journal),
     }
 }
 

@@ -3,7 +3,9 @@
 //! answers every report (choosing a kept report, the live read models or a replay).
 
 use super::{parse_end, parse_start};
-use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
+use crate::present::reports::{
+    Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_reps,
+};
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
@@ -48,6 +50,34 @@ pub struct ReportArgs {
     /// Policy file (default: $PIPELINE_LEDGER_POLICY, ./projections/policy.json, built-in).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+/// How tables are laid out for a person (every command that prints tables).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LayoutArgs {
+    /// Under each table, what each of its figures means (the definitions of
+    /// projections/README.md; the dashboard and /v1/definitions show the same texts).
+    #[arg(long, conflicts_with_all = ["json", "csv"])]
+    pub explain: bool,
+    /// Lay tables out for this many columns (40 or more): wider tables fold into stacked
+    /// sections and long cells wrap (default: the terminal's width; no limit when piped).
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..))]
+    pub width: Option<u16>,
+}
+
+impl LayoutArgs {
+    /// The layout asked for, the terminal's width unless `--width` says otherwise.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            width: self
+                .width
+                .map(usize::from)
+                .or_else(crate::present::table::terminal_width),
+            explain: self.explain,
+        }
+    }
 }
 
 impl ReportArgs {
@@ -57,7 +87,7 @@ impl ReportArgs {
         } else if self.csv {
             Format::Csv
         } else {
-            Format::Table
+            Format::Table(self.layout.layout())
         }
     }
 
@@ -166,10 +196,21 @@ pub enum ProjectionCommand {
     /// Counts per state and stage, stalled deals and overdue follow-ups.
     #[command(after_long_help = super::examples::PIPELINE)]
     Pipeline {
+        /// Only this rep's stalled deals and overdue follow-ups (REP: a rep id, rep-03).
+        #[arg(long, value_name = "REP")]
+        owner: Option<String>,
+        /// At most N stalled deals per owner, the longest stalled first (default: 10 in the
+        /// table, all in the CSV; JSON always has all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
         #[command(flatten)]
         report: ReportArgs,
     },
 }
+
+/// Stalled deals shown per owner in `pipeline`'s table unless `--limit` says otherwise: a
+/// worklist a rep can get through, not every stalled deal of the ledger.
+pub const WORKLIST_PER_OWNER_DEFAULT: usize = 10;
 
 /// How often progress goes to a pipe or log file (a terminal gets a live line).
 const PIPE_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -346,10 +387,22 @@ pub async fn run(
             };
             write_customer(out, report.format(), &r)?;
         }
-        ProjectionCommand::Pipeline { report } => {
-            let request = PipelineRequest { at: report.at() };
+        ProjectionCommand::Pipeline {
+            owner,
+            limit,
+            report,
+        } => {
+            let request = PipelineRequest {
+                at: report.at(),
+                owner,
+            };
             let r = queries(&report.policy)?.pipeline(request).await?;
-            write_pipeline(out, report.format(), &r)?;
+            let format = report.format();
+            let per_owner_max = match format {
+                Format::Table(_) => Some(limit.unwrap_or(WORKLIST_PER_OWNER_DEFAULT)),
+                _ => limit,
+            };
+            write_pipeline(out, format, &r, &Worklist { per_owner_max })?;
         }
     }
     Ok(())

@@ -138,17 +138,20 @@ pub async fn token(cmd: TokenCommand, access: Access, out: &mut dyn Write) -> an
                 writeln!(out)?;
                 return Ok(());
             }
-            let mut table = crate::present::history::table(&[
-                "name",
-                "role",
-                "status",
-                "issued at",
-                "issued by",
-                "expires",
-                "revoked at",
-                "revoked by",
-                "reason",
-            ]);
+            let mut table = crate::present::table::Table::new(
+                "",
+                &[
+                    "name",
+                    "role",
+                    "status",
+                    "issued at",
+                    "issued by",
+                    "expires",
+                    "revoked at",
+                    "revoked by",
+                    "reason",
+                ],
+            );
             let time = |t: Option<DateTime<Utc>>| {
                 t.map_or("–".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             };
@@ -160,7 +163,7 @@ pub async fn token(cmd: TokenCommand, access: Access, out: &mut dyn Write) -> an
                 } else {
                     "expired"
                 };
-                table.add_row(vec![
+                table.row(vec![
                     g.name.clone(),
                     g.role.to_string(),
                     status.into(),
@@ -172,7 +175,7 @@ pub async fn token(cmd: TokenCommand, access: Access, out: &mut dyn Write) -> an
                     g.revoke_reason.clone().unwrap_or_else(|| "–".into()),
                 ]);
             }
-            writeln!(out, "{table}")?;
+            table.write_text(out, crate::present::table::Layout::for_stdout())?;
         }
         TokenCommand::Revoke { name, reason } => {
             access.revoke(&name, reason, &operator()).await?;

@@ -106,6 +106,22 @@ pub struct VaultPaths {
     pub erasure_journal: PathBuf,
 }
 
+impl VaultPaths {
+    /// The default places for the store file `store`: files beside it with the store's
+    /// extension replaced (`ledger.db` → `ledger.master.key`, `ledger.keys.db`,
+    /// `ledger.erasures.ndjson`). One rule, so that every command, the server and the benchmark
+    /// find the same keys for the same store.
+    pub fn beside(store: &Path) -> VaultPaths {
+        let stem = store.file_stem().unwrap_or_default().to_string_lossy();
+        let beside = |suffix: &str| store.with_file_name(format!("{stem}.{suffix}"));
+        VaultPaths {
+            master_key: MasterKeySource::File(beside("master.key")),
+            key_store: beside("keys.db"),
+            erasure_journal: beside("erasures.ndjson"),
+        }
+    }
+}
+
 /// What opening the key store did that its user should hear about.
 #[derive(Debug, Default)]
 pub struct VaultOpened {

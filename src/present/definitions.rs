@@ -7,13 +7,6 @@
 //! Keys are `<report>.<figure>`; the dashboard names them in `app.js` (`def('…')` or
 //! `def: '…'`), and a test below fails on a key it names that is not here.
 
-// Until the server serves `/v1/definitions` (it is being written on another branch), only the
-// tests read this module; remove the allowance when the server uses it.
-#![allow(
-    dead_code,
-    reason = "read by the server's /v1/definitions, which lands separately"
-)]
-
 /// One figure's definition, shown as a legend line (CLI), a hover/click text (dashboard) and in
 /// /v1/definitions.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -119,6 +112,13 @@ pub const DEFINITIONS: &[Definition] = &[
         "funnel.open_share",
         "Open share",
         "open / deals: the share of the cohort not decided yet.",
+    ),
+    d(
+        "funnel.immature",
+        "Maturity",
+        "immature when more of the cohort's deals are still open than the policy's \
+         cohort_immature_open_percent (default 50): its win rate and conversion will still \
+         change, so a low figure there is no collapse yet.",
     ),
     d(
         "funnel.stage",

@@ -1,19 +1,10 @@
 //! Rendering for people (aligned tables) and for programs (JSON).
 
-use super::for_terminal;
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use super::table::{Layout, Table, csv_line};
 use pipeline_ledger::domain::{Correction, EventPayload, LedgerEvent};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
-
-/// A new table in the house style.
-pub fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY);
-    t.set_header(header.iter().copied());
-    t
-}
 
 /// One line saying what an event says. `original` is the event an amendment corrects, when
 /// known: the line then shows what changed, before and after.
@@ -184,24 +175,33 @@ const HISTORY_HEADER: [&str; 10] = [
 /// A customer's history as CSV, one row per event, with the table's columns and full times.
 pub fn history_csv(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Result<()> {
     let header: Vec<String> = HISTORY_HEADER.iter().map(|h| h.to_string()).collect();
-    writeln!(out, "{}", super::reports::csv_line(&header))?;
+    writeln!(out, "{}", csv_line(&header))?;
     for (e, mut row) in events.iter().zip(history_rows(events)) {
         // Full times in CSV: a job compares them exactly.
         row[3] = e.occurred_at.to_rfc3339();
         row[4] = e.recorded_at.to_rfc3339();
-        writeln!(out, "{}", super::reports::csv_line(&row))?;
+        writeln!(out, "{}", csv_line(&row))?;
     }
     Ok(())
 }
 
-/// A customer's history as an aligned table.
-pub fn history_table(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Result<()> {
-    let mut t = table(&HISTORY_HEADER);
+/// A customer's history as an aligned table (free text escaped for a terminal by the table).
+pub fn history_table(
+    events: &[LedgerEvent],
+    out: &mut dyn Write,
+    layout: Layout,
+) -> std::io::Result<()> {
+    let mut t = Table::new("", &HISTORY_HEADER).explained_by(&[
+        "history.revision",
+        "history.position",
+        "history.occurred_at",
+        "history.recorded_at",
+        "history.correction",
+    ]);
     for cells in history_rows(events) {
-        // Free text reaches a terminal here: escape what a terminal would obey.
-        t.add_row(cells.iter().map(|c| for_terminal(c).into_owned()));
+        t.row(cells.to_vec());
     }
-    writeln!(out, "{t}")
+    t.write_text(out, layout)
 }
 
 /// A customer's history as a JSON array (data at the current schema version).
@@ -231,16 +231,20 @@ pub fn history_json(events: &[LedgerEvent], out: &mut dyn Write) -> std::io::Res
 }
 
 /// Event counts per type.
-pub fn counts_table(counts: &HashMap<String, u64>, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn counts_table(
+    counts: &HashMap<String, u64>,
+    out: &mut dyn Write,
+    layout: Layout,
+) -> std::io::Result<()> {
     let mut rows: Vec<_> = counts.iter().collect();
     rows.sort();
-    let mut t = table(&["event type", "events"]);
+    let mut t = Table::new("", &["event type", "events"]);
     for (event_type, n) in rows {
-        t.add_row(vec![for_terminal(event_type).into_owned(), n.to_string()]);
+        t.row(vec![event_type.clone(), n.to_string()]);
     }
-    t.add_row(vec![
+    t.row(vec![
         "total".to_string(),
         counts.values().sum::<u64>().to_string(),
     ]);
-    writeln!(out, "{t}")
+    t.write_text(out, layout)
 }

@@ -5,6 +5,8 @@
 pub mod definitions;
 pub mod history;
 pub mod reports;
+pub mod summary;
+pub mod table;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

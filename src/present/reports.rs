@@ -1,144 +1,42 @@
 //! Rendering of reports: aligned text tables for people, CSV and JSON for jobs. Every rendering
 //! states the log position the report was computed at (CSV: a `position` column on every row).
 
-use crate::present::for_terminal;
+use crate::present::table::write_wrapped;
+pub use crate::present::table::{Layout, Table};
 use pipeline_ledger::domain::{EventType, Money};
 use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
 use pipeline_ledger::projections::lifecycle::CustomerReport;
 use pipeline_ledger::projections::meta::ReportMeta;
-use pipeline_ledger::projections::stalled::{PipelineReport, StalledDeal};
+use pipeline_ledger::projections::stalled::{PipelineReport, StallKind, StalledDeal};
 use pipeline_ledger::projections::time::Spread;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 /// How a report is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Aligned tables for people.
-    #[default]
-    Table,
+    /// Aligned tables for people, laid out to a width, with or without the figures' definitions.
+    Table(Layout),
     /// One JSON document.
     Json,
     /// The report's main table as CSV, with the position on every row.
     Csv,
 }
 
-/// A titled table of strings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Table {
-    pub title: String,
-    pub headers: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    /// A table with these headers.
-    pub fn new(title: impl Into<String>, headers: &[&str]) -> Self {
-        Table {
-            title: title.into(),
-            headers: headers.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    /// Adds a row.
-    pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
-    }
-
-    /// Writes the table with columns aligned (numbers to the right), for a terminal: control
-    /// characters and terminal escapes in the text are shown escaped ([`for_terminal`]).
-    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let escaped = |cells: &[String]| -> Vec<String> {
-            cells.iter().map(|c| for_terminal(c).into_owned()).collect()
-        };
-        let table = Table {
-            title: for_terminal(&self.title).into_owned(),
-            headers: escaped(&self.headers),
-            rows: self.rows.iter().map(|r| escaped(r)).collect(),
-        };
-        table.write_aligned(out)
-    }
-
-    fn write_aligned(&self, out: &mut dyn Write) -> io::Result<()> {
-        let n = self.headers.len();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate().take(n) {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-        if !self.title.is_empty() {
-            writeln!(out, "{}", self.title)?;
-        }
-        let line = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
-            let mut s = String::new();
-            for (i, w) in widths.iter().enumerate() {
-                let c = cells.get(i).map_or("", String::as_str);
-                let pad = w - c.chars().count().min(*w);
-                let numeric = c
-                    .chars()
-                    .next()
-                    .is_some_and(|ch| ch.is_ascii_digit() || ch == '-')
-                    && i > 0;
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                if numeric {
-                    s.push_str(&" ".repeat(pad));
-                    s.push_str(c);
-                } else {
-                    s.push_str(c);
-                    s.push_str(&" ".repeat(pad));
-                }
-            }
-            writeln!(out, "{}", s.trim_end())
-        };
-        line(&self.headers, out)?;
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        line(&rule, out)?;
-        for r in &self.rows {
-            line(r, out)?;
-        }
-        writeln!(out)
-    }
-
-    /// Writes the table as CSV (RFC 4180 quoting), with `position` as the first column.
-    pub fn write_csv(&self, position: Option<u64>, out: &mut dyn Write) -> io::Result<()> {
-        let pos = position.map_or_else(String::new, |p| p.to_string());
-        let mut header = vec!["position".to_string()];
-        header.extend(self.headers.iter().cloned());
-        writeln!(out, "{}", csv_line(&header))?;
-        for r in &self.rows {
-            let mut cells = vec![pos.clone()];
-            cells.extend(r.iter().cloned());
-            writeln!(out, "{}", csv_line(&cells))?;
-        }
-        Ok(())
+impl Default for Format {
+    fn default() -> Self {
+        Format::Table(Layout::default())
     }
 }
 
-/// One CSV line (RFC 4180 quoting).
-pub fn csv_line(cells: &[String]) -> String {
-    cells
-        .iter()
-        .map(|c| {
-            if c.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// A rate as `45.0% (9/20)`; `-` when there is nothing to divide by.
+/// A rate as `45.0% (9/20)`; `–` when there is nothing to divide by (a rate of no deals has no
+/// meaning, and 0% would claim one).
 pub fn ratio(r: &Ratio) -> String {
     match r.rate {
         Some(rate) => format!("{:.1}% ({}/{})", rate * 100.0, r.count, r.of),
-        None => format!("- (0/{})", r.of),
+        None => "–".to_string(),
     }
 }
 
@@ -218,10 +116,11 @@ fn write_out<T: Serialize>(
             Some(t) => t.write_csv(meta.position, out),
             None => Ok(()),
         },
-        Format::Table => {
-            writeln!(out, "{}\n", meta_line(meta))?;
+        Format::Table(layout) => {
+            write_wrapped(out, &meta_line(meta), layout.width, "")?;
+            writeln!(out)?;
             for t in &tables {
-                t.write_text(out)?;
+                t.write_text(out, layout)?;
             }
             Ok(())
         }
@@ -333,8 +232,18 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
             "open",
             "win rate",
             "open share",
+            "maturity",
         ],
-    );
+    )
+    .explained_by(&[
+        "funnel.deals",
+        "funnel.won",
+        "funnel.lost",
+        "funnel.open",
+        "funnel.win_rate_cohort",
+        "funnel.open_share",
+        "funnel.immature",
+    ]);
     let mut stages = Table::new(
         "Stages (next step: moved straight into the next stage; moved forward: left forward at least once, skips included; days: median / p90)",
         &[
@@ -354,12 +263,30 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
             "latest stay",
             "total in stage",
         ],
-    );
-    let mut lost = Table::new("Lost deals", &["group", "by", "key", "deals"]);
+    )
+    .keyed_by(2)
+    .explained_by(&[
+        "funnel.entered",
+        "funnel.advanced",
+        "funnel.lost_here",
+        "funnel.moved_back",
+        "funnel.still_in",
+        "funnel.skipped",
+        "funnel.re_entries",
+        "funnel.next_step",
+        "funnel.moved_forward",
+        "funnel.cumulative",
+        "funnel.days_to_next",
+        "funnel.latest_stay_days",
+        "funnel.cumulative_days",
+    ]);
+    let mut lost = Table::new("Lost deals", &["group", "by", "key", "deals"])
+        .explained_by(&["funnel.lost_by_stage", "funnel.lost_reasons"]);
     let mut moves = Table::new(
         "Transitions (skips, moves back and reopenings included)",
         &["group", "from", "to", "count"],
-    );
+    )
+    .explained_by(&["funnel.transitions"]);
     let mut period = Table::new(
         "Period view: what happened inside the window (win rate: won / (won + lost for good), a loss reopened since is no outcome)",
         &[
@@ -372,7 +299,16 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
             "reopened",
             "win rate",
         ],
-    );
+    )
+    .explained_by(&[
+        "funnel.new_deals",
+        "funnel.period_entries",
+        "funnel.period_won",
+        "funnel.period_lost",
+        "funnel.lost_final",
+        "funnel.reopened",
+        "funnel.win_rate_period",
+    ]);
     let groups: Vec<&FunnelGroup> = if r.groups.is_empty() {
         vec![&r.total]
     } else {
@@ -388,6 +324,7 @@ pub fn write_funnel(out: &mut dyn Write, format: Format, r: &FunnelReport) -> io
             c.open.to_string(),
             ratio(&c.win_rate),
             ratio(&c.open_share),
+            if c.immature { "immature" } else { "" }.into(),
         ]);
         funnel_stage_table(&mut stages, g);
         for (k, v) in &c.lost_by_stage {
@@ -448,7 +385,22 @@ pub fn write_reps(out: &mut dyn Write, format: Format, r: &RepsReport) -> io::Re
         "reassigned_in",
         "reassigned_out",
     ]);
-    let mut t = Table::new(format!("Reps per {}", r.params.period.as_str()), &headers);
+    let mut t = Table::new(format!("Reps per {}", r.params.period.as_str()), &headers)
+        .keyed_by(2)
+        .explained_by(&[
+            "reps.period",
+            "reps.interactions_total",
+            "reps.interactions",
+            "reps.customers_touched",
+            "reps.deals_won",
+            "reps.won_value",
+            "reps.deals_lost",
+            "reps.win_rate",
+            "reps.days_to_close",
+            "reps.overdue_followups",
+            "reps.reassigned_in",
+            "reps.reassigned_out",
+        ]);
     for row in &r.rows {
         let count = |k: &str| row.interactions.get(k).copied().unwrap_or(0);
         let named: u64 = REP_INTERACTION_COLUMNS
@@ -519,7 +471,9 @@ pub fn write_customer(out: &mut dyn Write, format: Format, r: &CustomerReport) -
         &[
             "deal", "stage", "entered", "entry", "exited", "exit", "to", "days",
         ],
-    );
+    )
+    .keyed_by(2)
+    .explained_by(&["customer.stay", "customer.stay_days"]);
     for s in &r.stage_history {
         history.row(vec![
             s.stay.deal_id.clone(),
@@ -532,10 +486,23 @@ pub fn write_customer(out: &mut dyn Write, format: Format, r: &CustomerReport) -
             num(s.days),
         ]);
     }
-    if format != Format::Table {
+    if !matches!(format, Format::Table(_)) {
         return write_out(out, format, &r.meta, r, vec![history]);
     }
-    let mut facts = Table::new(format!("Customer {}", c.customer_id), &["field", "value"]);
+    let mut facts = Table::new(format!("Customer {}", c.customer_id), &["field", "value"])
+        .left_aligned()
+        .explained_by(&[
+            "customer.state_now",
+            "customer.owner_rep",
+            "customer.current_deal",
+            "customer.current_stage",
+            "customer.days_in_current_stage",
+            "customer.first_seen_at",
+            "customer.last_interaction_at",
+            "customer.next_followup_due",
+            "customer.open_deals",
+            "customer.contracts_minor",
+        ]);
     let value: Vec<String> = r
         .values
         .iter()
@@ -543,7 +510,7 @@ pub fn write_customer(out: &mut dyn Write, format: Format, r: &CustomerReport) -
         .collect();
     for (k, v) in [
         ("company", c.company.clone()),
-        ("state", r.state_now.as_str().to_string()),
+        ("state", state_explained(r)),
         ("owner", c.owner_rep.clone()),
         (
             "current deal",
@@ -556,10 +523,7 @@ pub fn write_customer(out: &mut dyn Write, format: Format, r: &CustomerReport) -
         ("days in stage", num(r.days_in_current_stage)),
         ("first seen", c.first_seen_at.to_rfc3339()),
         ("last interaction", c.last_interaction_at.to_rfc3339()),
-        (
-            "next follow-up due",
-            c.next_followup_due.map_or(String::new(), |d| d.to_string()),
-        ),
+        ("next follow-up due", followup_explained(r)),
         (
             "deals open / won / lost",
             format!("{} / {} / {}", c.open_deals, c.won_deals, c.lost_deals),
@@ -571,57 +535,231 @@ pub fn write_customer(out: &mut dyn Write, format: Format, r: &CustomerReport) -
     write_out(out, format, &r.meta, r, vec![facts, history])
 }
 
-fn stalled_rows(t: &mut Table, list: &[StalledDeal]) {
-    for s in list {
-        t.row(vec![
-            format!("{:?}", s.kind).to_lowercase(),
-            s.customer_id.clone(),
-            s.deal_id.clone(),
-            s.stage.as_str().into(),
-            s.owner_rep.clone(),
-            format!("{:.1}", s.days),
-            s.threshold_days.to_string(),
-        ]);
+/// The customer's state, with why when it could look like a contradiction: a dormant customer
+/// (dormancy follows the last interaction after a win) that has an open deal too.
+fn state_explained(r: &CustomerReport) -> String {
+    let c = &r.customer;
+    let state = r.state_now.as_str();
+    if state != "dormant" {
+        return state.to_string();
+    }
+    let mut why = format!(
+        "dormant: won before, and no interaction since {}",
+        c.last_interaction_at.date_naive()
+    );
+    if let Some(after) = c.dormant_after {
+        why.push_str(&format!(" (dormant from {})", after.date_naive()));
+    }
+    if c.open_deals > 0
+        && let (Some(deal), Some(stage)) = (&c.current_deal_id, c.current_stage)
+    {
+        why.push_str(&format!(
+            "; its open deal {deal} at {} has not moved since, and the state follows the \
+             customer's interactions, not that deal",
+            stage.as_str()
+        ));
+    }
+    why
+}
+
+/// The next follow-up's due date, flagged when the report's clock is past it.
+fn followup_explained(r: &CustomerReport) -> String {
+    let Some(due) = r.customer.next_followup_due else {
+        return String::new();
+    };
+    match r
+        .meta
+        .evaluated_at
+        .map(|now| (now.date_naive() - due).num_days())
+    {
+        Some(days) if days > 0 => format!("{due} (OVERDUE by {days} days)"),
+        _ => due.to_string(),
     }
 }
 
-/// Writes the pipeline report.
-pub fn write_pipeline(out: &mut dyn Write, format: Format, r: &PipelineReport) -> io::Result<()> {
-    let headers = [
-        "kind",
-        "customer",
-        "deal",
-        "stage",
-        "owner",
-        "days",
-        "threshold_days",
-    ];
+/// How many stalled deals a person asks to see (`pipeline --limit`; `--owner` filters the
+/// report itself, so that JSON agrees).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Worklist {
+    /// At most this many deals per owner, the longest stalled first.
+    pub per_owner_max: Option<usize>,
+}
+
+/// One stalled deal with every reason it is stalled.
+#[derive(Debug, Clone, PartialEq)]
+struct WorkItem<'a> {
+    deal: &'a StalledDeal,
+    reasons: Vec<&'a StalledDeal>,
+    /// The longest of its stalls, in days.
+    days: f64,
+}
+
+/// The stalled deals as a worklist: one item per deal with both reasons, grouped by owner
+/// (in name order), the longest stalled first within an owner; `worklist` filters and limits.
+/// Returns the items kept and, per owner, how many were left out by the limit.
+fn worklist<'a>(
+    r: &'a PipelineReport,
+    worklist: &Worklist,
+) -> (Vec<WorkItem<'a>>, BTreeMap<&'a str, usize>) {
+    let mut by_deal: BTreeMap<(&str, &str, &str), WorkItem<'a>> = BTreeMap::new();
+    for s in r.stalled_no_activity.iter().chain(&r.stalled_no_progress) {
+        let item = by_deal
+            .entry((&s.owner_rep, &s.customer_id, &s.deal_id))
+            .or_insert(WorkItem {
+                deal: s,
+                reasons: Vec::new(),
+                days: 0.0,
+            });
+        item.reasons.push(s);
+        item.days = item.days.max(s.days);
+    }
+    let mut items: Vec<WorkItem<'a>> = by_deal.into_values().collect();
+    items.sort_by(|a, b| {
+        a.deal
+            .owner_rep
+            .cmp(&b.deal.owner_rep)
+            .then(b.days.total_cmp(&a.days))
+            .then(a.deal.customer_id.cmp(&b.deal.customer_id))
+            .then(a.deal.deal_id.cmp(&b.deal.deal_id))
+    });
+    let mut kept = Vec::with_capacity(items.len());
+    let mut left_out: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+    for item in items {
+        let owner = item.deal.owner_rep.as_str();
+        let n = shown.entry(owner).or_default();
+        if worklist.per_owner_max.is_some_and(|max| *n >= max) {
+            *left_out.entry(owner).or_default() += 1;
+            continue;
+        }
+        *n += 1;
+        kept.push(item);
+    }
+    (kept, left_out)
+}
+
+/// A stall in words: `no activity for 45 days (limit 14)`.
+fn stall_words(s: &StalledDeal) -> String {
+    let what = match s.kind {
+        StallKind::NoActivity => "no activity",
+        StallKind::NoProgress => "no progress",
+    };
+    format!(
+        "{what} for {:.0} days (limit {})",
+        s.days.floor(),
+        s.threshold_days
+    )
+}
+
+/// The wire name of a stall kind, as JSON says it.
+fn stall_kind(kind: StallKind) -> &'static str {
+    match kind {
+        StallKind::NoActivity => "no_activity",
+        StallKind::NoProgress => "no_progress",
+    }
+}
+
+/// Writes the pipeline report; its stalled deals as the worklist `wanted` asks for.
+pub fn write_pipeline(
+    out: &mut dyn Write,
+    format: Format,
+    r: &PipelineReport,
+    wanted: &Worklist,
+) -> io::Result<()> {
+    let (items, left_out) = worklist(r, wanted);
     if format == Format::Csv {
-        let mut t = Table::new("", &headers);
-        stalled_rows(&mut t, &r.stalled_no_activity);
-        stalled_rows(&mut t, &r.stalled_no_progress);
+        // One row per stall (a deal stalled both ways has two), as jobs read it.
+        let mut t = Table::new(
+            "",
+            &[
+                "kind",
+                "customer",
+                "deal",
+                "stage",
+                "owner",
+                "days",
+                "threshold_days",
+            ],
+        );
+        for item in &items {
+            for s in &item.reasons {
+                t.row(vec![
+                    stall_kind(s.kind).into(),
+                    s.customer_id.clone(),
+                    s.deal_id.clone(),
+                    s.stage.as_str().into(),
+                    s.owner_rep.clone(),
+                    format!("{:.1}", s.days),
+                    s.threshold_days.to_string(),
+                ]);
+            }
+        }
         return write_out(out, format, &r.meta, r, vec![t]);
     }
-    let mut states = Table::new("Customers by state", &["state", "customers"]);
+    let mut states = Table::new("Customers by state", &["state", "customers"])
+        .explained_by(&["pipeline.customers_by_state"]);
     for (k, v) in &r.customers_by_state {
         states.row(vec![k.clone(), v.to_string()]);
     }
-    let mut stages = Table::new("Open deals by stage", &["stage", "deals"]);
+    let mut stages = Table::new("Open deals by stage", &["stage", "deals"])
+        .explained_by(&["pipeline.open_deals_by_stage"]);
     for (s, v) in &r.open_deals_by_stage {
         stages.row(vec![s.as_str().into(), v.to_string()]);
     }
-    let mut owners = Table::new("Open deals by owner", &["owner", "deals"]);
+    let mut owners = Table::new("Open deals by owner", &["owner", "deals"])
+        .explained_by(&["pipeline.open_deals_by_owner"]);
     for (owner, n) in &r.open_deals_by_owner {
         owners.row(vec![owner.clone(), n.to_string()]);
     }
-    let mut no_activity = Table::new("Stalled: no activity", &headers);
-    stalled_rows(&mut no_activity, &r.stalled_no_activity);
-    let mut no_progress = Table::new("Stalled: no progress", &headers);
-    stalled_rows(&mut no_progress, &r.stalled_no_progress);
+    let deals_stalled = items.len() + left_out.values().sum::<usize>();
+    let mut stalled = Table::new(
+        format!(
+            "Stalled deals: {deals_stalled} to look at, by owner, the longest stalled first{}",
+            match wanted.per_owner_max {
+                Some(max) if !left_out.is_empty() => format!(" ({max} per owner; --limit)"),
+                _ => String::new(),
+            }
+        ),
+        &["owner", "customer", "deal", "stage", "days", "why"],
+    )
+    .explained_by(&[
+        "pipeline.stalled",
+        "pipeline.stalled_no_activity",
+        "pipeline.stalled_no_progress",
+    ]);
+    let mut last_owner: Option<&str> = None;
+    for item in &items {
+        let owner = item.deal.owner_rep.as_str();
+        if let Some(previous) = last_owner
+            && previous != owner
+            && let Some(more) = left_out.get(previous)
+        {
+            stalled.row(vec![previous.into(), format!("… {more} more")]);
+        }
+        last_owner = Some(owner);
+        stalled.row(vec![
+            owner.into(),
+            item.deal.customer_id.clone(),
+            item.deal.deal_id.clone(),
+            item.deal.stage.as_str().into(),
+            format!("{:.0}", item.days.floor()),
+            item.reasons
+                .iter()
+                .map(|s| stall_words(s))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ]);
+    }
+    if let Some(previous) = last_owner
+        && let Some(more) = left_out.get(previous)
+    {
+        stalled.row(vec![previous.into(), format!("… {more} more")]);
+    }
     let mut overdue = Table::new(
         "Overdue follow-ups",
         &["customer", "deal", "due_on", "owner", "days_overdue"],
-    );
+    )
+    .explained_by(&["pipeline.overdue_followups", "pipeline.days_overdue"]);
     for o in &r.overdue_followups {
         overdue.row(vec![
             o.customer_id.clone(),
@@ -636,7 +774,7 @@ pub fn write_pipeline(out: &mut dyn Write, format: Format, r: &PipelineReport) -
         format,
         &r.meta,
         r,
-        vec![states, stages, owners, no_activity, no_progress, overdue],
+        vec![states, stages, owners, stalled, overdue],
     )
 }
 
@@ -662,7 +800,7 @@ mod tests {
         t.row(vec!["alpha".into(), "5".into()]);
         t.row(vec!["b".into(), "12".into()]);
         let mut out = Vec::new();
-        t.write_text(&mut out).unwrap();
+        t.write_text(&mut out, Layout::default()).unwrap();
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("alpha   5\n"), "{s}");
         assert!(s.contains("b      12\n"), "{s}");

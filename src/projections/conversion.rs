@@ -168,6 +168,10 @@ pub struct CohortFunnel {
     pub win_rate: Ratio,
     /// open / deals.
     pub open_share: Ratio,
+    /// More than the policy's `cohort_immature_open_percent` of the deals are still open: the
+    /// win rate and conversion will still change (absent in reports kept before it existed).
+    #[serde(default)]
+    pub immature: bool,
     pub stages: Vec<StageFunnel>,
     pub lost_by_stage: BTreeMap<String, u64>,
     pub lost_by_reason: BTreeMap<String, u64>,
@@ -355,16 +359,23 @@ impl<'p> FunnelFold<'p> {
     pub fn finish(self, meta: ReportMeta) -> FunnelReport {
         let policy = self.policy;
         let total = self.total.unwrap_or_else(|| GroupFold::new(policy));
+        let mature_open_max = u64::from(policy.cohort_immature_open_percent);
+        let flagged = |mut g: FunnelGroup| {
+            let c = &mut g.cohort;
+            // Whole numbers: open × 100 > percent × deals, no rounding at the threshold.
+            c.immature = c.deals > 0 && c.open * 100 > mature_open_max * c.deals;
+            g
+        };
         FunnelReport {
             meta,
             params: self.params,
             rep_credit: (self.params.by == Some(GroupBy::Rep))
                 .then(|| REP_CREDIT_OWNER_AT_LEAD.to_string()),
-            total: total.finish("all".to_string()),
+            total: flagged(total.finish("all".to_string())),
             groups: self
                 .groups
                 .into_iter()
-                .map(|(key, g)| g.finish(key))
+                .map(|(key, g)| flagged(g.finish(key)))
                 .collect(),
         }
     }
@@ -587,6 +598,7 @@ impl CohortFold {
             open: self.open,
             win_rate: Ratio::new(self.won, self.won + self.lost),
             open_share: Ratio::new(self.open, n),
+            immature: false,
             stages,
             lost_by_stage: self.lost_by_stage,
             lost_by_reason: self.lost_by_reason,

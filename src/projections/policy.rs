@@ -35,6 +35,12 @@ pub enum PolicyError {
         "policy {origin}: stalled thresholds missing for stage {stage:?}; give no_activity_days and no_progress_days for every stage before won"
     )]
     MissingThreshold { origin: String, stage: Stage },
+    #[error("policy {origin}: {what} is {percent}; use a percentage from 0 to 100")]
+    BadPercent {
+        origin: String,
+        what: String,
+        percent: u8,
+    },
     #[error("policy {origin}: {what} is {days} days; use 1 to {THRESHOLD_DAYS_MAX}")]
     BadThreshold {
         origin: String,
@@ -63,6 +69,18 @@ pub struct Policy {
     pub stalled: BTreeMap<Stage, StalledThreshold>,
     /// A won customer with no interaction for longer than this is dormant.
     pub dormant_after_days: u32,
+    /// A cohort (a group of the funnel's cohort view) with more than this percentage of its
+    /// deals still open is flagged immature: its win rate and conversion will still change, so
+    /// a low figure is no collapse yet. Optional in a policy file (default 50).
+    #[serde(default = "default_cohort_immature_open_percent")]
+    pub cohort_immature_open_percent: u8,
+}
+
+/// The share of open deals above which a cohort is immature, unless the policy says otherwise.
+pub const COHORT_IMMATURE_OPEN_PERCENT_DEFAULT: u8 = 50;
+
+fn default_cohort_immature_open_percent() -> u8 {
+    COHORT_IMMATURE_OPEN_PERCENT_DEFAULT
 }
 
 impl Default for Policy {
@@ -78,7 +96,13 @@ impl Policy {
     pub fn fingerprint(&self) -> u64 {
         use std::hash::Hasher;
         let mut hasher = fnv::FnvHasher::default();
-        let json = serde_json::to_string(self).expect("a policy serializes");
+        // Only what read models are folded under: the immature-cohort threshold is read when a
+        // funnel is computed, so changing it must not make every read model rebuild.
+        let mut value = serde_json::to_value(self).expect("a policy serializes");
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("cohort_immature_open_percent");
+        }
+        let json = value.to_string();
         hasher.write(json.as_bytes());
         hasher.finish()
     }
@@ -154,6 +178,13 @@ impl Policy {
         }
         if self.dormant_after_days == 0 || self.dormant_after_days > THRESHOLD_DAYS_MAX {
             return Err(bad("dormant_after_days".into(), self.dormant_after_days));
+        }
+        if self.cohort_immature_open_percent > 100 {
+            return Err(PolicyError::BadPercent {
+                origin: origin.to_string(),
+                what: "cohort_immature_open_percent".into(),
+                percent: self.cohort_immature_open_percent,
+            });
         }
         Ok(())
     }

@@ -39,6 +39,16 @@ pub struct StalledDeal {
     pub threshold_days: u32,
 }
 
+impl PipelineReport {
+    /// Keeps only `owner`'s stalled deals and overdue follow-ups: a rep's worklist. The counts
+    /// per state, stage and owner stay the ledger's.
+    pub fn keep_worklist_of(&mut self, owner: &str) {
+        self.stalled_no_activity.retain(|s| s.owner_rep == owner);
+        self.stalled_no_progress.retain(|s| s.owner_rep == owner);
+        self.overdue_followups.retain(|o| o.owner_rep == owner);
+    }
+}
+
 /// A follow-up whose due date passed without a follow-up.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OverdueFollowUp {

@@ -101,6 +101,8 @@ pub struct CustomerRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineRequest {
     pub at: ReportAt,
+    /// Only this rep's stalled deals and overdue follow-ups (the counts stay the ledger's).
+    pub owner: Option<String>,
 }
 
 /// The reports over one ledger: its event store, its read models and the policy they were
@@ -267,7 +269,11 @@ impl Queries {
     /// The pipeline: states, stages, stalled deals, overdue follow-ups.
     pub async fn pipeline(&self, req: PipelineRequest) -> Result<PipelineReport, QueryError> {
         let (model, meta) = self.model(&req.at).await?;
-        Ok(pipeline(&model, &self.policy, meta))
+        let mut report = pipeline(&model, &self.policy, meta);
+        if let Some(owner) = &req.owner {
+            report.keep_worklist_of(owner);
+        }
+        Ok(report)
     }
 
     /// A customer's events in stream order, decoded to current schema versions.

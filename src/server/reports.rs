@@ -221,9 +221,11 @@ pub async fn pipeline(
     caller.may(Action::Reports)?;
     let at = query(q)?.at()?;
     let (queries, _permit) = bounded(&state, at.is_replay()).await?;
-    let report = queries.pipeline(PipelineRequest { at }).await?;
+    let report = queries
+        .pipeline(PipelineRequest { at, owner: None })
+        .await?;
     respond(format_of(&headers), |out, f| {
-        write_pipeline(out, f, &report)
+        write_pipeline(out, f, &report, &Default::default())
     })
 }
 
