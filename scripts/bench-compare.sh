@@ -31,9 +31,10 @@ import re, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def figures(path):
     rows = {}
-    # Rows of the table: "│ figure   unit   value …" (the first size's value is taken).
+    # Rows of the table: "figure   unit   value …" (the first size's value is taken); builds
+    # before the one table renderer drew borders ("│ figure …").
     for line in open(path):
-        m = re.match(r'^│\s(.+?)\s{2,}(\S+)\s+([0-9][0-9,.]*)\s', line)
+        m = re.match(r'^(?:│\s)?(\S.*?)\s{2,}(\S+)\s+([0-9][0-9,.]*)(?:\s|$)', line)
         if m:
             rows[f"{m.group(1)} ({m.group(2)})"] = float(m.group(3).replace(',', ''))
     return rows
