@@ -199,8 +199,44 @@ fn reps() {
         &["reps"][..],
         &["reps", "--period", "month"],
         &["reps", "--rep", "rep-03"],
+        &["reps", "--period", "year"],
     ] {
         check_formats(args);
+    }
+}
+
+/// Issue 15: a year's row is its quarters' rows added up, for every count the rep report keeps
+/// per period (the medians and p90s are not sums, and are computed over the year's deals).
+#[test]
+fn a_year_of_reps_adds_up_its_quarters() {
+    let dir = dataset().dir.path();
+    let rows = |period: &str| -> serde_json::Value {
+        let out = ok_in(dir, &["reps", "--period", period, "--json"]).stdout;
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["rows"].clone()
+    };
+    let (years, quarters) = (rows("year"), rows("quarter"));
+    let years = years.as_array().unwrap();
+    assert!(years.len() >= 2, "the dataset spans two years");
+    for year in years {
+        let (rep, label) = (year["rep"].as_str().unwrap(), year["period"].as_str().unwrap());
+        assert_eq!(label.len(), 4, "{label}");
+        let mine: Vec<&serde_json::Value> = quarters
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["rep"] == rep && q["period"].as_str().unwrap().starts_with(label))
+            .collect();
+        for field in [
+            "interactions_total",
+            "new_leads",
+            "deals_won",
+            "deals_lost",
+            "reassigned_in",
+            "reassigned_out",
+        ] {
+            let sum: u64 = mine.iter().map(|q| q[field].as_u64().unwrap()).sum();
+            assert_eq!(year[field].as_u64().unwrap(), sum, "{rep} {label} {field}");
+        }
     }
 }
 
@@ -433,7 +469,7 @@ fn errors() {
     check_error(&["funnel", "--at-position", "99999999"]);
     check_error(&["pipeline", "--at-position", "99999999"]);
     check_error(&["funnel", "--json", "--csv"]);
-    check_error(&["reps", "--period", "year"]);
+    check_error(&["reps", "--period", "decade"]);
     check_error(&["funnel", "--width", "20"]);
     check_error(&["funnel", "--explain", "--json"]);
 }

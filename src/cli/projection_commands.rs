@@ -114,6 +114,7 @@ pub enum ByArg {
 pub enum CohortArg {
     Month,
     Quarter,
+    Year,
 }
 
 /// Rep report period.
@@ -123,6 +124,7 @@ pub enum PeriodArg {
     Week,
     Month,
     Quarter,
+    Year,
 }
 
 /// The projection subcommands.
@@ -331,6 +333,7 @@ pub async fn run(
                 cohort: match cohort {
                     CohortArg::Month => Period::Month,
                     CohortArg::Quarter => Period::Quarter,
+                    CohortArg::Year => Period::Year,
                 },
             };
             let request = FunnelRequest {
@@ -352,6 +355,7 @@ pub async fn run(
                     PeriodArg::Week => Period::Week,
                     PeriodArg::Month => Period::Month,
                     PeriodArg::Quarter => Period::Quarter,
+                    PeriodArg::Year => Period::Year,
                 },
                 rep,
             };

@@ -299,7 +299,8 @@ pub const DEFINITIONS: &[Definition] = &[
     d(
         "reps.period",
         "Period",
-        "By occurred_at, UTC: day 2024-03-05, ISO week 2024-W10, month 2024-03, quarter 2024-Q1.",
+        "By occurred_at, UTC: day 2024-03-05, ISO week 2024-W10, month 2024-03, quarter 2024-Q1, \
+         year 2024.",
     ),
     d(
         "reps.interactions",

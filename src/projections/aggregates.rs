@@ -38,7 +38,13 @@ pub const VERSION_VIEW: &str = "_meta";
 /// See [`VERSION_VIEW`].
 pub const VERSION_METRIC: &str = "version";
 /// The rep report periods, each kept as its own view.
-pub const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Quarter];
+pub const PERIODS: [Period; 5] = [
+    Period::Day,
+    Period::Week,
+    Period::Month,
+    Period::Quarter,
+    Period::Year,
+];
 /// The view of the follow-ups not met yet, per due date.
 pub const DUE_VIEW: &str = "due";
 

@@ -33,8 +33,9 @@ pub use policy::Policy;
 
 /// The version of the projections' code: what rows a history derives to. Bump it with any
 /// change that alters a row (a definition, a new column's content), so that read models derived
-/// by an older binary are rebuilt instead of read under new definitions.
-pub const DERIVATION_VERSION: u32 = 2;
+/// by an older binary are rebuilt instead of read under new definitions. Version 3 added the
+/// year to the periods the aggregates keep (`reps --period year`).
+pub const DERIVATION_VERSION: u32 = 3;
 
 /// What read models derived under `policy` by this code record: the projections' version and
 /// the policy's fingerprint. Read models derived otherwise are never reported from.

@@ -17,10 +17,12 @@ pub enum Period {
     Week,
     Month,
     Quarter,
+    Year,
 }
 
 impl Period {
-    /// The bucket label of `t`: `2024-03-05`, `2024-W10` (ISO week), `2024-03`, `2024-Q1`.
+    /// The bucket label of `t`: `2024-03-05`, `2024-W10` (ISO week), `2024-03`, `2024-Q1`,
+    /// `2024`.
     /// Labels sort chronologically as strings within one granularity.
     pub fn label(&self, t: DateTime<Utc>) -> String {
         let d = t.date_naive();
@@ -37,6 +39,7 @@ impl Period {
             }
             Period::Month => format!("{:04}-{:02}", d.year(), d.month()),
             Period::Quarter => format!("{:04}-Q{}", d.year(), (d.month() - 1) / 3 + 1),
+            Period::Year => format!("{:04}", d.year()),
         }
     }
 
@@ -61,6 +64,7 @@ impl Period {
                     first_of_month(d.year() + (next / 12) as i32, next % 12 + 1),
                 )
             }
+            Period::Year => (first_of_month(d.year(), 1), first_of_month(d.year() + 1, 1)),
         };
         let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
         (midnight(start), midnight(end))
@@ -73,6 +77,7 @@ impl Period {
             Period::Week => "week",
             Period::Month => "month",
             Period::Quarter => "quarter",
+            Period::Year => "year",
         }
     }
 }

@@ -190,7 +190,7 @@ fn operations() -> Vec<Operation> {
                     string_param("from", "Window start, inclusive (RFC 3339, or a period: 2024-03-31, 2024-W13, 2024-03, 2024-Q1 or 2024, meaning its first instant)."),
                     string_param("to", "Window end, inclusive (RFC 3339, or a period meaning its last instant)."),
                     Param { name: "by", place: "query", schema: json!({"type": "string", "enum": ["source", "rep", "cohort"]}), description: "Break the funnel down by lead source, rep (owner when the lead was sourced) or cohort." },
-                    Param { name: "cohort", place: "query", schema: json!({"type": "string", "enum": ["month", "quarter"]}), description: "Cohort granularity for by=cohort." },
+                    Param { name: "cohort", place: "query", schema: json!({"type": "string", "enum": ["month", "quarter", "year"]}), description: "Cohort granularity for by=cohort." },
                     Param { name: "fresh", place: "query", schema: json!({"type": "boolean"}), description: "Compute it now rather than read the kept funnel." },
                 ],
                 time_params(),
@@ -207,7 +207,7 @@ fn operations() -> Vec<Operation> {
             roles: Some("reader, auditor, admin"),
             params: [
                 vec![
-                    Param { name: "period", place: "query", schema: json!({"type": "string", "enum": ["day", "week", "month", "quarter"]}), description: "The period (default quarter)." },
+                    Param { name: "period", place: "query", schema: json!({"type": "string", "enum": ["day", "week", "month", "quarter", "year"]}), description: "The period (default quarter)." },
                     string_param("rep", "Only this rep."),
                 ],
                 time_params(),

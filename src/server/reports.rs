@@ -149,10 +149,11 @@ pub async fn funnel(
     let cohort = match q.cohort.as_deref() {
         None | Some("month") => Period::Month,
         Some("quarter") => Period::Quarter,
+        Some("year") => Period::Year,
         Some(other) => {
             return Err(Problem::bad_request(
                 "cohort",
-                format!("cohort {other:?}: give month or quarter"),
+                format!("cohort {other:?}: give month, quarter or year"),
             ));
         }
     };
@@ -195,10 +196,11 @@ pub async fn reps(
         Some("week") => Period::Week,
         Some("month") => Period::Month,
         None | Some("quarter") => Period::Quarter,
+        Some("year") => Period::Year,
         Some(other) => {
             return Err(Problem::bad_request(
                 "period",
-                format!("period {other:?}: give day, week, month or quarter"),
+                format!("period {other:?}: give day, week, month, quarter or year"),
             ));
         }
     };

@@ -410,7 +410,7 @@ async function route() {
 
 const FUNNEL_FIELDS = [
   { name: 'by', label: 'Group by', def: 'funnel.group', options: [['', 'none'], ['source', 'source'], ['rep', 'rep'], ['cohort', 'cohort']] },
-  { name: 'cohort', label: 'Cohorts of', options: [['month', 'month'], ['quarter', 'quarter']] },
+  { name: 'cohort', label: 'Cohorts of', options: [['month', 'month'], ['quarter', 'quarter'], ['year', 'year']] },
   { name: 'from', label: 'Leads from', type: 'date', def: 'funnel.deals' },
   { name: 'to', label: 'to', type: 'date' },
   ...DATE_FILTERS,
@@ -654,7 +654,7 @@ const REP_COLS = [
 
 async function repsPage(root, ctx) {
   root.append(h('h1', {}, 'Reps'), controls('reps', ctx.params, [
-    { name: 'period', label: 'Period', def: 'reps.period', options: [['quarter', 'quarter'], ['month', 'month'], ['week', 'week'], ['day', 'day']] },
+    { name: 'period', label: 'Period', def: 'reps.period', options: [['quarter', 'quarter'], ['year', 'year'], ['month', 'month'], ['week', 'week'], ['day', 'day']] },
     { name: 'rep', label: 'Rep', placeholder: 'all reps' },
   ]));
   const r = await api(`/v1/reports/reps${query(ctx.params, ['period', 'rep'])}`);
