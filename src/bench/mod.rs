@@ -6,8 +6,8 @@
 
 mod http;
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use crate::present::progress::{Output, Progress, Unit};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use pipeline_ledger::contract::line::line_for;
 use pipeline_ledger::demo::{DemoConfig, generate_customers};
 use pipeline_ledger::ledger::Ledger;

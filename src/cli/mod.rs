@@ -517,9 +517,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // lock is held only while writing, never while a producer is slow.
             let input_file = if file.as_os_str() == "-" {
                 let spool = spool_dir(&store_path);
-                tokio::task::block_in_place(|| {
-                    import::spool(&mut std::io::stdin().lock(), &spool)
-                })?
+                tokio::task::block_in_place(|| import::spool(&mut std::io::stdin().lock(), &spool))?
             } else {
                 std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?
@@ -1071,7 +1069,15 @@ async fn run_demo(
     check_demo_read_models(path, read_models)?;
     pipeline_ledger::store::sqlite::remove_files(read_models);
     let policy = pipeline_ledger::projections::Policy::load(None)?;
-    demo_report(ledger.store().clone(), read_models, mode, policy, shown, out).await?;
+    demo_report(
+        ledger.store().clone(),
+        read_models,
+        mode,
+        policy,
+        shown,
+        out,
+    )
+    .await?;
     Ok(())
 }
 
@@ -1090,16 +1096,8 @@ async fn demo_report(
     let read_models = projection_commands::open_read_models(read_models, mode);
     // The demo's read models start empty, so this is a rebuild: no need to say why.
     let ready = std::future::ready(());
-    projection_commands::catch_up(
-        &*store,
-        &read_models,
-        &policy,
-        false,
-        shown,
-        &|_| {},
-        ready,
-    )
-    .await?;
+    projection_commands::catch_up(&*store, &read_models, &policy, false, shown, &|_| {}, ready)
+        .await?;
     let queries = Queries::new(store, read_models, policy);
     // The demo's funnel is computed from the read models now, over the same model as the
     // other two reports.

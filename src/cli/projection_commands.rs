@@ -3,6 +3,7 @@
 //! answers every report (choosing a kept report, the live read models or a replay).
 
 use super::{parse_end, parse_start};
+use crate::present::progress::{Progress, Unit};
 use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
@@ -13,10 +14,9 @@ use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
     CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
 };
+use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::read_models::ReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
-use crate::present::progress::{Progress, Unit};
-use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::runner;
 use pipeline_ledger::store::EventStore;
 use pipeline_ledger::store::files::FileMode;
@@ -182,14 +182,17 @@ struct RunnerProgress<'a> {
     phase: Option<bool>,
     /// Whether the run has caught up before (a follower's later figures are its live state).
     was_caught_up: bool,
+    /// Whether the run follows the log once caught up (`project --follow`).
+    follow: bool,
 }
 
 impl<'a> RunnerProgress<'a> {
-    fn new(shown: &'a Progress) -> Self {
+    fn new(shown: &'a Progress, follow: bool) -> Self {
         RunnerProgress {
             shown,
             phase: None,
             was_caught_up: false,
+            follow,
         }
     }
 
@@ -218,17 +221,28 @@ impl<'a> RunnerProgress<'a> {
             Some(_) => p.events_applied.saturating_add(p.lag),
         };
         if self.phase != Some(p.rebuilding) {
-            let name = if p.rebuilding { "rebuilding" } else { "projecting" };
+            let name = if p.rebuilding {
+                "rebuilding"
+            } else {
+                "projecting"
+            };
             self.shown.start(name, Unit::Events, total);
             self.phase = Some(p.rebuilding);
         }
         self.shown.set_with_total(p.events_applied, total);
+        if p.caught_up && p.rebuilding {
+            // The rebuild has folded the log; it still indexes the new tables, swaps them in
+            // and refreshes the kept funnels (seconds, uncounted): shown as a step of its own.
+            self.shown.start_step("swapping in");
+            self.phase = None;
+            self.was_caught_up = false;
+            return;
+        }
         if p.caught_up {
             self.shown.finish();
             self.phase = None;
-            // A rebuild's end is not the follower's: its run starts afresh after it.
-            self.was_caught_up = !p.rebuilding;
-            if self.was_caught_up {
+            self.was_caught_up = true;
+            if self.follow {
                 self.shown.status(&live_line(p), true);
             }
         }
@@ -272,7 +286,7 @@ pub async fn catch_up(
     announce: &dyn Fn(runner::CatchUp),
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<runner::Progress, runner::RunError> {
-    let mut reporter = RunnerProgress::new(shown);
+    let mut reporter = RunnerProgress::new(shown, follow);
     if let Some(why) = runner::rebuild_is_faster(store, read_models, policy).await? {
         announce(why);
         let head = match why {
@@ -282,6 +296,8 @@ pub async fn catch_up(
         match runner::rebuild(store, read_models, policy, &mut |p| reporter.update(p)).await {
             Ok(_) => {}
             Err(runner::RunError::ReadModels(ReadModelError::RebuildRunning { path })) => {
+                shown.abandon();
+                reporter.phase = None;
                 shown.note(&format!(
                     "another process is rebuilding {}; projecting instead (its rebuild will \
                      replace these read models when it ends)",
@@ -353,13 +369,13 @@ pub async fn run(
         }
         ProjectionCommand::Rebuild { policy } => {
             let policy = Policy::load(policy.as_deref())?;
-            let mut reporter = RunnerProgress::new(shown);
+            let mut reporter = RunnerProgress::new(shown, false);
             if let Some(head) = store.head_position().await? {
                 reporter.begin_rebuild(head);
             }
-            let done =
-                runner::rebuild(&*store, &read_models, &policy, &mut |p| reporter.update(p))
-                    .await?;
+            let done = runner::rebuild(&*store, &read_models, &policy, &mut |p| reporter.update(p))
+                .await?;
+            shown.finish();
             if let Some(aside) = &done.set_aside {
                 writeln!(
                     out,

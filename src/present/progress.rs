@@ -92,7 +92,8 @@ impl Unit {
 /// The phase under way.
 struct Phase {
     name: &'static str,
-    unit: Unit,
+    /// What it counts; `None` for a step whose progress cannot be counted (an index build).
+    unit: Option<Unit>,
     total: u64,
     done: u64,
     started: Instant,
@@ -123,32 +124,39 @@ impl Phase {
 
     /// The line shown while the phase runs on a pipe.
     fn running_line(&self) -> String {
+        let Some(unit) = self.unit else {
+            return format!("{}: {} so far", self.name, seconds(self.started.elapsed()));
+        };
         let percent = percent(self.done, self.total);
-        let left = self
-            .left()
-            .map_or_else(|| "time left unknown".to_string(), |d| format!("about {} left", seconds(d)));
+        let left = self.left().map_or_else(
+            || "time left unknown".to_string(),
+            |d| format!("about {} left", seconds(d)),
+        );
         format!(
             "{}: {}/{} {} ({percent}%), {} {}/s, {left}",
             self.name,
-            self.unit.amount(self.done),
-            self.unit.amount(self.total),
-            self.unit.label(),
-            self.unit.amount(self.rate().round() as u64),
-            self.unit.label(),
+            unit.amount(self.done),
+            unit.amount(self.total),
+            unit.label(),
+            unit.amount(self.rate().round() as u64),
+            unit.label(),
         )
     }
 
     /// The line shown when the phase ends, on a terminal and on a pipe.
     fn end_line(&self) -> String {
+        let Some(unit) = self.unit else {
+            return format!("{}: done in {}", self.name, seconds(self.started.elapsed()));
+        };
         format!(
             "{}: done, {}/{} {} in {} ({} {}/s)",
             self.name,
-            self.unit.amount(self.done),
-            self.unit.amount(self.total),
-            self.unit.label(),
+            unit.amount(self.done),
+            unit.amount(self.total),
+            unit.label(),
             seconds(self.started.elapsed()),
-            self.unit.amount(self.rate().round() as u64),
-            self.unit.label(),
+            unit.amount(self.rate().round() as u64),
+            unit.label(),
         )
     }
 }
@@ -179,14 +187,27 @@ fn seconds(d: Duration) -> String {
 fn bar_style(unit: Unit) -> ProgressStyle {
     let template = match unit {
         Unit::Bytes => {
-            "{prefix:>11} [{bar:24}] {bytes}/{total_bytes} ({percent}%), {bytes_per_sec}, {eta} left {msg}"
+            "{prefix:>11} [{bar:24}] {bytes}/{total_bytes} ({percent}%), {bytes_per_sec}, {eta} left"
+                .to_string()
         }
-        _ => "{prefix:>11} [{bar:24}] {pos}/{len} {msg} ({percent}%), {per_sec:0}, {eta} left",
+        other => format!(
+            "{{prefix:>11}} [{{bar:24}}] {{pos}}/{{len}} {} ({{percent}}%), {{per_sec:0}}, {{eta}} left",
+            other.name()
+        ),
     };
-    // The templates are constants of this file; the fallback only keeps a typo from panicking.
-    ProgressStyle::with_template(template)
+    // The templates are made in this file; the fallback only keeps a typo from panicking.
+    ProgressStyle::with_template(&template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
+}
+
+/// How often a step's spinner turns (it has no figures to move it).
+const STEP_TICK: Duration = Duration::from_millis(250);
+
+/// The spinner of a step that cannot be counted, on a terminal.
+fn step_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>11} {spinner} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 /// The spinner of open-ended work on a terminal (`project --follow` once caught up).
@@ -226,18 +247,31 @@ impl Progress {
 
     /// Ends the phase under way (if any) and starts the phase `name`, of `total` units.
     pub fn start(&self, name: &'static str, unit: Unit, total: u64) {
+        self.begin(name, Some(unit), total);
+    }
+
+    /// Ends the phase under way (if any) and starts the step `name`, whose progress cannot be
+    /// counted: a spinner and the time so far on a terminal, its end line on a pipe.
+    pub fn start_step(&self, name: &'static str) {
+        self.begin(name, None, 0);
+    }
+
+    fn begin(&self, name: &'static str, unit: Option<Unit>, total: u64) {
         self.finish();
         self.clear_status();
         let bar = (self.output == Output::Terminal).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(total),
-                ProgressDrawTarget::stderr_with_hz(TERMINAL_REDRAWS_PER_SECOND),
-            );
-            bar.set_style(bar_style(unit));
-            bar.set_prefix(name);
-            if unit != Unit::Bytes {
-                bar.set_message(unit.name());
+            let target = ProgressDrawTarget::stderr_with_hz(TERMINAL_REDRAWS_PER_SECOND);
+            let bar = match unit {
+                Some(unit) => {
+                    ProgressBar::with_draw_target(Some(total), target).with_style(bar_style(unit))
+                }
+                None => {
+                    let bar = ProgressBar::with_draw_target(None, target).with_style(step_style());
+                    bar.enable_steady_tick(STEP_TICK);
+                    bar
+                }
             }
+            .with_prefix(name);
             bar.tick();
             bar
         });
@@ -298,6 +332,15 @@ impl Progress {
             }
         }
         self.finish();
+    }
+
+    /// Ends the phase under way, if any, without its end line: it did not happen after all.
+    pub fn abandon(&self) {
+        if let Some(phase) = self.phase_lock().take()
+            && let Some(bar) = phase.bar
+        {
+            bar.finish_and_clear();
+        }
     }
 
     /// Ends the phase under way, if any, with its end line (counts, time, rate).
@@ -365,11 +408,7 @@ impl Drop for Progress {
     /// A command that fails mid-phase leaves no half-drawn bar above its error (and no end line:
     /// the phase did not end).
     fn drop(&mut self) {
-        if let Some(phase) = self.phase_lock().take()
-            && let Some(bar) = phase.bar
-        {
-            bar.finish_and_clear();
-        }
+        self.abandon();
         self.clear_status();
     }
 }
@@ -379,10 +418,12 @@ mod tests {
     use super::*;
 
     fn phase(unit: Unit, done: u64, total: u64, elapsed: Duration) -> Phase {
-        let started = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
+        let started = Instant::now()
+            .checked_sub(elapsed)
+            .unwrap_or_else(Instant::now);
         Phase {
             name: "checking",
-            unit,
+            unit: Some(unit),
             total,
             done,
             started,
@@ -395,11 +436,17 @@ mod tests {
     fn lines_carry_counts_percentage_rate_and_time_left() {
         let p = phase(Unit::Events, 500, 2_000, Duration::from_secs(10));
         let line = p.running_line();
-        assert!(line.starts_with("checking: 500/2000 events (25%), "), "{line}");
+        assert!(
+            line.starts_with("checking: 500/2000 events (25%), "),
+            "{line}"
+        );
         assert!(line.contains(" events/s, about "), "{line}");
         assert!(line.ends_with(" left"), "{line}");
         let end = p.end_line();
-        assert!(end.starts_with("checking: done, 500/2000 events in "), "{end}");
+        assert!(
+            end.starts_with("checking: done, 500/2000 events in "),
+            "{end}"
+        );
     }
 
     #[test]
@@ -430,6 +477,7 @@ mod tests {
         p.set(20);
         p.set_with_total(5, 2);
         p.status("following", true);
+        p.start_step("swapping in");
         p.finish();
         p.finish();
     }

@@ -112,7 +112,10 @@ impl std::fmt::Display for CatchUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CatchUp::Empty { head } => {
-                write!(f, "the read models are empty and the log holds {head} events")
+                write!(
+                    f,
+                    "the read models are empty and the log holds {head} events"
+                )
             }
             CatchUp::FarBehind { lag, head } => write!(
                 f,
@@ -142,7 +145,8 @@ pub async fn rebuild_is_faster(
         None => CatchUp::Empty { head },
         Some(_) => {
             let lag = lag(Some(head), checkpoint.position);
-            let far = u128::from(lag) * 100 > u128::from(head) * u128::from(REBUILD_WHEN_BEHIND_PERCENT);
+            let far =
+                u128::from(lag) * 100 > u128::from(head) * u128::from(REBUILD_WHEN_BEHIND_PERCENT);
             if !far {
                 return Ok(None);
             }
