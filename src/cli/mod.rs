@@ -833,9 +833,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &path,
                 &read_models_path(cli.read_models, &path),
                 mode,
-                customers,
-                seed,
-                until.unwrap_or_else(Utc::now),
+                &DemoConfig::new(customers, seed, until.unwrap_or_else(Utc::now)),
                 &shown,
                 &mut out,
             )
@@ -1001,9 +999,7 @@ async fn run_demo(
     path: &Path,
     read_models: &Path,
     mode: FileMode,
-    customers: usize,
-    seed: u64,
-    until: DateTime<Utc>,
+    config: &DemoConfig,
     shown: &progress::Progress,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -1033,15 +1029,14 @@ async fn run_demo(
     }
     let (_, ledger) = open(path, with(Access::CreateIfMissing, mode))?;
     let ledger = personal_data::attach(ledger, path, Access::CreateIfMissing)?;
+    let (customers, seed) = (config.customers, config.seed);
     writeln!(
         out,
         "Generating {customers} customers (seed {seed}) into {} …",
         path.display()
     )?;
     shown.start("generating", Unit::Customers, customers as u64);
-    let events = generate_reporting(&DemoConfig::new(customers, seed, until), &mut |n| {
-        shown.set(n as u64)
-    });
+    let events = generate_reporting(config, &mut |n| shown.set(n as u64));
     shown.start("validating", Unit::Events, events.len() as u64);
     let mut lines = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {

@@ -312,11 +312,11 @@ impl Progress {
     fn show(&self, phase: &mut Phase) {
         match &phase.bar {
             Some(bar) => bar.set_position(phase.done),
-            None if self.output == Output::Lines => {
-                if phase.last_line.elapsed() >= PIPE_LINE_INTERVAL {
-                    eprintln!("{}", phase.running_line());
-                    phase.last_line = Instant::now();
-                }
+            None if self.output == Output::Lines
+                && phase.last_line.elapsed() >= PIPE_LINE_INTERVAL =>
+            {
+                eprintln!("{}", phase.running_line());
+                phase.last_line = Instant::now();
             }
             None => {}
         }
