@@ -218,7 +218,10 @@ fn a_year_of_reps_adds_up_its_quarters() {
     let years = years.as_array().unwrap();
     assert!(years.len() >= 2, "the dataset spans two years");
     for year in years {
-        let (rep, label) = (year["rep"].as_str().unwrap(), year["period"].as_str().unwrap());
+        let (rep, label) = (
+            year["rep"].as_str().unwrap(),
+            year["period"].as_str().unwrap(),
+        );
         assert_eq!(label.len(), 4, "{label}");
         let mine: Vec<&serde_json::Value> = quarters
             .as_array()

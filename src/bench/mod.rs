@@ -6,6 +6,7 @@
 
 mod http;
 
+use crate::present::progress::{Output, Progress, Unit};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use pipeline_ledger::contract::line::line_for;
 use pipeline_ledger::demo::{DemoConfig, generate_customers};
@@ -51,6 +52,8 @@ pub struct BenchConfig {
     pub lag_rate: u64,
     /// The binary to run rebuilds in (to measure their peak memory alone); in-process if `None`.
     pub exe: Option<PathBuf>,
+    /// Where the phases of each size (generating, importing, rebuilding) are shown.
+    pub progress: Output,
 }
 
 /// A target a figure is held to.
@@ -104,8 +107,14 @@ fn dataset_until() -> DateTime<Utc> {
     "2026-10-01T00:00:00Z".parse().expect("valid time")
 }
 
-/// Writes a dataset of exactly `events` events as NDJSON (reused if it exists).
-pub fn write_dataset(path: &Path, events: u64, seed: u64) -> Result<(), BenchError> {
+/// Writes a dataset of exactly `events` events as NDJSON (reused if it exists), calling
+/// `written_so_far` after each slice of customers.
+pub fn write_dataset(
+    path: &Path,
+    events: u64,
+    seed: u64,
+    written_so_far: &mut dyn FnMut(u64),
+) -> Result<(), BenchError> {
     if let Ok(file) = std::fs::File::open(path)
         && BufReader::new(file).lines().count() as u64 == events
     {
@@ -130,6 +139,7 @@ pub fn write_dataset(path: &Path, events: u64, seed: u64) -> Result<(), BenchErr
             out.write_all(b"\n")?;
             written += 1;
         }
+        written_so_far(written);
     }
     out.flush()?;
     drop(out);
@@ -353,8 +363,11 @@ async fn measure(
     let mut s = Sample::default();
     std::fs::create_dir_all(&config.dir)?;
     let dataset = config.dir.join(format!("events-{size}.ndjson"));
+    let shown = Progress::new(config.progress);
     let t = Instant::now();
-    write_dataset(&dataset, size, config.seed)?;
+    shown.start("generating", Unit::Events, size);
+    write_dataset(&dataset, size, config.seed, &mut |n| shown.set(n))?;
+    shown.complete();
     writeln!(
         log,
         "[{size}] dataset ready in {:.1} s",
@@ -375,12 +388,22 @@ async fn measure(
     // Sealing personal data is part of the writer's work, as in every command that writes.
     let vault = personal_vault(&store_path)?;
     let ledger = Ledger::new(store.clone() as Arc<dyn EventStore>).with_personal_data(vault);
-    let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(&dataset)?);
+    let dataset_file = std::fs::File::open(&dataset)?;
+    let dataset_bytes = dataset_file.metadata().map_or(0, |m| m.len());
+    let mut input = BufReader::with_capacity(1 << 20, dataset_file);
     let t = Instant::now();
+    // Progress costs the import a lock per chunk of lines: nothing beside its work.
+    shown.start("importing", Unit::Bytes, dataset_bytes);
     let report = ledger
-        .import(&mut input, &|_| {})
+        .import(&mut input, &|p| match p {
+            pipeline_ledger::ledger::import::Progress::Checked { bytes, .. } => shown.set(bytes),
+            pipeline_ledger::ledger::import::Progress::Committing { events } => {
+                shown.start("committing", Unit::Events, events)
+            }
+        })
         .await
         .map_err(step("import"))?;
+    shown.complete();
     s.import_seconds = t.elapsed().as_secs_f64();
     s.import_eps = report.written as f64 / s.import_seconds;
     writeln!(
@@ -441,6 +464,7 @@ async fn measure(
     writeln!(log, "[{size}] read back {decoded} events")?;
 
     // Rebuilding all projections from zero, alone in a process to see its peak memory.
+    shown.start("rebuilding", Unit::Events, size);
     let t = Instant::now();
     match &config.exe {
         Some(exe) => {
@@ -469,11 +493,16 @@ async fn measure(
         None => {
             let policy = Policy::load(None).map_err(step("policy"))?;
             let read_models = open_read_models(&read_models);
-            runner::rebuild(&*store, &read_models, &policy, &mut |_| {})
-                .await
-                .map_err(step("rebuild"))?;
+            runner::rebuild(&*store, &read_models, &policy, &mut |p| {
+                shown.set(p.events_applied)
+            })
+            .await
+            .map_err(step("rebuild"))?;
         }
     }
+    // The child process's progress is not shown (its standard error is not read): the phase
+    // ends with its figures.
+    shown.complete();
     s.rebuild_seconds = t.elapsed().as_secs_f64();
     s.rebuild_eps = size as f64 / s.rebuild_seconds;
     writeln!(

@@ -10,13 +10,13 @@ pub mod serve_commands;
 pub mod suggest;
 
 use crate::present::history;
+use crate::present::progress::{self, Output, Unit};
 use crate::present::table::Layout;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use pipeline_ledger::audit::migration::migrate_personal_data;
-use pipeline_ledger::demo::{DemoConfig, generate};
+use pipeline_ledger::demo::{DemoConfig, generate_reporting};
 use pipeline_ledger::ledger::import::{self, ImportError, Progress};
 use pipeline_ledger::ledger::{Ledger, PersonalView};
 use pipeline_ledger::read_models::sqlite::read_models_beside;
@@ -30,6 +30,8 @@ use std::sync::Arc;
 
 /// The store used when neither `--store` nor `PIPELINE_LEDGER_STORE` says otherwise.
 pub const DEFAULT_STORE: &str = "./pipeline-ledger.db";
+/// Events the demo validates between two updates of its progress.
+const DEMO_VALIDATE_REPORT_EVENTS: usize = 1_024;
 /// The demo's own store, so that running the demo never touches a real ledger.
 pub const DEFAULT_DEMO_STORE: &str = "./pipeline-ledger-demo.db";
 /// Where the read models live when the events live in KurrentDB and `--read-models` is not
@@ -59,6 +61,18 @@ pub struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub group_readable: bool,
+    /// Show no progress on standard error (the phases of `demo`, `import`, `project`,
+    /// `rebuild` and `bench`, with counts, rate and time left). Results, notices, warnings and
+    /// errors are still printed.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "PIPELINE_LEDGER_QUIET",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub quiet: bool,
     #[command(flatten)]
     pub personal: personal_data::PersonalFlags,
     #[command(subcommand)]
@@ -467,6 +481,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         FileMode::Private
     };
+    let shown = progress::Progress::new(Output::detect(cli.quiet));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
@@ -507,22 +522,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             // Standard input is copied to a temporary file first, so that the store's write
             // lock is held only while writing, never while a producer is slow.
-            let mut input: Box<dyn BufRead + Send> = if file.as_os_str() == "-" {
+            let input_file = if file.as_os_str() == "-" {
                 let spool = spool_dir(&store_path);
-                let copy = tokio::task::block_in_place(|| {
-                    import::spool(&mut std::io::stdin().lock(), &spool)
-                })?;
-                Box::new(BufReader::new(copy))
+                tokio::task::block_in_place(|| import::spool(&mut std::io::stdin().lock(), &spool))?
             } else {
-                let f = std::fs::File::open(&file)
-                    .with_context(|| format!("cannot open {}", file.display()))?;
-                Box::new(BufReader::new(f))
+                std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?
             };
+            // The input's size is the checking phase's total (its lines are counted as read).
+            let input_bytes = input_file.metadata().map_or(0, |m| m.len());
+            let mut input: Box<dyn BufRead + Send> = Box::new(BufReader::new(input_file));
             let (_, ledger) = open(&store_path, with(Access::CreateIfMissing, mode))?;
             let ledger = personal_data::attach(ledger, &store_path, Access::CreateIfMissing)?;
-            let bar = progress_bar();
-            let result = ledger.import(&mut input, &|p| show_progress(&bar, p)).await;
-            bar.finish_and_clear();
+            shown.start("checking", Unit::Bytes, input_bytes);
+            let result = ledger.import(&mut input, &|p| show_batch(&shown, p)).await;
+            if result.is_ok() {
+                shown.complete();
+            }
             match result {
                 Ok(report) => writeln!(
                     out,
@@ -757,7 +773,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // read models, which are files of their own).
             let (store, _) = open(&store_path, with(Access::ReadOnly, mode))?;
             let read_models = open_read_models(cli.read_models, &store_path, mode)?;
-            projection_commands::run(cmd, store, read_models, &mut out).await?;
+            projection_commands::run(cmd, store, read_models, &shown, &mut out).await?;
         }
         Command::Serve(args) => {
             let (store, _) = open(&store_path, with(Access::MustExist, mode))?;
@@ -806,6 +822,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lag_duration: std::time::Duration::from_secs(lag_seconds),
                 lag_rate,
                 exe: std::env::current_exe().ok(),
+                progress: shown.output(),
             };
             let mut log = std::io::stderr();
             let figures = crate::bench::run(&config, &mut log).await?;
@@ -825,12 +842,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &path,
                 &read_models_path(cli.read_models, &path),
                 mode,
-                DemoRun {
-                    customers,
-                    seed,
-                    until: until.unwrap_or_else(Utc::now),
-                    full,
-                },
+                &DemoConfig::new(customers, seed, until.unwrap_or_else(Utc::now)),
+                &shown,
+                full,
                 &mut out,
             )
             .await?;
@@ -991,28 +1005,15 @@ fn check_demo_read_models(store: &Path, read_models: &Path) -> anyhow::Result<()
     }
 }
 
-/// What `demo` was asked for.
-struct DemoRun {
-    customers: usize,
-    seed: u64,
-    until: DateTime<Utc>,
-    /// The full reports after the summary.
-    full: bool,
-}
-
 async fn run_demo(
     path: &Path,
     read_models: &Path,
     mode: FileMode,
-    demo: DemoRun,
+    config: &DemoConfig,
+    shown: &progress::Progress,
+    full: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let DemoRun {
-        customers,
-        seed,
-        until,
-        full,
-    } = demo;
     check_demo_read_models(path, read_models)?;
     if Backend::of(&path.to_string_lossy()) == Backend::Kurrent {
         // A server is never wiped: the demo only runs on one that holds no ledger events.
@@ -1039,22 +1040,28 @@ async fn run_demo(
     }
     let (_, ledger) = open(path, with(Access::CreateIfMissing, mode))?;
     let ledger = personal_data::attach(ledger, path, Access::CreateIfMissing)?;
+    let (customers, seed) = (config.customers, config.seed);
     writeln!(
         out,
         "Generating {customers} customers (seed {seed}) into {} …",
         path.display()
     )?;
-    let events = generate(&DemoConfig::new(customers, seed, until));
-    let lines = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Ok((i as u64 + 1, ledger.validate(e)?)))
-        .collect::<Result<Vec<_>, pipeline_ledger::contract::line::LineError>>()?;
-    let bar = progress_bar();
+    shown.start("generating", Unit::Customers, customers as u64);
+    let events = generate_reporting(config, &mut |n| shown.set(n as u64));
+    shown.start("validating", Unit::Events, events.len() as u64);
+    let mut lines = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        lines.push((i as u64 + 1, ledger.validate(e)?));
+        if (i + 1) % DEMO_VALIDATE_REPORT_EVENTS == 0 {
+            shown.set(i as u64 + 1);
+        }
+    }
+    shown.set(lines.len() as u64);
+    shown.start("checking", Unit::Events, lines.len() as u64);
     let report = ledger
-        .record_batch(lines, &|p| show_progress(&bar, p))
+        .record_batch(lines, &|p| show_batch(shown, p))
         .await?;
-    bar.finish_and_clear();
+    shown.complete();
     writeln!(
         out,
         "Recorded {} events for {customers} customers.\n",
@@ -1079,6 +1086,7 @@ async fn run_demo(
         read_models,
         mode,
         policy,
+        shown,
         DemoReport { full, store_hint },
         out,
     )
@@ -1109,14 +1117,16 @@ async fn demo_report(
     read_models: &Path,
     mode: FileMode,
     policy: pipeline_ledger::projections::Policy,
+    shown: &progress::Progress,
     report: DemoReport,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     use crate::present::reports::{Format, Worklist, write_funnel, write_pipeline, write_reps};
     use pipeline_ledger::query::{FunnelRequest, PipelineRequest, Queries, RepsRequest};
     let read_models = projection_commands::open_read_models(read_models, mode);
+    // The demo's read models start empty, so this is a rebuild: no need to say why.
     let ready = std::future::ready(());
-    pipeline_ledger::runner::project(&*store, &read_models, &policy, false, &mut |_| {}, ready)
+    projection_commands::catch_up(&*store, &read_models, &policy, false, shown, &|_| {}, ready)
         .await?;
     let queries = Queries::new(store, read_models, policy);
     // The demo's funnel is computed from the read models now, over the same model as the
@@ -1146,28 +1156,12 @@ async fn demo_report(
     Ok(())
 }
 
-fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
-    );
-    bar
-}
-
-fn show_progress(bar: &ProgressBar, p: Progress) {
+/// Shows a batch's progress (an import's or the demo's) in the phase under way: `checking`,
+/// whose count is bytes of input for an import and events for the demo, then `committing`.
+fn show_batch(shown: &progress::Progress, p: Progress) {
     match p {
-        Progress::Checked { lines, bytes } => {
-            if bytes > 0 {
-                bar.set_message(format!("checked {lines} lines ({} MiB)", bytes >> 20));
-            } else {
-                bar.set_message(format!("checked {lines} events"));
-            }
-            bar.tick();
-        }
-        Progress::Committing { events } => {
-            bar.set_message(format!("committing {events} events"));
-            bar.tick();
-        }
+        Progress::Checked { lines, bytes } => shown.set(if bytes > 0 { bytes } else { lines }),
+        Progress::Committing { events } => shown.start("committing", Unit::Events, events),
     }
 }
 

@@ -3,6 +3,7 @@
 //! answers every report (choosing a kept report, the live read models or a replay).
 
 use super::{parse_end, parse_start};
+use crate::present::progress::{Progress, Unit};
 use crate::present::reports::{
     Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_reps,
 };
@@ -15,9 +16,10 @@ use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
     CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
 };
+use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::read_models::ReadModels;
 use pipeline_ledger::read_models::sqlite::SqliteReadModels;
-use pipeline_ledger::runner::{self, Progress};
+use pipeline_ledger::runner;
 use pipeline_ledger::store::EventStore;
 use pipeline_ledger::store::files::FileMode;
 use std::io::Write;
@@ -214,44 +216,149 @@ pub enum ProjectionCommand {
 /// worklist a rep can get through, not every stalled deal of the ledger.
 pub const WORKLIST_PER_OWNER_DEFAULT: usize = 10;
 
-/// How often progress goes to a pipe or log file (a terminal gets a live line).
-const PIPE_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Shows the runner's progress: the phase (`rebuilding` or `projecting`) with its count and
+/// total (the log's head for a rebuild, what was behind for a projection), rate and time left;
+/// once a follower has caught up, its position and lag as they change.
+struct RunnerProgress<'a> {
+    shown: &'a Progress,
+    /// Whether the phase shown is a rebuild's; `None` when no phase is shown.
+    phase: Option<bool>,
+    /// Whether the run has caught up before (a follower's later figures are its live state).
+    was_caught_up: bool,
+    /// Whether the run follows the log once caught up (`project --follow`).
+    follow: bool,
+}
 
-/// A progress line for long runs: a live line on a terminal (position, lag, events applied); on
-/// a pipe or log file, a line when the run catches up and every few seconds, so logs stay short.
-fn progress_reporter() -> impl FnMut(&Progress) + Send {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} projections {msg} ({elapsed})")
-            .expect("valid template"),
-    );
-    let mut was_caught_up = false;
-    let mut last_line = std::time::Instant::now();
-    move |p: &Progress| {
+impl<'a> RunnerProgress<'a> {
+    fn new(shown: &'a Progress, follow: bool) -> Self {
+        RunnerProgress {
+            shown,
+            phase: None,
+            was_caught_up: false,
+            follow,
+        }
+    }
+
+    /// Starts the `rebuilding` phase before the rebuild's first figures (a rebuild reports
+    /// every few thousand customers only): its total, the log's head, is known at once.
+    fn begin_rebuild(&mut self, head: u64) {
+        self.shown.start("rebuilding", Unit::Events, head);
+        self.phase = Some(true);
+        self.was_caught_up = false;
+    }
+
+    fn update(&mut self, p: &runner::Progress) {
         if let Some(notice) = &p.retrying {
             // Always said, on a terminal too: it explains why nothing moves.
-            bar.suspend(|| eprintln!("projections: {notice}"));
+            self.shown.note(&format!("projections: {notice}"));
             return;
         }
-        let line = format!(
-            "at position {} (head {}, lag {}), {} events applied{}",
-            p.position.map_or("-".into(), |x| x.to_string()),
-            p.head.map_or("-".into(), |x| x.to_string()),
-            p.lag,
-            p.events_applied,
-            if p.caught_up { ", caught up" } else { "" }
-        );
-        if bar.is_hidden() {
-            if (p.caught_up && !was_caught_up) || last_line.elapsed() >= PIPE_PROGRESS_INTERVAL {
-                eprintln!("projections {line}");
-                last_line = std::time::Instant::now();
-            }
-        } else {
-            bar.set_message(line);
-            bar.tick();
+        if self.was_caught_up && !p.rebuilding && p.caught_up {
+            self.shown.status(&live_line(p), false);
+            return;
         }
-        was_caught_up = p.caught_up;
+        // A rebuild's figures have no position until its end; its total is the head it reads
+        // up to. A projection's total is what it applied and what is still behind.
+        let total = match p.position {
+            None => p.head.unwrap_or(0).max(p.events_applied),
+            Some(_) => p.events_applied.saturating_add(p.lag),
+        };
+        if self.phase != Some(p.rebuilding) {
+            let name = if p.rebuilding {
+                "rebuilding"
+            } else {
+                "projecting"
+            };
+            self.shown.start(name, Unit::Events, total);
+            self.phase = Some(p.rebuilding);
+        }
+        self.shown.set_with_total(p.events_applied, total);
+        if p.caught_up && p.rebuilding {
+            // The rebuild has folded the log; it still indexes the new tables, swaps them in
+            // and refreshes the kept funnels (seconds, uncounted): shown as a step of its own.
+            self.shown.start_step("swapping in");
+            self.phase = None;
+            self.was_caught_up = false;
+            return;
+        }
+        if p.caught_up {
+            self.shown.finish();
+            self.phase = None;
+            self.was_caught_up = true;
+            if self.follow {
+                self.shown.status(&live_line(p), true);
+            }
+        }
     }
+}
+
+/// A follower's live state: position, head, lag, events applied.
+fn live_line(p: &runner::Progress) -> String {
+    format!(
+        "projections at position {} (head {}, lag {}), {} events applied, caught up",
+        p.position.map_or("-".into(), |x| x.to_string()),
+        p.head.map_or("-".into(), |x| x.to_string()),
+        p.lag,
+        p.events_applied,
+    )
+}
+
+/// Brings the read models up to date with the log (with `follow`, keeps them so until
+/// `stop`), as `runner::project` does, but takes the rebuild path when it is faster
+/// ([`runner::rebuild_is_faster`]: empty read models, or more than
+/// [`runner::REBUILD_WHEN_BEHIND_PERCENT`] of the log behind), calling `announce` with the
+/// reason first. The read models are the same either way: a rebuild derives each customer from
+/// its whole history, which is what the fold reaches (the tests compare the two), and the
+/// projection that follows it applies what was recorded meanwhile.
+///
+/// Why this is safe to do on its own: a rebuild writes staging tables and swaps them in
+/// atomically, so readers never see a half-built model; a runner following the same read
+/// models in another process (`serve`, `project --follow`) finds the checkpoint moved at its
+/// next batch and resumes from the swapped-in one (each batch is written with the checkpoint
+/// it expects, so nothing is applied twice); and the read models' rebuild lock keeps two
+/// rebuilds apart. When another process holds that lock, its rebuild will swap in read models
+/// at its own head anyway: this one says so and projects as before, without waiting.
+/// The decision is made here, not inside `runner::project`, so that the runner's incremental
+/// path stays what its own callers and tests exercise.
+pub async fn catch_up(
+    store: &dyn EventStore,
+    read_models: &Arc<dyn ReadModels>,
+    policy: &Policy,
+    follow: bool,
+    shown: &Progress,
+    announce: &dyn Fn(runner::CatchUp),
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<runner::Progress, runner::RunError> {
+    let mut reporter = RunnerProgress::new(shown, follow);
+    if let Some(why) = runner::rebuild_is_faster(store, read_models, policy).await? {
+        announce(why);
+        let head = match why {
+            runner::CatchUp::Empty { head } | runner::CatchUp::FarBehind { head, .. } => head,
+        };
+        reporter.begin_rebuild(head);
+        match runner::rebuild(store, read_models, policy, &mut |p| reporter.update(p)).await {
+            Ok(_) => {}
+            Err(runner::RunError::ReadModels(ReadModelError::RebuildRunning { path })) => {
+                shown.abandon();
+                reporter.phase = None;
+                shown.note(&format!(
+                    "another process is rebuilding {}; projecting instead (its rebuild will \
+                     replace these read models when it ends)",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    runner::project(
+        store,
+        read_models,
+        policy,
+        follow,
+        &mut |p| reporter.update(p),
+        stop,
+    )
+    .await
 }
 
 /// The read models in the SQLite file at `path` (opened when first used).
@@ -264,6 +371,7 @@ pub async fn run(
     cmd: ProjectionCommand,
     store: Arc<dyn EventStore>,
     read_models: Arc<dyn ReadModels>,
+    shown: &Progress,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let queries = |policy: &Option<PathBuf>| -> anyhow::Result<Queries> {
@@ -276,9 +384,22 @@ pub async fn run(
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            let mut progress = progress_reporter();
-            let done = runner::project(&*store, &read_models, &policy, follow, &mut progress, stop)
-                .await?;
+            let announce = |why: runner::CatchUp| {
+                shown.note(&format!(
+                    "{why}: rebuilding them from the log, which is faster than projecting \
+                     (as `pipeline-ledger rebuild` does), then projecting what follows"
+                ));
+            };
+            let done = catch_up(
+                &*store,
+                &read_models,
+                &policy,
+                follow,
+                shown,
+                &announce,
+                stop,
+            )
+            .await?;
             if let Some(why) = done.rebuilt {
                 writeln!(out, "read models rebuilt from the log: {why}")?;
             }
@@ -291,8 +412,13 @@ pub async fn run(
         }
         ProjectionCommand::Rebuild { policy } => {
             let policy = Policy::load(policy.as_deref())?;
-            let mut progress = progress_reporter();
-            let done = runner::rebuild(&*store, &read_models, &policy, &mut progress).await?;
+            let mut reporter = RunnerProgress::new(shown, false);
+            if let Some(head) = store.head_position().await? {
+                reporter.begin_rebuild(head);
+            }
+            let done = runner::rebuild(&*store, &read_models, &policy, &mut |p| reporter.update(p))
+                .await?;
+            shown.finish();
             if let Some(aside) = &done.set_aside {
                 writeln!(
                     out,

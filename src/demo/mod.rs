@@ -85,7 +85,29 @@ const CURRENCIES: [(&str, i64); 5] = [
 /// Generates the pipeline, in the order the ledger recorded it (by `recorded_at`), with
 /// `recorded_at` set on every event.
 pub fn generate(config: &DemoConfig) -> Vec<ProposedEvent> {
-    let mut all = generate_customers(config, 0..config.customers);
+    generate_reporting(config, &mut |_| {})
+}
+
+/// Customers generated between two calls of [`generate_reporting`]'s callback.
+pub const GENERATE_REPORT_CUSTOMERS: usize = 1_000;
+
+/// [`generate`], calling `generated` with the number of customers generated so far every
+/// [`GENERATE_REPORT_CUSTOMERS`] customers and at the end, for progress bars. The events are
+/// the same: customers are generated in index order either way.
+pub fn generate_reporting(
+    config: &DemoConfig,
+    generated: &mut dyn FnMut(usize),
+) -> Vec<ProposedEvent> {
+    let mut all = Vec::new();
+    let mut start = 0;
+    while start < config.customers {
+        let end = start
+            .saturating_add(GENERATE_REPORT_CUSTOMERS)
+            .min(config.customers);
+        all.extend(generate_customers(config, start..end));
+        generated(end);
+        start = end;
+    }
     // The log order is the order of recording; ties keep each customer's own order.
     all.sort_by_key(|e| e.recorded_at);
     all
@@ -597,6 +619,17 @@ mod tests {
         let c = generate(&DemoConfig::new(40, 8, until()));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn generating_in_slices_gives_the_events_of_one_range() {
+        let config = DemoConfig::new(GENERATE_REPORT_CUSTOMERS + 50, 3, until());
+        let mut whole = generate_customers(&config, 0..config.customers);
+        whole.sort_by_key(|e| e.recorded_at);
+        let mut reported = Vec::new();
+        let sliced = generate_reporting(&config, &mut |n| reported.push(n));
+        assert_eq!(sliced, whole);
+        assert_eq!(reported, [GENERATE_REPORT_CUSTOMERS, config.customers]);
     }
 
     #[test]

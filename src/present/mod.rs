@@ -1,9 +1,11 @@
 //! Presentation: reports and histories as people read them (aligned tables) and as jobs read
-//! them (CSV, JSON). The library returns typed reports; every front end of the binary (the
-//! command line, the benchmark, the server to come) prints them through here.
+//! them (CSV, JSON), and the progress of long commands on standard error (`progress`). The
+//! library returns typed reports; every front end of the binary (the command line, the
+//! benchmark, the server) prints them through here.
 
 pub mod definitions;
 pub mod history;
+pub mod progress;
 pub mod reports;
 pub mod summary;
 pub mod table;
