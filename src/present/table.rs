@@ -153,7 +153,8 @@ impl Table {
             let numeric: Vec<bool> = section
                 .columns
                 .iter()
-                .map(|&i| i > 0 && self.numbers_right)
+                // The key columns name a row (a rep, a period label): never numbers to align.
+                .map(|&i| i >= self.key_columns.max(1) && self.numbers_right)
                 .collect();
             write_row(out, &pick(&headers), &section.widths, &[])?;
             let rule: Vec<String> = section.widths.iter().map(|w| "-".repeat(*w)).collect();
