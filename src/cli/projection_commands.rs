@@ -330,7 +330,14 @@ pub async fn catch_up(
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<runner::Progress, runner::RunError> {
     let mut reporter = RunnerProgress::new(shown, follow);
-    if let Some(why) = runner::rebuild_is_faster(store, read_models, policy).await? {
+    // Taking the rebuild path is only a shortcut: when the store cannot even be asked (a
+    // KurrentDB that is down), the incremental path below says so, retries and gives up as it
+    // always has, rather than failing here at once.
+    let faster = runner::rebuild_is_faster(store, read_models, policy)
+        .await
+        .ok()
+        .flatten();
+    if let Some(why) = faster {
         announce(why);
         let head = match why {
             runner::CatchUp::Empty { head } | runner::CatchUp::FarBehind { head, .. } => head,
