@@ -52,6 +52,11 @@ impl Ledger {
 }
 
 fn lead(ledger: &Ledger, customer: &str, deal: &str) -> String {
+    lead_at(ledger, customer, deal, "2026-01-05T09:00:00Z")
+}
+
+/// A lead for `deal` of `customer` that occurred at `occurred_at`.
+fn lead_at(ledger: &Ledger, customer: &str, deal: &str, occurred_at: &str) -> String {
     ledger.ok(&[
         "record",
         "lead-sourced",
@@ -68,7 +73,7 @@ fn lead(ledger: &Ledger, customer: &str, deal: &str) -> String {
         "--contact-name",
         "Li Wei",
         "--occurred-at",
-        "2026-01-05T09:00:00Z",
+        occurred_at,
     ])
 }
 
@@ -931,24 +936,7 @@ fn the_customer_card_explains_dormancy_beside_an_open_deal_and_flags_an_overdue_
         "--occurred-at",
         "2026-02-01T09:00:00Z",
     ]);
-    ledger.ok(&[
-        "record",
-        "lead-sourced",
-        "--customer",
-        "c-1",
-        "--rep",
-        "rep-01",
-        "--deal",
-        "d-2",
-        "--source",
-        "referral",
-        "--company",
-        "Acme Foods",
-        "--contact-name",
-        "Li Wei",
-        "--occurred-at",
-        "2026-02-10T09:00:00Z",
-    ]);
+    lead_at(&ledger, "c-1", "d-2", "2026-02-10T09:00:00Z");
     let card = ledger.ok(&["customer", "c-1", "--now", "2026-12-01"]);
     let line = |field: &str| {
         card.lines()
