@@ -596,17 +596,12 @@ async fn append_many_across_streams(f: &Fixture) {
     }
 }
 
+/// Runs each named case against every backend: `contract!(a, b)` on SQLite, on the KurrentDB
+/// double and on a real server (when `KURRENTDB_URL` is set); `contract!(kurrent only: a, b)`
+/// on the double and a real server, for what only a KurrentDB cluster does.
 macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::sqlite()).await;
-                }
-            )*
-        }
-        mod kurrent_via_double {
+    (@kurrent $double:ident, $real:ident: $($name:ident),*) => {
+        mod $double {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
@@ -614,7 +609,7 @@ macro_rules! contract {
                 }
             )*
         }
-        mod kurrent_real_server {
+        mod $real {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
@@ -630,6 +625,20 @@ macro_rules! contract {
             )*
         }
     };
+    (kurrent only: $($name:ident),* $(,)?) => {
+        contract!(@kurrent kurrent_only_via_double, kurrent_only_real_server: $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Fixture::sqlite()).await;
+                }
+            )*
+        }
+        contract!(@kurrent kurrent_via_double, kurrent_real_server: $($name),*);
+    };
 }
 
 contract!(
@@ -642,6 +651,14 @@ contract!(
     resume_from_checkpoint,
     append_many_across_streams,
     the_hash_chain_holds_after_appends_and_retries,
+    reads_from_a_position_that_is_no_records,
+);
+
+contract!(kurrent only:
+    tombstone_during_a_running_subscription,
+    a_foreign_event_in_a_customer_stream,
+    soft_delete_then_record,
+    soft_delete_during_a_running_subscription,
 );
 
 /// Issue 13: whatever the backend, the events it appends carry a chain that `verify` finds
@@ -712,7 +729,9 @@ async fn the_hash_chain_holds_after_appends_and_retries(f: &Fixture) {
 /// An operator hard-deletes one customer's stream while a subscription runs. Its tombstone
 /// (`$streamDeleted`, in `$all` and through the `customer-` filter) is skipped and noted: the
 /// subscription, `read_all` (paged across it) and the head go on with the other customers, and
-/// the deleted stream refuses reads and appends with an error that says so.
+/// the deleted stream refuses reads and appends with an error that says so. Its earlier events,
+/// which stay in `$all` until the server scavenges them, are left out of later reads, as a read
+/// of the stream leaves them out.
 async fn tombstone_during_a_running_subscription(f: &Fixture) {
     let (a, b, c) = (stream(), stream(), stream());
     f.store
@@ -737,10 +756,21 @@ async fn tombstone_during_a_running_subscription(f: &Fixture) {
     // The subscription skips the tombstone and delivers what follows it.
     let next_events = take_events(&mut sub, 1).await;
     assert_eq!(ids(&next_events), new_ids(&later));
-    // Reading the log: every event (the deleted stream's stay until a scavenge), no tombstone,
-    // and a page that starts just before the tombstone reaches past it.
-    let all = f.store.read_all(None, 1000).await.unwrap();
-    assert_eq!(all.len(), before.len() + 1);
+    // Reading the log: the other customers' events, none of the deleted stream's, no
+    // tombstone, and a page that starts just before the tombstone reaches past it.
+    let all = f.store.read_all(None, 100_000).await.unwrap();
+    let expected: Vec<Uuid> = before
+        .iter()
+        .filter(|r| r.stream != a)
+        .map(|r| r.event_id)
+        .chain(new_ids(&later))
+        .collect();
+    let seen: Vec<Uuid> = all
+        .iter()
+        .filter(|r| r.stream == a || r.stream == b || r.stream == c)
+        .map(|r| r.event_id)
+        .collect();
+    assert_eq!(seen, expected);
     assert!(all.iter().all(|r| r.event_type != "$streamDeleted"));
     let last_before = before.last().map(|r| r.position);
     let page = f.store.read_all(last_before, 1).await.unwrap();
@@ -757,6 +787,10 @@ async fn tombstone_during_a_running_subscription(f: &Fixture) {
     );
     let notices = f.store.notices().join("\n");
     assert!(notices.contains(&a), "{notices}");
+    assert!(
+        notices.contains("2 of its earlier events were left out"),
+        "{notices}"
+    );
     // The deleted stream refuses, and says why and that nothing was written.
     let err = f
         .store
@@ -844,8 +878,9 @@ async fn a_foreign_event_in_a_customer_stream(f: &Fixture) {
 
 /// An operator soft-deletes a customer stream, then the customer is recorded again. The stream
 /// reads as new to the ledger (its rules start the customer afresh) and the next event lands at
-/// the old last revision + 1; `$all` holds both histories until the server scavenges the old
-/// one (README, "KurrentDB").
+/// the old last revision + 1. `$all` holds both histories until the server scavenges the old
+/// one; readers of `$all` see the new one only, as a read of the stream does, so reports are
+/// the same before and after a scavenge (README, "KurrentDB").
 async fn soft_delete_then_record(f: &Fixture) {
     let s = stream();
     let old = events(2);
@@ -879,8 +914,12 @@ async fn soft_delete_then_record(f: &Fixture) {
         .into_iter()
         .filter(|r| r.stream == s)
         .collect();
-    let both: Vec<Uuid> = new_ids(&old).into_iter().chain(new_ids(&again)).collect();
-    assert_eq!(ids(&all), both, "both histories until a scavenge");
+    assert_eq!(ids(&all), new_ids(&again), "the new history only");
+    let notices = f.store.notices().join("\n");
+    assert!(
+        notices.contains(&s) && notices.contains("2 of its earlier events were left out"),
+        "{notices}"
+    );
     // The stream's chain starts again with its new history, and says so.
     let report = pipeline_ledger::audit::verify::verify(&*f.store, Default::default(), Vec::new())
         .await
@@ -891,6 +930,120 @@ async fn soft_delete_then_record(f: &Fixture) {
         "{:?}",
         report.restarted_streams
     );
+}
+
+/// An operator soft-deletes a customer stream while a subscription follows the log. The
+/// subscription goes on: it tells that the read models may hold the deleted events (they were
+/// delivered before the delete) and delivers the customer's new history when it is recorded
+/// again; a later read of the log and a new subscription leave the old history out.
+async fn soft_delete_during_a_running_subscription(f: &Fixture) {
+    let (s, t) = (stream(), stream());
+    let head = f.store.head_position().await.unwrap();
+    let old = events(2);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, old.clone())
+        .await
+        .unwrap();
+    let mut sub = f.store.subscribe_all(head).await.unwrap();
+    assert_eq!(ids(&take_events(&mut sub, 2).await), new_ids(&old));
+    f.soft_delete(&s).await;
+    let other = events(1);
+    f.store
+        .append(&t, ExpectedRevision::NoStream, other.clone())
+        .await
+        .unwrap();
+    assert_eq!(ids(&take_events(&mut sub, 1).await), new_ids(&other));
+    let again = events(1);
+    f.store
+        .append(&s, ExpectedRevision::NoStream, again.clone())
+        .await
+        .unwrap();
+    assert_eq!(ids(&take_events(&mut sub, 1).await), new_ids(&again));
+    let notices = f.store.notices().join("\n");
+    assert!(
+        notices.contains(&s) && notices.contains("keep them until `rebuild`"),
+        "{notices}"
+    );
+    let expected: Vec<Uuid> = new_ids(&other).into_iter().chain(new_ids(&again)).collect();
+    let mine = |records: Vec<Record>| -> Vec<Uuid> {
+        records
+            .into_iter()
+            .filter(|r| r.stream == s || r.stream == t)
+            .map(|r| r.event_id)
+            .collect()
+    };
+    assert_eq!(
+        mine(f.store.read_all(head, 100_000).await.unwrap()),
+        expected
+    );
+    let mut fresh = f.store.subscribe_all(head).await.unwrap();
+    assert_eq!(mine(take_events(&mut fresh, 2).await), expected);
+}
+
+/// Reads of the log from a position where no event is (KurrentDB's positions are byte
+/// offsets: most numbers fall inside a record, and the server refuses to read from there):
+/// `read_all` and subscriptions give what follows the position, and `record_at` finds nothing
+/// there, whatever the backend.
+async fn reads_from_a_position_that_is_no_records(f: &Fixture) {
+    let s = stream();
+    let head = f.store.head_position().await.unwrap();
+    f.store
+        .append(&s, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    let all: Vec<Record> = f
+        .store
+        .read_all(head, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.stream == s)
+        .collect();
+    assert_eq!(all.len(), 3);
+    let (p2, p3) = (all[1].position, all[2].position);
+    for position in [p2 - 1, p2, p2 + 1, p3 - 1] {
+        let after: Vec<Uuid> = all
+            .iter()
+            .filter(|r| r.position > position)
+            .map(|r| r.event_id)
+            .collect();
+        let read: Vec<Uuid> = f
+            .store
+            .read_all(Some(position), 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.stream == s)
+            .map(|r| r.event_id)
+            .collect();
+        assert_eq!(read, after, "read_all after {position}");
+        let mut sub = f.store.subscribe_all(Some(position)).await.unwrap();
+        let followed: Vec<Uuid> = take_events(&mut sub, after.len())
+            .await
+            .into_iter()
+            .map(|r| r.event_id)
+            .collect();
+        assert_eq!(followed, after, "subscription after {position}");
+        let at = f.store.record_at(position).await.unwrap();
+        assert_eq!(
+            at.map(|r| r.event_id),
+            all.iter()
+                .find(|r| r.position == position)
+                .map(|r| r.event_id),
+            "record at {position}"
+        );
+    }
+    if f.kind == Kind::Kurrent {
+        // Positions inside a record: the server refused them, and the reads said so.
+        assert!(
+            f.store
+                .notices()
+                .iter()
+                .any(|n| n.contains(&format!("position {} is no record's", p2 + 1))),
+            "{:?}",
+            f.store.notices()
+        );
+    }
 }
 
 /// A stream written before the chain existed (events without hashes in their metadata): the
@@ -931,54 +1084,6 @@ async fn kurrent_via_double_a_stream_from_before_the_chain_gets_one() {
     assert_eq!(report.first_break, None);
     assert_eq!(report.unhashed_events, 3);
     assert!(report.events >= 5);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kurrent_via_double_soft_delete_then_record() {
-    soft_delete_then_record(&Fixture::double().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kurrent_real_server_soft_delete_then_record() {
-    match Fixture::real() {
-        Some(f) => soft_delete_then_record(&f).await,
-        None => eprintln!(
-            "note: KURRENTDB_URL is not set; the soft-delete case was not run against a real \
-             KurrentDB server"
-        ),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kurrent_via_double_a_foreign_event_in_a_customer_stream() {
-    a_foreign_event_in_a_customer_stream(&Fixture::double().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kurrent_real_server_a_foreign_event_in_a_customer_stream() {
-    match Fixture::real() {
-        Some(f) => a_foreign_event_in_a_customer_stream(&f).await,
-        None => eprintln!(
-            "note: KURRENTDB_URL is not set; the foreign-event case was not run against a real \
-             KurrentDB server"
-        ),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kurrent_via_double_tombstone_during_a_running_subscription() {
-    tombstone_during_a_running_subscription(&Fixture::double().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kurrent_real_server_tombstone_during_a_running_subscription() {
-    match Fixture::real() {
-        Some(f) => tombstone_during_a_running_subscription(&f).await,
-        None => eprintln!(
-            "note: KURRENTDB_URL is not set; the tombstone case was not run against a real \
-             KurrentDB server"
-        ),
-    }
 }
 
 /// A KurrentDB store on a fresh double, kept with it.

@@ -75,9 +75,8 @@ pub async fn staleness(
     if bound.derivation != expected.derivation {
         return Ok(Some(Staleness::OtherDerivation));
     }
-    let at = store.read_all(position.checked_sub(1), 1).await?;
-    match at.first() {
-        Some(record) if record.position == position => {
+    match store.record_at(position).await? {
+        Some(record) => {
             if checkpoint.event_id.is_some_and(|id| id != record.event_id) {
                 return Ok(Some(Staleness::OtherHistory));
             }

@@ -30,6 +30,8 @@
 //! - Event ids are unique per stream, not across the whole log (KurrentDB has no global index by
 //!   id).
 
+mod deletions;
+
 use super::chain::{self, ChainInfo, ChainedRecord, Digest, GENESIS};
 use super::{
     AppendError, AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewRecord,
@@ -38,6 +40,7 @@ use super::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use deletions::{DeletionRecord, Deletions};
 use kurrentdb::{
     AppendToStreamOptions, Client, ClientSettings, EventData, Position, ReadAllOptions,
     ReadStreamOptions, StreamPosition, StreamState, SubscribeToAllOptions, SubscriptionEvent,
@@ -62,6 +65,16 @@ pub const PAGE_EVENTS: usize = 1024;
 pub const READ_DEADLINE_GROWTH_MAX: u32 = 4;
 /// Records read per page when looking for the head backwards past tombstones.
 pub const HEAD_PAGE_EVENTS: usize = 16;
+/// How long what `read_all` knows of deletions (see `kurrent/deletions.rs`) is used before the
+/// log is searched again for newer ones: a deletion younger than this may not yet hide its
+/// stream's events from a read. Subscriptions search whenever they (re)subscribe, and meet
+/// later deletions as they come.
+pub const DELETIONS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// Records asked for per page when searching the log for deletion records.
+pub const DELETIONS_PAGE_EVENTS: usize = 4096;
+/// What the server answers a read of `$all` from a position inside a record (KurrentDB
+/// `RpcExceptions.cs` `InvalidPositionException`: `InvalidArgument`, since 20.10).
+const INVALID_POSITION_MESSAGE: &str = "Trying to read from an invalid position.";
 /// First pause before a subscription reconnects; doubled after each failure up to the maximum.
 pub const RECONNECT_DELAY_MIN: Duration = Duration::from_millis(50);
 /// Longest pause between two reconnection attempts.
@@ -165,6 +178,11 @@ struct Inner {
     /// Records of `$all` in the caller's streams that are not the ledger's (another program
     /// wrote them): skipped by readers, and told.
     foreign_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The deletions found in `$all`, whose streams' earlier events readers skip.
+    deletions: std::sync::Mutex<Deletions>,
+    /// Positions given to a read that are not the position of any record (a checkpoint of
+    /// another cluster, a position typed by hand): the read found its place another way, told.
+    invalid_positions_seen: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// Bytes one append may carry ([`crate::limits::KURRENT_APPEND_BYTES_MAX`]).
     append_bytes_max: usize,
     /// The first deadline of a read ([`READ_DEADLINE`]); doubled, up to
@@ -235,6 +253,8 @@ impl KurrentStore {
                 filter,
                 deleted_seen: Default::default(),
                 foreign_seen: Default::default(),
+                deletions: Default::default(),
+                invalid_positions_seen: Default::default(),
                 append_bytes_max: append_bytes_max()?,
                 read_deadline: READ_DEADLINE,
             }),
@@ -263,6 +283,8 @@ impl KurrentStore {
             filter: self.inner.filter.clone(),
             deleted_seen: Default::default(),
             foreign_seen: Default::default(),
+            deletions: Default::default(),
+            invalid_positions_seen: Default::default(),
             append_bytes_max,
             read_deadline,
         };
@@ -310,6 +332,173 @@ impl KurrentStore {
     /// The server-side filter of `$all` to the caller's streams.
     fn subscription_filter(&self) -> SubscriptionFilter {
         SubscriptionFilter::on_stream_name().add_prefix(self.inner.filter.as_prefix())
+    }
+
+    /// [`Self::subscription_filter`] and the metadata streams of the caller's streams
+    /// (`$$customer-…`), where soft deletes are written: what a subscription follows.
+    fn subscription_filter_with_metadata(&self) -> SubscriptionFilter {
+        self.subscription_filter()
+            .add_prefix(format!("$${}", self.inner.filter.as_prefix()))
+    }
+
+    fn deletions(&self) -> std::sync::MutexGuard<'_, Deletions> {
+        self.inner
+            .deletions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a deletion hides this record of `$all` (see `kurrent/deletions.rs`); noted for
+    /// [`EventStore::notices`] when it does.
+    fn is_hidden(&self, event: &kurrentdb::RecordedEvent) -> bool {
+        let mut deletions = self.deletions();
+        let hidden = deletions.hides(event.stream_id(), event.revision, event.position.commit);
+        if hidden {
+            deletions.note_skipped(event.stream_id());
+        }
+        hidden
+    }
+
+    /// The deletion of one of the caller's streams this record of `$all` is, if it is one.
+    fn deletion_record(&self, event: &kurrentdb::RecordedEvent) -> Option<DeletionRecord> {
+        DeletionRecord::parse(
+            self.inner.filter.as_prefix(),
+            event.stream_id(),
+            &event.event_type,
+            &event.data,
+            event.position.commit,
+        )
+    }
+
+    /// Notes a position a caller gave that is no record's, for [`EventStore::notices`].
+    fn note_invalid_position(&self, position: u64) {
+        self.inner
+            .invalid_positions_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(position);
+    }
+
+    /// Makes every deletion of the caller's streams after `after` known, unless the last search
+    /// covers it and is younger than `fresh_for`: searches `$all` from where the last search
+    /// ended for the metadata records of the caller's streams (soft deletes, truncations) and
+    /// for tombstones (hard deletes). Both searches are filtered on the server, which sends only
+    /// the few records that match.
+    async fn refresh_deletions(
+        &self,
+        after: Option<u64>,
+        fresh_for: Duration,
+    ) -> Result<(), kurrentdb::Error> {
+        let Some(from) = self.deletions().search_from(after, fresh_for) else {
+            return Ok(());
+        };
+        // Where the log ends now; the next search starts there.
+        let end = self.last_record_position().await?.unwrap_or(0);
+        let mut found = Vec::new();
+        for filter in [
+            SubscriptionFilter::on_stream_name()
+                .add_prefix(format!("$${}", self.inner.filter.as_prefix())),
+            SubscriptionFilter::on_event_type().add_prefix(TOMBSTONE_EVENT_TYPE),
+        ] {
+            self.search_deletions(from, filter, &mut found).await?;
+        }
+        found.sort_by_key(|(position, _)| *position);
+        let mut deletions = self.deletions();
+        for (_, record) in &found {
+            deletions.apply(record);
+        }
+        deletions.searched(from, end);
+        Ok(())
+    }
+
+    /// The position of the last record of `$all`, whoever wrote it; `None` for an empty log.
+    async fn last_record_position(&self) -> Result<Option<u64>, kurrentdb::Error> {
+        self.read_one(
+            ReadAllOptions::default()
+                .position(StreamPosition::End)
+                .backwards(),
+        )
+        .await
+        .map(|e| e.map(|e| e.get_original_event().position.commit))
+    }
+
+    /// The first record a read of `$all` with `options` gives, if any. A read that passes its
+    /// deadline is made again with a longer one, a bounded number of times.
+    async fn read_one(
+        &self,
+        options: ReadAllOptions,
+    ) -> Result<Option<kurrentdb::ResolvedEvent>, kurrentdb::Error> {
+        let mut deadline = self.inner.read_deadline;
+        let mut growths = 0;
+        loop {
+            let options = options.clone().max_count(1).deadline(deadline);
+            let first = async {
+                let mut read = self.client().read_all(&options).await?;
+                read.next().await
+            }
+            .await;
+            match first {
+                Err(kurrentdb::Error::DeadlineExceeded) if growths < READ_DEADLINE_GROWTH_MAX => {
+                    (growths, deadline) = (growths + 1, deadline * 2);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads the records `filter` selects after `after` to the end of `$all`, adding the
+    /// deletions among them to `found`. A position that is no record's is read past from the
+    /// start of the log.
+    async fn search_deletions(
+        &self,
+        after: Option<u64>,
+        filter: SubscriptionFilter,
+        found: &mut Vec<(u64, DeletionRecord)>,
+    ) -> Result<(), kurrentdb::Error> {
+        let mut from = after;
+        let mut relocated = false;
+        let mut deadline = self.inner.read_deadline;
+        let mut growths = 0;
+        loop {
+            let options = ReadAllOptions::default()
+                .forwards()
+                .position(start_at(from))
+                .filter(filter.clone())
+                .max_count(DELETIONS_PAGE_EVENTS)
+                .deadline(deadline);
+            let mut received = 0;
+            let outcome = async {
+                let mut read = self.client().read_all(&options).await?;
+                while let Some(event) = read.next().await? {
+                    received += 1;
+                    let event = event.get_original_event();
+                    let position = event.position.commit;
+                    if from.is_some_and(|f| position <= f) || after.is_some_and(|a| position <= a) {
+                        continue;
+                    }
+                    from = Some(position);
+                    if let Some(record) = self.deletion_record(event) {
+                        found.push((position, record));
+                    }
+                }
+                Ok::<(), kurrentdb::Error>(())
+            }
+            .await;
+            match outcome {
+                Ok(()) if received < DELETIONS_PAGE_EVENTS => return Ok(()),
+                Ok(()) => {}
+                Err(e) if is_invalid_position(&e) && !relocated && from == after => {
+                    relocated = true;
+                    from = None;
+                }
+                Err(kurrentdb::Error::DeadlineExceeded)
+                    if received == 0 && growths < READ_DEADLINE_GROWTH_MAX =>
+                {
+                    (growths, deadline) = (growths + 1, deadline * 2);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn client(&self) -> Client {
@@ -694,48 +883,55 @@ impl KurrentStore {
     }
 
     /// [`Self::read_all_after`], each record with the hashes its metadata holds.
+    ///
+    /// Skips what is not an event of the caller's: tombstones, records another program wrote,
+    /// and the events a deletion hides. A position `after` that is no record's (the server
+    /// refuses to read from inside a record) is read past as the position after it when a
+    /// record starts there (callers that mean "from position P" ask for `P - 1`), else from the
+    /// start of the log, and noted.
     async fn read_chained_after(
         &self,
         after: Option<u64>,
         max_count: usize,
     ) -> Result<Vec<ChainedRecord>, ReadError> {
+        self.refresh_deletions(after, DELETIONS_REFRESH_INTERVAL)
+            .await
+            .map_err(|e| ReadError::from(self.storage_error(e)))?;
         let mut records = Vec::new();
-        // Where the next server page starts: after the last record seen, ours or a tombstone.
-        // Tombstones are skipped, so a server page can yield fewer records than asked for
+        // Where the next server page starts (the record there included): the caller's
+        // position, then the last record received, which the page repeats. Tombstones and
+        // hidden events are skipped, so a server page can yield fewer records than asked for
         // without being the end of the log; only a short server page is.
         let mut from = after;
+        let mut last_seen: Option<u64> = None;
+        let mut relocations = 0;
         let mut deadline = self.inner.read_deadline;
         let mut growths = 0;
         while records.len() < max_count {
             let asked = max_count - records.len() + 1;
-            let start = match from {
-                // Reading `$all` from a position includes the event at it; it is skipped below.
-                Some(p) => StreamPosition::Position(Position {
-                    commit: p,
-                    prepare: p,
-                }),
-                None => StreamPosition::Start,
-            };
             let options = ReadAllOptions::default()
                 .forwards()
-                .position(start)
+                .position(start_at(from))
                 .filter(self.subscription_filter())
                 .max_count(asked)
                 .deadline(deadline);
             let mut received = 0;
-            let page_start = from;
             // The deadline covers the whole streamed read. Passed after some records: they are
             // a page (the caller reads on from the last). Passed before any: the server is still
             // scanning, so the read is made again with a longer deadline, a bounded number of
             // times.
             let mut timed_out = false;
+            let mut failure = None;
             let mut stream = match self.client().read_all(&options).await {
                 Ok(stream) => Some(stream),
                 Err(kurrentdb::Error::DeadlineExceeded) => {
                     timed_out = true;
                     None
                 }
-                Err(e) => return Err(self.storage_error(e).into()),
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
             };
             while let Some(reading) = stream.as_mut()
                 && records.len() < max_count
@@ -747,24 +943,50 @@ impl KurrentStore {
                         timed_out = true;
                         break;
                     }
-                    Err(e) => return Err(self.storage_error(e).into()),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 };
                 received += 1;
                 let event = event.get_original_event();
                 let position = event.position.commit;
-                if page_start.is_some_and(|a| position <= a) {
+                if last_seen.is_some_and(|l| position < l) {
+                    return Err(not_increasing(last_seen, position));
+                }
+                if last_seen == Some(position) {
                     continue;
                 }
-                if from.is_some_and(|l| position <= l) {
-                    return Err(not_increasing(from, position));
-                }
+                last_seen = Some(position);
                 from = Some(position);
-                if self.is_tombstone(event) {
+                if after.is_some_and(|a| position <= a)
+                    || self.is_tombstone(event)
+                    || self.is_hidden(event)
+                {
                     continue;
                 }
                 if let Some(stored) = self.ledger_stored(event) {
                     records.push(stored.chained());
                 }
+            }
+            if let Some(e) = failure {
+                if let Some(a) = after
+                    && is_invalid_position(&e)
+                    && last_seen.is_none()
+                    && relocations < 2
+                {
+                    // First the next position (a record may start there: the usual case), then
+                    // the start of the log, which is told.
+                    from = if relocations == 0 {
+                        Some(a + 1)
+                    } else {
+                        self.note_invalid_position(a);
+                        None
+                    };
+                    relocations += 1;
+                    continue;
+                }
+                return Err(self.storage_error(e).into());
             }
             if timed_out {
                 if !records.is_empty() {
@@ -839,7 +1061,8 @@ impl KurrentStore {
     }
 
     /// [`Self::head`] with the client's own error, for callers that report it their own way.
-    /// Tombstones are not events of ours: the head is the last record before them.
+    /// Tombstones and the events a deletion hides are not read as events: the head is the last
+    /// record that is.
     async fn head_raw(&self) -> Result<Option<u64>, kurrentdb::Error> {
         let mut before = StreamPosition::End;
         let mut deadline = self.inner.read_deadline;
@@ -879,11 +1102,21 @@ impl KurrentStore {
                 };
                 received += 1;
                 let event = event.get_original_event();
-                if !self.is_tombstone(event) {
-                    return Ok(Some(event.position.commit));
-                }
                 // Reading backwards from a position excludes the record at it.
                 before = StreamPosition::Position(event.position);
+                if self.is_tombstone(event) {
+                    continue;
+                }
+                let position = event.position.commit;
+                // Only a deletion after an event can hide it.
+                self.refresh_deletions(Some(position), DELETIONS_REFRESH_INTERVAL)
+                    .await?;
+                if !self
+                    .deletions()
+                    .hides(event.stream_id(), event.revision, position)
+                {
+                    return Ok(Some(position));
+                }
             }
             if received < HEAD_PAGE_EVENTS {
                 return Ok(None);
@@ -998,10 +1231,44 @@ impl EventStore for KurrentStore {
         }
     }
 
+    /// One read of `$all` at `position`: the server answers a position inside a record as
+    /// invalid, which means no event is there.
+    async fn record_at(&self, position: u64) -> Result<Option<Record>, ReadError> {
+        let first = self
+            .read_one(
+                ReadAllOptions::default()
+                    .forwards()
+                    .position(start_at(Some(position)))
+                    .filter(self.subscription_filter()),
+            )
+            .await;
+        let event = match first {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(None),
+            Err(e) if is_invalid_position(&e) => return Ok(None),
+            Err(e) => return Err(self.storage_error(e).into()),
+        };
+        let event = event.get_original_event();
+        if event.position.commit != position || self.is_tombstone(event) {
+            return Ok(None);
+        }
+        self.refresh_deletions(Some(position), DELETIONS_REFRESH_INTERVAL)
+            .await
+            .map_err(|e| ReadError::from(self.storage_error(e)))?;
+        if self
+            .deletions()
+            .hides(event.stream_id(), event.revision, position)
+        {
+            return Ok(None);
+        }
+        Ok(self.ledger_record(event))
+    }
+
     async fn subscribe_all(&self, after: Option<u64>) -> Result<Box<dyn Subscription>, ReadError> {
         Ok(Box::new(KurrentSubscription {
             store: self.clone(),
             after,
+            from_start: false,
             live: None,
             caught_up: false,
             head_at_start: None,
@@ -1027,16 +1294,29 @@ impl EventStore for KurrentStore {
             .foreign_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let invalid = self
+            .inner
+            .invalid_positions_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let display = &self.inner.display;
         deleted
             .iter()
             .map(|stream| {
                 format!(
-                    "stream {stream} was hard-deleted (tombstoned) in KurrentDB at {}; its \
-                     tombstone was skipped. Its earlier events stay in the log until the server \
-                     scavenges it, and the customer can no longer be recorded",
-                    self.inner.display
+                    "stream {stream} was hard-deleted (tombstoned) in KurrentDB at {display}; \
+                     the customer can no longer be recorded, and its events are left out of \
+                     reads of the log"
                 )
             })
+            .chain(self.deletions().notices(display))
+            .chain(invalid.iter().map(|position| {
+                format!(
+                    "position {position} is no record's in KurrentDB at {display} (a position \
+                     of another cluster, or typed by hand): what follows it was found by reading \
+                     from the start of the log"
+                )
+            }))
             .chain(foreign.iter().map(|why| {
                 format!(
                     "skipped a record that is not the ledger's: {why}. Reports leave it out; \
@@ -1060,6 +1340,9 @@ struct KurrentSubscription {
     store: KurrentStore,
     /// The checkpoint: position of the last event delivered.
     after: Option<u64>,
+    /// Whether the server refused `after` as no record's position: the subscription then
+    /// starts at the start of the log and skips what is not after it.
+    from_start: bool,
     live: Option<kurrentdb::Subscription>,
     caught_up: bool,
     /// The head when the current server subscription started; `Some(None)`: the log was empty.
@@ -1151,17 +1434,24 @@ impl Subscription for KurrentSubscription {
                         Err(e) => return self.failed(e),
                     }
                 }
-                let start = match self.after {
-                    // A subscription from a position starts after it.
-                    Some(p) => StreamPosition::Position(Position {
-                        commit: p,
-                        prepare: p,
-                    }),
-                    None => StreamPosition::Start,
+                // Every deletion after the checkpoint is known before catching up, so that the
+                // events deletions hide are skipped; later ones arrive through the subscription.
+                if let Err(e) = self
+                    .store
+                    .refresh_deletions(self.after, Duration::ZERO)
+                    .await
+                {
+                    return self.failed(e);
+                }
+                // A subscription from a position starts after it.
+                let start = if self.from_start {
+                    StreamPosition::Start
+                } else {
+                    start_at(self.after)
                 };
                 let options = SubscribeToAllOptions::default()
                     .position(start)
-                    .filter(self.store.subscription_filter());
+                    .filter(self.store.subscription_filter_with_metadata());
                 self.live = Some(self.store.client().subscribe_to_all(&options).await);
             }
             if !self.caught_up
@@ -1175,12 +1465,22 @@ impl Subscription for KurrentSubscription {
                 Ok(SubscriptionEvent::EventAppeared(event)) => {
                     self.failures = 0;
                     self.reached = true;
-                    if self.store.is_tombstone(event.get_original_event()) {
-                        // A hard delete of one customer's stream: no event of ours, and no
-                        // reason to stop (noted for `notices`).
+                    let event = event.get_original_event();
+                    if let Some(deletion) = self.store.deletion_record(event) {
+                        // A hard or soft delete of one customer's stream: no event of ours, and
+                        // no reason to stop. One the search before subscribing did not find
+                        // may hide events delivered already: told (`notices`).
+                        let _ = self.store.is_tombstone(event);
+                        let mut deletions = self.store.deletions();
+                        if deletions.apply(&deletion) {
+                            deletions.note_late(event.stream_id());
+                        }
                         continue;
                     }
-                    let Some(record) = self.store.ledger_record(event.get_original_event()) else {
+                    if self.store.is_tombstone(event) || self.store.is_hidden(event) {
+                        continue;
+                    }
+                    let Some(record) = self.store.ledger_record(event) else {
                         continue;
                     };
                     if self.after.is_some_and(|a| record.position <= a) {
@@ -1204,10 +1504,43 @@ impl Subscription for KurrentSubscription {
                         .storage_error(kurrentdb::Error::AccessDenied)
                         .into());
                 }
+                Err(e) if is_invalid_position(&e) && !self.from_start => {
+                    // Events at or before the checkpoint are skipped as after a reconnection.
+                    if let Some(after) = self.after {
+                        self.store.note_invalid_position(after);
+                    }
+                    self.from_start = true;
+                    self.live = None;
+                    self.head_at_start = None;
+                }
                 Err(e) => return self.failed(e),
             }
         }
     }
+}
+
+/// Where a read of `$all` that wants what follows `after` starts: at `after` (the server
+/// includes the record there; readers skip it), or at the start of the log.
+fn start_at(after: Option<u64>) -> StreamPosition<Position> {
+    match after {
+        Some(p) => StreamPosition::Position(Position {
+            commit: p,
+            prepare: p,
+        }),
+        None => StreamPosition::Start,
+    }
+}
+
+/// Whether the server refused a read because its position is inside a record, not at one's
+/// start ([`INVALID_POSITION_MESSAGE`]).
+fn is_invalid_position(e: &kurrentdb::Error) -> bool {
+    matches!(
+        e,
+        kurrentdb::Error::Grpc {
+            code: tonic::Code::InvalidArgument,
+            message,
+        } if message.starts_with(INVALID_POSITION_MESSAGE)
+    )
 }
 
 fn not_increasing(last: Option<u64>, next: u64) -> ReadError {

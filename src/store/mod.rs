@@ -369,6 +369,17 @@ pub trait EventStore: Send + Sync {
         max_count: usize,
     ) -> Result<Vec<Record>, ReadError>;
 
+    /// The event at `position`, if the log holds one there. On a store whose positions are not
+    /// dense (KurrentDB), most positions are no record's, and `None` says so.
+    async fn record_at(&self, position: u64) -> Result<Option<Record>, ReadError> {
+        Ok(self
+            .read_all(position.checked_sub(1), 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|r| r.position == position))
+    }
+
     /// Subscribes to every event after the checkpoint `after`: catch-up, then live.
     async fn subscribe_all(&self, after: Option<u64>) -> Result<Box<dyn Subscription>, ReadError>;
 

@@ -109,6 +109,31 @@ struct Log {
     next_position: u64,
 }
 
+impl Log {
+    /// Whether a read of `$all` may start at `position`: the start, the end or beyond it (an
+    /// empty read), or the first byte of a record. Anywhere else the server's chunk reader finds
+    /// no record there (KurrentDB v25.1 `TFChunkReadSide.cs` `ValidateRecordLength` throws
+    /// `InvalidReadException`; `AllReader.cs` reads the record at the position it is given and
+    /// answers an empty page at or past the last indexed position).
+    fn is_record_boundary(&self, position: u64) -> bool {
+        position == 0
+            || position >= self.next_position
+            || self
+                .events
+                .binary_search_by_key(&position, |e| e.position)
+                .is_ok()
+    }
+}
+
+/// What the server answers a read of `$all`, or a subscription to it, from a position inside
+/// a record: `InvalidArgument` "Trying to read from an invalid position.", with no exception
+/// trailer (KurrentDB v25.1 `StorageReaderWorker.All.cs` turns `InvalidReadException` into
+/// `ReadAllResult.InvalidPosition`; `RpcExceptions.cs` `InvalidPositionException`; the same
+/// since 20.10).
+fn invalid_position() -> Status {
+    Status::invalid_argument("Trying to read from an invalid position.")
+}
+
 /// The revision of a tombstone record: `long.MaxValue` (KurrentDB `Data/EventNumber.cs`,
 /// `EventNumber.DeletedStream`).
 const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
@@ -942,6 +967,28 @@ impl Streams for Service {
             }
         };
         let log = self.shared.log.lock().expect("log lock");
+        if let Some(StreamOption::All(read_req::options::AllOptions {
+            all_option: Some(read_req::options::all_options::AllOption::Position(p)),
+        })) = &options.stream_option
+            && !log.is_record_boundary(p.commit_position)
+        {
+            if count.is_some() {
+                return Err(invalid_position());
+            }
+            // A subscription is confirmed first; its catch-up read then fails
+            // (`Enumerator.AllSubscription.cs` `MainLoop`).
+            let confirmation = ReadResp {
+                content: Some(read_resp::Content::Confirmation(
+                    read_resp::SubscriptionConfirmation {
+                        subscription_id: Uuid::new_v4().to_string(),
+                    },
+                )),
+            };
+            return Ok(Response::new(Box::pin(tokio_stream::iter([
+                Ok(confirmation),
+                Err(invalid_position()),
+            ]))));
+        }
         let messages: Vec<ReadResp> = match (options.stream_option, count) {
             (Some(StreamOption::Stream(so)), Some(count)) => {
                 let name = so
