@@ -334,14 +334,99 @@ async fn a_record_retried_after_an_unknown_outcome_reports_the_original_once() {
 
 /// A `serve` process against the double.
 fn serve(dir: &Path, store: &str) -> ServeProcess {
+    serve_with_stderr(dir, store, std::process::Stdio::null())
+}
+
+/// A `serve` process against the double, its standard error to `stderr`.
+fn serve_with_stderr(dir: &Path, store: &str, stderr: std::process::Stdio) -> ServeProcess {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline-ledger"));
     command
         .current_dir(dir)
         .env_remove("PIPELINE_LEDGER_STORE")
         .env_remove("PIPELINE_LEDGER_READ_MODELS")
         .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::null());
+        .stderr(stderr);
     ServeProcess::spawn(command)
+}
+
+/// Issue 16: a customer's stream hard-deleted while `serve` follows the log. The runner goes
+/// on, and the server says on standard error that its read models keep the deleted events
+/// until a rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tells_of_a_stream_deleted_while_it_followed_the_log() {
+    let double = Double::start().await;
+    let url = double.url();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["token", "create", "--role", "writer", "--name", "crm-sync"];
+    let out = run(dir.path(), &url, &args).await;
+    ok(&args, &out);
+    let writer = out.stdout.trim().to_string();
+    let args = ["token", "create", "--role", "reader", "--name", "ops"];
+    let out = run(dir.path(), &url, &args).await;
+    ok(&args, &out);
+    let reader = out.stdout.trim().to_string();
+    let log = dir.path().join("serve.stderr");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let (serve_dir, store) = (dir.path().to_path_buf(), url.clone());
+    let server =
+        tokio::task::spawn_blocking(move || serve_with_stderr(&serve_dir, &store, stderr.into()))
+            .await
+            .unwrap();
+    let http = reqwest::Client::new();
+    let lead = |company: &str| {
+        serde_json::json!({"type": "LeadSourced", "data": {"company": company,
+            "contact": {"name": "N"}, "deal_id": "d1", "rep_id": "rep-01", "source": "referral"}})
+    };
+    let append = |customer: String| {
+        let (http, url, writer, body) = (
+            http.clone(),
+            server.url.clone(),
+            writer.clone(),
+            lead(&customer),
+        );
+        async move {
+            let response = http
+                .post(format!("{url}/v1/customers/{customer}/events"))
+                .bearer_auth(&writer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        }
+    };
+    append("acme".to_string()).await;
+    // The runner has projected the customer before its stream is deleted.
+    let started = std::time::Instant::now();
+    while http
+        .get(format!("{}/v1/customers/acme/report", server.url))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(started.elapsed().as_secs() < 30, "acme was never projected");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    double.tombstone("customer-acme");
+    let started = std::time::Instant::now();
+    let mut others = 0;
+    let told = loop {
+        others += 1;
+        append(format!("beta-{others}")).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("keep them until `rebuild`") || started.elapsed().as_secs() > 30 {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert!(
+        told.contains("warning: stream customer-acme was deleted")
+            && told.contains("keep them until `rebuild`"),
+        "{told}"
+    );
 }
 
 /// Two servers on one cluster share the grants (kept in the cluster, not on a host) and the log:

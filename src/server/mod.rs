@@ -300,9 +300,19 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         let state = state.clone();
         let mut stopping = stop_rx.clone();
         tokio::spawn(async move {
+            let mut told = std::collections::HashSet::new();
             let mut progress = |p: &Progress| {
                 if let Some(notice) = &p.retrying {
                     eprintln!("projections: {notice}");
+                }
+                // What the store skipped or found while the runner read it (a deleted KurrentDB
+                // stream, a record that is not the ledger's), each text once, once caught up.
+                if p.caught_up {
+                    for notice in store.notices() {
+                        if told.insert(notice.clone()) {
+                            eprintln!("warning: {notice}");
+                        }
+                    }
                 }
                 state
                     .checkpoint
