@@ -785,6 +785,7 @@ fn the_examples_in_the_help_run() {
         "rebuild",
         "funnel",
         "reps",
+        "scorecard",
         "customer",
         "pipeline",
         "keygen",

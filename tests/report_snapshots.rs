@@ -243,6 +243,78 @@ fn a_year_of_reps_adds_up_its_quarters() {
     }
 }
 
+/// Issue 14: the quarterly rep scorecard, in its three forms, for the latest quarter, a past
+/// quarter named by a month inside it, and one rep.
+#[test]
+fn scorecard() {
+    for args in [
+        &["scorecard"][..],
+        &["scorecard", "--quarter", "2025-11"],
+        &["scorecard", "--quarter", "2025-Q4", "--rep", "rep-03"],
+    ] {
+        check_formats(args);
+    }
+    check_error(&["scorecard", "--quarter", "2025-Q5"]);
+}
+
+/// Issue 14: the scorecard's actuals are the rep report's quarter rows (the same credit rules),
+/// its attainments and scores recompute from them and the policy's targets by the README's
+/// formulas, and every rep with a row in the quarter is ranked once.
+#[test]
+fn the_scorecard_is_computed_from_the_rep_report() {
+    let dir = dataset().dir.path();
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
+    };
+    let reps = json(&["reps", "--period", "quarter", "--json"]);
+    for quarter in ["2025-Q3", "2025-Q4"] {
+        let card = json(&["scorecard", "--quarter", quarter, "--json"]);
+        let rows = card["rows"].as_array().unwrap();
+        let mine: Vec<&serde_json::Value> = reps["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["period"] == quarter)
+            .collect();
+        assert!(!mine.is_empty());
+        assert_eq!(rows.len(), mine.len(), "{quarter}: one row per rep");
+        let cap = card["attainment_cap_percent"].as_u64().unwrap() * 100;
+        let attain = |actual: u64, target: u64| (actual * 10_000 / target).min(cap);
+        let weights = &card["weights"];
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row["rank"].as_u64().unwrap(), i as u64 + 1);
+            let rep = mine.iter().find(|r| r["rep"] == row["rep"]).unwrap();
+            let (n, won, lost) = (
+                rep["interactions_total"].as_u64().unwrap(),
+                rep["deals_won"].as_u64().unwrap(),
+                rep["deals_lost"].as_u64().unwrap(),
+            );
+            let targets = &card["targets"];
+            let mut parts = vec![
+                (
+                    attain(n, targets["interactions"].as_u64().unwrap()),
+                    weights["activity"].as_u64().unwrap(),
+                ),
+                (
+                    attain(won, targets["deals_won"].as_u64().unwrap()),
+                    weights["results"].as_u64().unwrap(),
+                ),
+            ];
+            if let Some(rate) = (won * 10_000).checked_div(won + lost) {
+                parts.push((
+                    attain(rate, targets["win_rate_percent"].as_u64().unwrap() * 100),
+                    weights["quality"].as_u64().unwrap(),
+                ));
+            }
+            let score = parts.iter().map(|(a, w)| a * w).sum::<u64>()
+                / parts.iter().map(|(_, w)| w).sum::<u64>();
+            assert_eq!(row["activity"]["actual"].as_u64().unwrap(), n);
+            assert_eq!(row["results"]["actual"].as_u64().unwrap(), won);
+            assert_eq!(row["score_bp"].as_u64().unwrap(), score, "{quarter} {rep}");
+        }
+    }
+}
+
 #[test]
 fn customer() {
     for id in [WON, REOPENED, REASSIGNED, CORRECTED] {
@@ -297,6 +369,19 @@ fn demo_summary_fits_one_screen() {
         out.contains(&format!("({}/{})", win["count"], win["of"])),
         "the win rate's counts are not funnel's:\n{out}"
     );
+    let card = ok_in(dataset().dir.path(), &["scorecard", "--json"]).stdout;
+    let card: serde_json::Value = serde_json::from_str(&card).unwrap();
+    let best = &card["rows"][0];
+    let score = best["score_bp"].as_u64().unwrap();
+    assert!(
+        out.contains(&format!(
+            "{} leads at {}.{:02}% of target",
+            best["rep"].as_str().unwrap(),
+            score / 100,
+            score % 100
+        )),
+        "the scorecard line is not scorecard's:\n{out}"
+    );
     let full = ok_in(
         tempfile::tempdir().unwrap().path(),
         &[
@@ -314,6 +399,7 @@ fn demo_summary_fits_one_screen() {
     for section in [
         "== Funnel by lead source ==",
         "== Reps per quarter ==",
+        "== Rep scorecard ==",
         "Stalled deals",
     ] {
         assert!(full.contains(section), "--full lacks {section}:\n{full}");

@@ -215,6 +215,7 @@ async fn every_route_wants_a_token_and_the_right_role_and_errors_are_problem_doc
     for path in [
         "/v1/reports/funnel",
         "/v1/reports/reps",
+        "/v1/reports/scorecard",
         "/v1/reports/pipeline",
         &format!("/v1/customers/{customer}/report"),
         &format!("/v1/customers/{customer}/history"),
@@ -319,7 +320,7 @@ async fn reports_are_the_command_lines_json_and_csv() {
     let reader = ledger.token("reader", "bi");
     let server = Server::start(&ledger);
     wait_ready(&server).await;
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("/v1/reports/funnel", &["funnel", "--json"]),
         (
             "/v1/reports/funnel?by=source",
@@ -334,6 +335,18 @@ async fn reports_are_the_command_lines_json_and_csv() {
             &["reps", "--json", "--period", "month"],
         ),
         ("/v1/reports/pipeline", &["pipeline", "--json"]),
+        ("/v1/reports/scorecard", &["scorecard", "--json"]),
+        (
+            "/v1/reports/scorecard?quarter=2026-02&rep=rep-02",
+            &[
+                "scorecard",
+                "--json",
+                "--quarter",
+                "2026-Q1",
+                "--rep",
+                "rep-02",
+            ],
+        ),
         (
             "/v1/customers/cust-00002/report",
             &["customer", "cust-00002", "--json"],
@@ -356,6 +369,12 @@ async fn reports_are_the_command_lines_json_and_csv() {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = csv.text().await.unwrap();
     assert_eq!(csv, ledger.cli(&["funnel", "--csv", "--by", "rep"]));
+    // A quarter that is none: 400, naming the parameter.
+    let (status, body) = server
+        .get("/v1/reports/scorecard?quarter=2026-Q7", Some(&reader))
+        .await;
+    problem(status, &body, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "quarter");
 }
 
 async fn wait_ready(server: &Server) {

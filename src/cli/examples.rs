@@ -100,6 +100,10 @@ pub const REPS: &str = "Examples:
   pipeline-ledger reps
   pipeline-ledger reps --period month --rep rep-01 --csv";
 
+pub const SCORECARD: &str = "Examples:
+  pipeline-ledger scorecard
+  pipeline-ledger scorecard --quarter 2026-Q2 --rep rep-01 --json";
+
 pub const CUSTOMER: &str = "Examples:
   pipeline-ledger customer acme-foods
   pipeline-ledger customer acme-foods --as-of 2026-Q1 --json";

@@ -318,6 +318,11 @@ pub(crate) fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
     pipeline_ledger::projections::time::parse_time_start(s).map_err(|e| e.to_string())
 }
 
+/// Parses a quarter argument: a quarter (2026-Q2), or a time or period inside one.
+pub(crate) fn parse_quarter(s: &str) -> Result<String, String> {
+    pipeline_ledger::projections::time::quarter_of(s).map_err(|e| e.to_string())
+}
+
 fn parse_view(s: &str) -> Result<PersonalView, String> {
     PersonalView::parse(s).ok_or_else(|| {
         format!(
@@ -1142,14 +1147,26 @@ async fn demo_report(
         })
         .await?;
     let reps = queries.reps(RepsRequest::default()).await?;
+    let scorecard = queries
+        .scorecard(pipeline_ledger::query::ScorecardRequest::default())
+        .await?;
     let pipeline = queries.pipeline(PipelineRequest::default()).await?;
-    crate::present::summary::write_summary(out, &funnel, &reps, &pipeline, &report.store_hint)?;
+    crate::present::summary::write_summary(
+        out,
+        &funnel,
+        &reps,
+        &scorecard,
+        &pipeline,
+        &report.store_hint,
+    )?;
     if report.full {
         let format = Format::Table(Layout::for_stdout());
         writeln!(out, "\n== Funnel by lead source ==")?;
         write_funnel(out, format, &funnel)?;
         writeln!(out, "== Reps per quarter ==")?;
         write_reps(out, format, &reps)?;
+        writeln!(out, "== Rep scorecard ==")?;
+        crate::present::reports::write_scorecard(out, format, &scorecard)?;
         writeln!(out, "== Pipeline and stalled deals ==")?;
         write_pipeline(out, format, &pipeline, &Worklist::default())?;
     }

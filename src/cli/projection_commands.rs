@@ -6,6 +6,7 @@ use super::{parse_end, parse_start};
 use crate::present::progress::{Progress, Unit};
 use crate::present::reports::{
     Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_reps,
+    write_scorecard,
 };
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
@@ -15,6 +16,7 @@ use pipeline_ledger::projections::policy::Policy;
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
     CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
+    ScorecardRequest,
 };
 use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::read_models::ReadModels;
@@ -183,6 +185,20 @@ pub enum ProjectionCommand {
         #[arg(long, value_enum, default_value = "quarter")]
         period: PeriodArg,
         /// Only this rep.
+        #[arg(long)]
+        rep: Option<String>,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// The quarterly rep scorecard: activity, results and quality against the policy's
+    /// targets, weighted and ranked, with each rep's movement since the quarter before.
+    #[command(after_long_help = super::examples::SCORECARD)]
+    Scorecard {
+        /// The quarter (2026-Q2), or a date or month inside it; default the latest quarter
+        /// with a rep row.
+        #[arg(long, value_name = "QUARTER", value_parser = super::parse_quarter)]
+        quarter: Option<String>,
+        /// Only this rep's row (the ranks stay those among every rep).
         #[arg(long)]
         rep: Option<String>,
         #[command(flatten)]
@@ -498,6 +514,19 @@ pub async fn run(
             };
             let r = queries(&report.policy)?.reps(request).await?;
             write_reps(out, report.format(), &r)?;
+        }
+        ProjectionCommand::Scorecard {
+            quarter,
+            rep,
+            report,
+        } => {
+            let request = ScorecardRequest {
+                quarter,
+                rep,
+                at: report.at(),
+            };
+            let r = queries(&report.policy)?.scorecard(request).await?;
+            write_scorecard(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
             let at = report.at();

@@ -627,6 +627,44 @@ pub const DEFINITIONS: &[Definition] = &[
          amends (counted with the replacement data, keeping its original times) or retracts \
          (ignored as if never recorded). The latest correction of an event wins.",
     ),
+    // The quarterly rep scorecard.
+    d(
+        "scorecard.score",
+        "Score",
+        "The weighted mean of the rep's attainments in the quarter (weights from the policy's \
+         scorecard), in percent of target, rounded down to 0.01: 100.00 is every target met. \
+         Quality is left out of the mean for a rep who closed no deal.",
+    ),
+    d(
+        "scorecard.movement",
+        "Movement",
+        "The rep's rank in the quarter before minus the rank now: ▲ up, ▼ down, = the same, \
+         new when the rep was not ranked then.",
+    ),
+    d(
+        "scorecard.activity",
+        "Activity",
+        "Interactions the rep performed in the quarter (every event but reassignments, credited \
+         to the performer, as in reps) against the quarter's target.",
+    ),
+    d(
+        "scorecard.results",
+        "Results",
+        "Deals won while the rep owned the customer (credited to the owner at the contract, as \
+         in reps) against the quarter's target.",
+    ),
+    d(
+        "scorecard.quality",
+        "Quality",
+        "The win rate of the deals the rep closed in the quarter, won / (won + lost) as in \
+         reps, against the target win rate; none without a closed deal.",
+    ),
+    d(
+        "scorecard.attainment",
+        "Attainment",
+        "actual / target, capped at the policy's attainment_cap_percent so that no single \
+         component (sales volume alone) can carry the score; rounded down to 0.01%.",
+    ),
 ];
 
 /// The definition of a figure, by key.
@@ -662,7 +700,16 @@ mod tests {
             assert!(seen.insert(d.key), "{} is defined twice", d.key);
             let (report, figure) = d.key.split_once('.').expect("a key is report.figure");
             assert!(
-                ["meta", "funnel", "reps", "pipeline", "customer", "history"].contains(&report),
+                [
+                    "meta",
+                    "funnel",
+                    "reps",
+                    "scorecard",
+                    "pipeline",
+                    "customer",
+                    "history"
+                ]
+                .contains(&report),
                 "{}: unknown report",
                 d.key
             );

@@ -8,6 +8,7 @@ use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
 use pipeline_ledger::projections::lifecycle::CustomerReport;
 use pipeline_ledger::projections::meta::ReportMeta;
+use pipeline_ledger::projections::scorecard::{BASIS_POINTS, ScoreComponent, ScorecardReport};
 use pipeline_ledger::projections::stalled::{PipelineReport, StallKind, StalledDeal};
 use pipeline_ledger::projections::time::Spread;
 use serde::Serialize;
@@ -444,6 +445,106 @@ pub fn write_reps(out: &mut dyn Write, format: Format, r: &RepsReport) -> io::Re
             row.reassigned_out.to_string(),
         ]);
         t.row(cells);
+    }
+    write_out(out, format, &r.meta, r, vec![t])
+}
+
+/// Writes the quarterly rep scorecard: one row per rep, best first, each component as
+/// actual / target and its attainment, then the weighted score.
+pub fn write_scorecard(out: &mut dyn Write, format: Format, r: &ScorecardReport) -> io::Result<()> {
+    let w = r.weights;
+    let headers = [
+        "rank",
+        "rep",
+        "score",
+        "movement",
+        "interactions",
+        "activity",
+        "won",
+        "results",
+        "win_rate",
+        "quality",
+    ];
+    let title = format!(
+        "Rep scorecard {}{} (weights: activity {}, results {}, quality {}; targets: {} \
+         interactions, {} won, {}% win rate; attainment capped at {}%)",
+        r.quarter,
+        if r.in_progress {
+            ", in progress: counted so far against the whole quarter's targets"
+        } else {
+            ""
+        },
+        w.activity,
+        w.results,
+        w.quality,
+        r.targets.interactions,
+        r.targets.deals_won,
+        r.targets.win_rate_percent,
+        r.attainment_cap_percent
+    );
+    let mut t = Table::new(title, &headers).keyed_by(2).explained_by(&[
+        "scorecard.score",
+        "scorecard.movement",
+        "scorecard.activity",
+        "scorecard.results",
+        "scorecard.quality",
+        "scorecard.attainment",
+    ]);
+    let csv = format == Format::Csv;
+    // Basis points as a percentage with two decimals: exact, as the score is whole basis points.
+    let percent = |bp: u64| format!("{}.{:02}", bp / 100, bp % 100);
+    let attained = |c: &ScoreComponent| match c.attainment_bp {
+        Some(bp) if csv => percent(bp),
+        Some(bp) => format!("{}%", percent(bp)),
+        None if csv => String::new(),
+        None => "–".to_string(),
+    };
+    for row in &r.rows {
+        let movement = match row.movement {
+            Some(m) if csv => m.to_string(),
+            Some(0) => "=".to_string(),
+            Some(m) if m > 0 => format!("▲{m}"),
+            Some(m) => format!("▼{}", -m),
+            None if csv => String::new(),
+            None => "new".to_string(),
+        };
+        let closed = row.deals_won + row.deals_lost;
+        let win_rate = if closed == 0 {
+            if csv {
+                String::new()
+            } else {
+                "–".to_string()
+            }
+        } else if csv {
+            percent(row.quality.actual)
+        } else {
+            format!(
+                "{}% ({}/{closed})",
+                percent(row.quality.actual),
+                row.deals_won
+            )
+        };
+        debug_assert!(row.quality.actual <= BASIS_POINTS);
+        t.row(vec![
+            row.rank.to_string(),
+            row.rep.clone(),
+            percent(row.score_bp),
+            movement,
+            if csv {
+                row.activity.actual.to_string()
+            } else {
+                format!("{}/{}", row.activity.actual, row.activity.target)
+            },
+            attained(&row.activity),
+            if csv {
+                row.results.actual.to_string()
+            } else {
+                format!("{}/{}", row.results.actual, row.results.target)
+            },
+            attained(&row.results),
+            win_rate,
+            attained(&row.quality),
+        ]);
     }
     write_out(out, format, &r.meta, r, vec![t])
 }

@@ -6,6 +6,7 @@
 use super::reports::ratio;
 use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::FunnelReport;
+use pipeline_ledger::projections::scorecard::ScorecardReport;
 use pipeline_ledger::projections::stalled::PipelineReport;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
@@ -21,6 +22,7 @@ pub fn write_summary(
     out: &mut dyn Write,
     funnel: &FunnelReport,
     reps: &RepsReport,
+    scorecard: &ScorecardReport,
     pipeline: &PipelineReport,
     store_hint: &str,
 ) -> io::Result<()> {
@@ -58,6 +60,17 @@ pub fn write_summary(
         cohort.open
     )?;
     writeln!(out, "Top reps     {}", top_reps(reps))?;
+    if let Some(best) = scorecard.rows.first() {
+        writeln!(
+            out,
+            "Scorecard    {}{}: {} leads at {}.{:02}% of target (activity, results, quality)",
+            scorecard.quarter,
+            if scorecard.in_progress { " so far" } else { "" },
+            best.rep,
+            best.score_bp / 100,
+            best.score_bp % 100
+        )?;
+    }
     let (stalled, busiest) = stalled(pipeline);
     writeln!(
         out,
@@ -99,6 +112,10 @@ pub fn write_summary(
         (
             "pipeline-ledger reps",
             "each rep's activity and results per quarter",
+        ),
+        (
+            "pipeline-ledger scorecard",
+            "the quarter's reps ranked on activity, results, quality",
         ),
         (
             "pipeline-ledger pipeline",

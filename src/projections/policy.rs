@@ -1,6 +1,7 @@
 //! The pipeline policy sales ops may change without recompiling: stage order, stalled thresholds
 //! per stage and the dormant threshold. Shipped defaults are embedded; a file overrides them.
 
+use super::scorecard::{ScorecardPolicy, ScorecardPolicyError};
 use crate::domain::Stage;
 use crate::limits::THRESHOLD_DAYS_MAX;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,11 @@ pub enum PolicyError {
         what: String,
         percent: u8,
     },
+    #[error("policy {origin}: {source}")]
+    Scorecard {
+        origin: String,
+        source: ScorecardPolicyError,
+    },
     #[error("policy {origin}: {what} is {days} days; use 1 to {THRESHOLD_DAYS_MAX}")]
     BadThreshold {
         origin: String,
@@ -74,6 +80,10 @@ pub struct Policy {
     /// a low figure is no collapse yet. Optional in a policy file (default 50).
     #[serde(default = "default_cohort_immature_open_percent")]
     pub cohort_immature_open_percent: u8,
+    /// The quarterly rep scorecard's weights, cap and targets (`projections/README.md`, "Rep
+    /// scorecard"). Optional in a policy file (the shipped defaults).
+    #[serde(default)]
+    pub scorecard: ScorecardPolicy,
 }
 
 /// The share of open deals above which a cohort is immature, unless the policy says otherwise.
@@ -96,11 +106,13 @@ impl Policy {
     pub fn fingerprint(&self) -> u64 {
         use std::hash::Hasher;
         let mut hasher = fnv::FnvHasher::default();
-        // Only what read models are folded under: the immature-cohort threshold is read when a
-        // funnel is computed, so changing it must not make every read model rebuild.
+        // Only what read models are folded under: the immature-cohort threshold and the
+        // scorecard are read when a report is computed, so changing them must not make every
+        // read model rebuild.
         let mut value = serde_json::to_value(self).expect("a policy serializes");
         if let Some(fields) = value.as_object_mut() {
             fields.remove("cohort_immature_open_percent");
+            fields.remove("scorecard");
         }
         let json = value.to_string();
         hasher.write(json.as_bytes());
@@ -186,6 +198,12 @@ impl Policy {
                 percent: self.cohort_immature_open_percent,
             });
         }
+        self.scorecard
+            .check()
+            .map_err(|source| PolicyError::Scorecard {
+                origin: origin.to_string(),
+                source,
+            })?;
         Ok(())
     }
 

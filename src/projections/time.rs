@@ -100,6 +100,12 @@ pub fn parse_time_end(input: &str) -> Result<DateTime<Utc>, TimeParseError> {
     parse_time(input, true)
 }
 
+/// The quarter (`2024-Q1`) of a time or period as people write it (`2024-Q1`, `2024-02`,
+/// `2024-02-10`, RFC 3339): the quarter its first instant falls in.
+pub fn quarter_of(input: &str) -> Result<String, TimeParseError> {
+    Ok(Period::Quarter.label(parse_time_start(input)?))
+}
+
 /// Parses an RFC 3339 time, or a period (see [`parse_time_end`]) meaning its first instant.
 pub fn parse_time_start(input: &str) -> Result<DateTime<Utc>, TimeParseError> {
     parse_time(input, false)

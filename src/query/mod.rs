@@ -22,7 +22,9 @@ use crate::projections::fold::replay;
 use crate::projections::lifecycle::{CustomerReport, customer_report};
 use crate::projections::meta::{ReportAt, ReportMeta, lag};
 use crate::projections::model::ReadModel;
+use crate::projections::scorecard::{ScorecardReport, is_quarter_label, scorecard};
 use crate::projections::stalled::{PipelineReport, pipeline};
+use crate::projections::time::Period;
 use crate::read_models::Tables;
 use crate::read_models::{ReadModelError, ReadModels};
 use crate::runner::binding::{Staleness, expected_binding, staleness};
@@ -67,6 +69,8 @@ pub enum QueryError {
         "the report needed a replay of the log that did not finish within its time limit; ask for a later date, a narrower report, or read the kept reports"
     )]
     DeadlineExceeded,
+    #[error("{0:?} is not a quarter; give one like 2026-Q3")]
+    NotAQuarter(String),
     #[error("the window is empty: from {from} is later than to {to}; give from at or before to")]
     EmptyWindow {
         from: DateTime<Utc>,
@@ -87,6 +91,16 @@ pub struct FunnelRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepsRequest {
     pub params: RepsParams,
+    pub at: ReportAt,
+}
+
+/// The quarterly rep scorecard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScorecardRequest {
+    /// The quarter (`2026-Q3`); default the latest quarter with a rep row.
+    pub quarter: Option<String>,
+    /// Only this rep's row (ranks stay those among every rep).
+    pub rep: Option<String>,
     pub at: ReportAt,
 }
 
@@ -225,6 +239,27 @@ impl Queries {
         }
         let (model, meta) = self.model(&at).await?;
         Ok(reps(&model, meta, params))
+    }
+
+    /// The quarterly rep scorecard, over the quarterly rep report (so its credit rules and its
+    /// sources, live or replayed, are the rep report's), under the policy's scorecard.
+    pub async fn scorecard(&self, req: ScorecardRequest) -> Result<ScorecardReport, QueryError> {
+        let ScorecardRequest { quarter, rep, at } = req;
+        if let Some(q) = &quarter
+            && !is_quarter_label(q)
+        {
+            return Err(QueryError::NotAQuarter(q.clone()));
+        }
+        let params = RepsParams {
+            period: Period::Quarter,
+            rep: None,
+        };
+        let reps = self.reps(RepsRequest { params, at }).await?;
+        let mut report = scorecard(&reps, &self.policy.scorecard, quarter.as_deref());
+        if let Some(rep) = rep {
+            report.rows.retain(|r| r.rep == rep);
+        }
+        Ok(report)
     }
 
     /// One customer: from its live rows (read by key), or a replay.

@@ -219,6 +219,23 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/reports/scorecard",
+            summary: "The quarterly rep scorecard: activity, results and quality against the policy's targets, weighted, ranked, with the movement from the quarter before.",
+            roles: Some("reader, auditor, admin"),
+            params: [
+                vec![
+                    string_param("quarter", "The quarter (2026-Q3), or a time or period inside one; default the latest quarter with a rep row."),
+                    string_param("rep", "Only this rep's row (ranks stay those among every rep)."),
+                ],
+                time_params(),
+            ]
+            .concat(),
+            request: None,
+            ok: report("The rep scorecard."),
+            errors: &[400, 422],
+        },
+        Operation {
+            method: "get",
             path: "/v1/reports/pipeline",
             summary: "Counts per state and stage, stalled deals and overdue follow-ups.",
             roles: Some("reader, auditor, admin"),

@@ -215,6 +215,7 @@ impl From<QueryError> for Problem {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "beyond-head", detail)
                     .field("at_position")
             }
+            QueryError::NotAQuarter(_) => Problem::bad_request("quarter", detail),
             QueryError::EmptyWindow { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "empty-window", detail).field("from")
             }

@@ -7,7 +7,9 @@ use super::auth::Caller;
 use super::problem::Problem;
 use super::read::time_param;
 use super::{Shared, format_of};
-use crate::present::reports::{Format, write_customer, write_funnel, write_pipeline, write_reps};
+use crate::present::reports::{
+    Format, write_customer, write_funnel, write_pipeline, write_reps, write_scorecard,
+};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
@@ -16,9 +18,9 @@ use pipeline_ledger::access::Action;
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
-use pipeline_ledger::projections::time::{Period, parse_time_start};
+use pipeline_ledger::projections::time::{Period, parse_time_start, quarter_of};
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, ScorecardRequest,
 };
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -51,7 +53,7 @@ macro_rules! report_at {
     )*};
 }
 
-report_at!(AtParams, FunnelQuery, RepsQuery);
+report_at!(AtParams, FunnelQuery, RepsQuery, ScorecardQuery);
 
 /// Query parameters of the funnel.
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +78,19 @@ pub struct FunnelQuery {
 pub struct RepsQuery {
     /// `day`, `week`, `month` or `quarter` (default).
     pub period: Option<String>,
+    pub rep: Option<String>,
+    pub at_position: Option<u64>,
+    pub as_of: Option<String>,
+    pub known_at: Option<String>,
+    pub now: Option<String>,
+}
+
+/// Query parameters of the rep scorecard.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardQuery {
+    /// A quarter (`2026-Q3`), or any time or period inside one (`2026-08`); default the latest.
+    pub quarter: Option<String>,
     pub rep: Option<String>,
     pub at_position: Option<u64>,
     pub as_of: Option<String>,
@@ -211,6 +226,34 @@ pub async fn reps(
     let (queries, _permit) = bounded(&state, at.is_replay()).await?;
     let report = queries.reps(request).await?;
     respond(format_of(&headers), |out, f| write_reps(out, f, &report))
+}
+
+/// `GET /v1/reports/scorecard`.
+pub async fn scorecard(
+    State(state): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Result<Query<ScorecardQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    caller.may(Action::Reports)?;
+    let q = query(q)?;
+    let at = q.at()?;
+    let quarter = match q.quarter.as_deref() {
+        None => None,
+        Some(text) => {
+            Some(quarter_of(text).map_err(|e| Problem::bad_request("quarter", e.to_string()))?)
+        }
+    };
+    let request = ScorecardRequest {
+        quarter,
+        rep: q.rep,
+        at,
+    };
+    let (queries, _permit) = bounded(&state, at.is_replay()).await?;
+    let report = queries.scorecard(request).await?;
+    respond(format_of(&headers), |out, f| {
+        write_scorecard(out, f, &report)
+    })
 }
 
 /// `GET /v1/reports/pipeline`.
