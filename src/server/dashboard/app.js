@@ -652,14 +652,62 @@ const REP_COLS = [
   { head: 'Reassigned out', def: 'reps.reassigned_out', num: true, cell: repNum('reassigned_out') },
 ];
 
+/** Basis points as a percentage with two decimals, as the CLI shows them. */
+const bp = (n) => `${Math.floor(n / 100)}.${String(n % 100).padStart(2, '0')}%`;
+/** One scorecard component: actual / target, then its attainment ("–" without one). */
+const component = (key) => [
+  {
+    head: { activity: 'Interactions / target', results: 'Won / target', quality: 'Win rate / target' }[key],
+    def: `scorecard.${key}`, num: true,
+    cell: ({ row, i }) => key === 'quality'
+      ? (row.deals_won + row.deals_lost ? [fig(`rows.${i}.quality.actual`, row.quality.actual, bp(row.quality.actual)), ' / ', fig(`rows.${i}.quality.target`, row.quality.target, bp(row.quality.target))] : '–')
+      : [fig(`rows.${i}.${key}.actual`, row[key].actual), ' / ', fig(`rows.${i}.${key}.target`, row[key].target)],
+  },
+  {
+    head: 'Attainment', def: 'scorecard.attainment', num: true,
+    cell: ({ row, i }) => fig(`rows.${i}.${key}.attainment_bp`, row[key].attainment_bp,
+      row[key].attainment_bp == null ? '–' : bp(row[key].attainment_bp)),
+  },
+];
+
+const SCORECARD_COLS = [
+  { head: 'Rank', num: true, cell: ({ row, i }) => fig(`rows.${i}.rank`, row.rank) },
+  { head: 'Rep', th: true, cell: ({ row }) => row.rep },
+  { head: 'Score', def: 'scorecard.score', num: true, cell: ({ row, i }) => fig(`rows.${i}.score_bp`, row.score_bp, bp(row.score_bp)) },
+  {
+    head: 'Movement', def: 'scorecard.movement', num: true,
+    cell: ({ row, i }) => fig(`rows.${i}.movement`, row.movement,
+      row.movement == null ? 'new' : row.movement > 0 ? `▲${row.movement}` : row.movement < 0 ? `▼${-row.movement}` : '='),
+  },
+  ...component('activity'),
+  ...component('results'),
+  ...component('quality'),
+];
+
+/** The quarter's scorecard, a document of its own (data-doc="scorecard"). */
+function scorecardSection(card) {
+  const title = `Scorecard ${card.quarter}${card.in_progress ? ' (in progress)' : ''}`;
+  const sec = section({ title, def: 'scorecard.score' },
+    h('p', { className: 'note' }, `Weights: activity ${card.weights.activity}, results ${card.weights.results}, quality ${card.weights.quality}; attainment capped at ${card.attainment_cap_percent}%.`),
+    card.rows.length
+      ? table(SCORECARD_COLS, card.rows.map((row, i) => ({ row, i })))
+      : h('p', { className: 'empty' }, 'No rep in this quarter.'));
+  sec.dataset.doc = 'scorecard';
+  sec.id = 'scorecard';
+  return sec;
+}
+
 async function repsPage(root, ctx) {
   root.append(h('h1', {}, 'Reps'), controls('reps', ctx.params, [
     { name: 'period', label: 'Period', def: 'reps.period', options: [['quarter', 'quarter'], ['year', 'year'], ['month', 'month'], ['week', 'week'], ['day', 'day']] },
     { name: 'rep', label: 'Rep', placeholder: 'all reps' },
   ]));
-  const r = await api(`/v1/reports/reps${query(ctx.params, ['period', 'rep'])}`);
+  const [r, card] = await Promise.all([
+    api(`/v1/reports/reps${query(ctx.params, ['period', 'rep'])}`),
+    api(`/v1/reports/scorecard${query(ctx.params, ['rep'])}`),
+  ]);
   if (!ctx.live()) return;
-  root.append(metaLine(r.meta));
+  root.append(metaLine(r.meta), scorecardSection(card));
   // One table per period, the latest first; the rows keep their index in the JSON.
   const rows = r.rows.map((row, i) => ({ row, i }));
   const labels = [...new Set(r.rows.map((row) => row.period))].sort().reverse();
