@@ -226,6 +226,8 @@ enum Query<'a> {
     Funnel,
     Customer(&'a str),
     Reps,
+    /// The quarterly rep scorecard of the latest quarter.
+    Scorecard,
     /// `funnel --as-of T` or (`known`) `funnel --known-at T`.
     FunnelPast {
         at: DateTime<Utc>,
@@ -251,11 +253,11 @@ async fn query(
     query: Query<'_>,
 ) -> Result<usize, BenchError> {
     use crate::present::reports::{
-        Format, write_customer, write_funnel, write_pipeline, write_reps,
+        Format, write_customer, write_funnel, write_pipeline, write_reps, write_scorecard,
     };
     use pipeline_ledger::projections::ReportAt;
     use pipeline_ledger::query::{
-        CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest,
+        CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, ScorecardRequest,
     };
     let policy = Policy::load(None).map_err(step("policy"))?;
     let store: Arc<dyn EventStore> = store.clone();
@@ -283,6 +285,13 @@ async fn query(
                 .await
                 .map_err(step("reps"))?;
             write_reps(&mut out, Format::default(), &r)?;
+        }
+        Query::Scorecard => {
+            let r = queries
+                .scorecard(ScorecardRequest::default())
+                .await
+                .map_err(step("scorecard"))?;
+            write_scorecard(&mut out, Format::default(), &r)?;
         }
         Query::FunnelPast { at, known } => {
             let at = match known {
@@ -339,6 +348,7 @@ struct Sample {
     funnel_p99_ms: f64,
     customer_p99_ms: f64,
     reps_p99_ms: f64,
+    scorecard_p99_ms: f64,
     customer_as_of_p99_ms: f64,
     funnel_as_of_max_ms: f64,
     funnel_known_at_max_ms: f64,
@@ -515,6 +525,7 @@ async fn measure(
     let mut funnel = Vec::new();
     let mut customer = Vec::new();
     let mut reps = Vec::new();
+    let mut scorecard = Vec::new();
     for i in 0..config.query_samples {
         let t = Instant::now();
         query(&store, &read_models, Query::Funnel).await?;
@@ -526,10 +537,14 @@ async fn measure(
         let t = Instant::now();
         query(&store, &read_models, Query::Reps).await?;
         reps.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        query(&store, &read_models, Query::Scorecard).await?;
+        scorecard.push(t.elapsed().as_secs_f64() * 1e3);
     }
     s.funnel_p99_ms = percentile(&sorted(funnel), 0.99);
     s.customer_p99_ms = percentile(&sorted(customer), 0.99);
     s.reps_p99_ms = percentile(&sorted(reps), 0.99);
+    s.scorecard_p99_ms = percentile(&sorted(scorecard), 0.99);
     writeln!(log, "[{size}] queried the read models")?;
 
     // Past-date queries: one customer's stream, or (the funnel, the pipeline) a replay of the
@@ -834,6 +849,13 @@ pub async fn run(config: &BenchConfig, log: &mut dyn Write) -> Result<Vec<Figure
         figure("rep report p99", "ms", Target::AtMost(10.0), false, &|s| {
             Some(s.reps_p99_ms)
         }),
+        figure(
+            "rep scorecard p99",
+            "ms",
+            Target::AtMost(10.0),
+            false,
+            &|s| Some(s.scorecard_p99_ms),
+        ),
         figure(
             "customer --as-of query p99",
             "ms",
