@@ -547,6 +547,71 @@ async fn a_batch_is_written_whole_or_not_at_all() {
     assert_eq!(ledger.event_ids().len(), 50);
 }
 
+/// The batch body is read as it streams in (chunked, without a Content-Length): lines cut
+/// across chunks are put back together, and a body that grows past HTTP_BATCH_BYTES_MAX is
+/// refused with 413 when it passes the limit, nothing written, the server still up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_streams_in_chunks_and_its_size_limit_holds_without_a_length() {
+    let ledger = Ledger::empty();
+    let writer = ledger.token("writer", "loader");
+    let server = Server::start(&ledger);
+    let body: String = (1..=20)
+        .map(|i| {
+            let customer = format!("s-{i}");
+            let mut l = lead(&customer, "Co");
+            l["customer_id"] = json!(customer);
+            l["event_id"] = json!(uuid_for(&customer));
+            l.to_string() + "\n"
+        })
+        .collect();
+    // Chunks of 7 bytes: almost every line is cut somewhere, some inside a UTF-8 sequence.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.as_bytes().chunks(7).map(|c| Ok(c.to_vec())).collect();
+    let response = server
+        .http
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(&writer)
+        .header("Content-Type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["written"], 20, "{report}");
+    // Past the byte limit, in 1 MiB chunks and without a length: 413 once it passes.
+    let limit = pipeline_ledger::limits::HTTP_BATCH_BYTES_MAX;
+    let chunk = "\n".repeat(1024 * 1024);
+    let count = limit / chunk.len() + 2;
+    let oversized =
+        futures_util::stream::iter((0..count).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let response = server
+        .http
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(&writer)
+        .body(reqwest::Body::wrap_stream(oversized))
+        .send()
+        .await;
+    // The server may answer before the client has sent everything, and close the request.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let p: Value = response.json().await.unwrap();
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP_BATCH_BYTES_MAX"),
+            "{p}"
+        );
+    }
+    assert_eq!(ledger.event_ids().len(), 20);
+    let (status, _) = server.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// A stable event id per customer (UUID v7 layout, its tail from the name).
 fn uuid_for(name: &str) -> String {
     let mut hash: u64 = 0xcbf29ce484222325;

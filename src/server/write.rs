@@ -253,27 +253,29 @@ pub async fn append_one(
     Ok(response)
 }
 
-/// `POST /v1/events`: an NDJSON batch, every line validated and decided, then all written
-/// atomically or nothing (on KurrentDB: atomic per customer stream, as `import` is there).
-pub async fn append_batch(
-    State(state): State<Shared>,
-    caller: Caller,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<BatchAppended>, Problem> {
-    let principal = caller.may(Action::Append)?.clone();
-    let body = body.map_err(|r| body_problem(r, HTTP_BATCH_BYTES_MAX, "HTTP_BATCH_BYTES_MAX"))?;
-    let mut lines_out = Vec::with_capacity(body.len() + body.len() / 8);
-    let mut bad = Vec::new();
-    let mut bad_total = 0usize;
-    let mut events = 0usize;
-    for (index, raw) in body.split(|b| *b == b'\n').enumerate() {
-        let line_no = index as u64 + 1;
+/// The lines of a batch as they arrive: each checked and completed, kept for the one atomic
+/// import at the end; the bad ones counted and the first of them reported.
+struct BatchLines<'p> {
+    principal: &'p Principal,
+    /// The completed lines, as NDJSON for `import`.
+    out: Vec<u8>,
+    bad: Vec<LineProblem>,
+    bad_total: usize,
+    events: usize,
+    line_no: u64,
+}
+
+impl BatchLines<'_> {
+    /// Takes the next line (without its newline). Fails only when the batch is over its event
+    /// limit; a bad line is noted and the batch goes on, so that every bad line is reported.
+    fn line(&mut self, raw: &[u8]) -> Result<(), Problem> {
+        self.line_no += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
+            return Ok(());
         }
-        events += 1;
-        if events > HTTP_BATCH_EVENTS_MAX {
+        self.events += 1;
+        if self.events > HTTP_BATCH_EVENTS_MAX {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "batch-too-large",
@@ -282,33 +284,108 @@ pub async fn append_batch(
                 ),
             ));
         }
+        let line = self.line_no;
         let mut refuse = |detail: String| {
-            bad_total += 1;
-            if bad.len() < BAD_LINES_REPORTED_MAX {
-                bad.push(LineProblem {
-                    line: line_no,
-                    detail,
-                });
+            self.bad_total += 1;
+            if self.bad.len() < BAD_LINES_REPORTED_MAX {
+                self.bad.push(LineProblem { line, detail });
             }
         };
         let value = match parse_unique_json(raw, LINE_BYTES_MAX) {
             Ok(v) => v,
             Err(e) => {
                 refuse(e.to_string());
-                continue;
+                return Ok(());
             }
         };
         let Value::Object(mut object) = value else {
             refuse("a line is one JSON object: an event".into());
-            continue;
+            return Ok(());
         };
-        if let Err((field, why)) = complete(&mut object, &principal, None) {
+        if let Err((field, why)) = complete(&mut object, self.principal, None) {
             refuse(format!("field {field}: {why}"));
-            continue;
+            return Ok(());
         }
-        serde_json::to_writer(&mut lines_out, &Value::Object(object)).expect("values serialize");
-        lines_out.push(b'\n');
+        serde_json::to_writer(&mut self.out, &Value::Object(object)).expect("values serialize");
+        self.out.push(b'\n');
+        Ok(())
     }
+}
+
+/// The answer to a batch body over [`HTTP_BATCH_BYTES_MAX`].
+fn batch_too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        format!(
+            "the body is larger than {HTTP_BATCH_BYTES_MAX} bytes (HTTP_BATCH_BYTES_MAX); nothing was written"
+        ),
+    )
+}
+
+/// `POST /v1/events`: an NDJSON batch, every line validated and decided, then all written
+/// atomically or nothing (on KurrentDB: atomic per customer stream, as `import` is there).
+///
+/// The body is read as it streams in: each line is checked as soon as it is whole, and the raw
+/// body is never held; only the checked lines are, for the one atomic import at the end. A
+/// `Content-Length` over the limit is refused before anything is read.
+pub async fn append_batch(
+    State(state): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<BatchAppended>, Problem> {
+    use futures_util::StreamExt;
+    let principal = caller.may(Action::Append)?.clone();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > HTTP_BATCH_BYTES_MAX) {
+        return Err(batch_too_large());
+    }
+    let mut batch = BatchLines {
+        principal: &principal,
+        out: Vec::new(),
+        bad: Vec::new(),
+        bad_total: 0,
+        events: 0,
+        line_no: 0,
+    };
+    // A line cut by a chunk's end waits here for the rest of it.
+    let mut partial: Vec<u8> = Vec::new();
+    let mut received = 0usize;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem::bad_request("(body)", format!("the body could not be read: {e}"))
+        })?;
+        received += chunk.len();
+        if received > HTTP_BATCH_BYTES_MAX {
+            return Err(batch_too_large());
+        }
+        let mut rest: &[u8] = &chunk;
+        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+            if partial.is_empty() {
+                batch.line(&rest[..newline])?;
+            } else {
+                partial.extend_from_slice(&rest[..newline]);
+                batch.line(&std::mem::take(&mut partial))?;
+            }
+            rest = &rest[newline + 1..];
+        }
+        partial.extend_from_slice(rest);
+    }
+    if !partial.is_empty() {
+        batch.line(&partial)?;
+    }
+    let BatchLines {
+        out: lines_out,
+        bad,
+        bad_total,
+        events,
+        ..
+    } = batch;
     if bad_total > 0 {
         let mut p = Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
