@@ -786,6 +786,7 @@ fn the_examples_in_the_help_run() {
         "funnel",
         "reps",
         "scorecard",
+        "retention",
         "customer",
         "pipeline",
         "keygen",

@@ -315,6 +315,63 @@ fn the_scorecard_is_computed_from_the_rep_report() {
     }
 }
 
+/// Issue 14: retention, in its three forms, per quarter and per month.
+#[test]
+fn retention() {
+    check_formats(&["retention"]);
+    check_formats(&["retention", "--period", "month"]);
+}
+
+/// Issue 14: retention agrees with the other reports: its contracts per quarter are the rep
+/// report's deals won (every contract is credited to one owner), its dormant customers are the
+/// pipeline's, and its revenue splits add up to the contracts' and orders' values.
+#[test]
+fn retention_agrees_with_the_other_reports() {
+    let dir = dataset().dir.path();
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
+    };
+    let retention = json(&["retention", "--json"]);
+    let reps = json(&["reps", "--json"]);
+    let pipeline = json(&["pipeline", "--json"]);
+    let periods = retention["periods"].as_array().unwrap();
+    assert!(periods.len() >= 4);
+    for p in periods {
+        let quarter = p["period"].as_str().unwrap();
+        let won: u64 = reps["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["period"] == quarter)
+            .map(|r| r["deals_won"].as_u64().unwrap())
+            .sum();
+        assert_eq!(p["contracts"].as_u64().unwrap(), won, "{quarter}");
+        assert!(p["first_contracts"].as_u64() <= p["contracts"].as_u64());
+        for (currency, split) in p["revenue"].as_object().unwrap() {
+            let (new, existing) = (
+                split["new_customers_minor"].as_i64().unwrap(),
+                split["existing_customers_minor"].as_i64().unwrap(),
+            );
+            match split["existing_share"].as_f64() {
+                Some(share) => assert!(
+                    (share - existing as f64 / (new + existing) as f64).abs() < 1e-12,
+                    "{quarter} {currency}"
+                ),
+                None => assert_eq!(new + existing, 0),
+            }
+        }
+    }
+    let first: u64 = periods
+        .iter()
+        .map(|p| p["first_contracts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(first, retention["won_customers"].as_u64().unwrap());
+    assert_eq!(
+        retention["dormant"]["count"],
+        pipeline["customers_by_state"]["dormant"]
+    );
+}
+
 #[test]
 fn customer() {
     for id in [WON, REOPENED, REASSIGNED, CORRECTED] {

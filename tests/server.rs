@@ -216,6 +216,7 @@ async fn every_route_wants_a_token_and_the_right_role_and_errors_are_problem_doc
         "/v1/reports/funnel",
         "/v1/reports/reps",
         "/v1/reports/scorecard",
+        "/v1/reports/retention",
         "/v1/reports/pipeline",
         &format!("/v1/customers/{customer}/report"),
         &format!("/v1/customers/{customer}/history"),
@@ -320,7 +321,7 @@ async fn reports_are_the_command_lines_json_and_csv() {
     let reader = ledger.token("reader", "bi");
     let server = Server::start(&ledger);
     wait_ready(&server).await;
-    let cases: [(&str, &[&str]); 8] = [
+    let cases: [(&str, &[&str]); 10] = [
         ("/v1/reports/funnel", &["funnel", "--json"]),
         (
             "/v1/reports/funnel?by=source",
@@ -336,6 +337,18 @@ async fn reports_are_the_command_lines_json_and_csv() {
         ),
         ("/v1/reports/pipeline", &["pipeline", "--json"]),
         ("/v1/reports/scorecard", &["scorecard", "--json"]),
+        ("/v1/reports/retention", &["retention", "--json"]),
+        (
+            "/v1/reports/retention?period=month&as_of=2026-03-31",
+            &[
+                "retention",
+                "--json",
+                "--period",
+                "month",
+                "--as-of",
+                "2026-03-31",
+            ],
+        ),
         (
             "/v1/reports/scorecard?quarter=2026-02&rep=rep-02",
             &[

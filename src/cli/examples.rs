@@ -104,6 +104,10 @@ pub const SCORECARD: &str = "Examples:
   pipeline-ledger scorecard
   pipeline-ledger scorecard --quarter 2026-Q2 --rep rep-01 --json";
 
+pub const RETENTION: &str = "Examples:
+  pipeline-ledger retention
+  pipeline-ledger retention --period month --csv";
+
 pub const CUSTOMER: &str = "Examples:
   pipeline-ledger customer acme-foods
   pipeline-ledger customer acme-foods --as-of 2026-Q1 --json";

@@ -6,17 +6,18 @@ use super::{parse_end, parse_start};
 use crate::present::progress::{Progress, Unit};
 use crate::present::reports::{
     Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_reps,
-    write_scorecard,
+    write_retention, write_scorecard,
 };
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
 use pipeline_ledger::projections::policy::Policy;
+use pipeline_ledger::projections::retention::RetentionParams;
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
     CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
-    ScorecardRequest,
+    RetentionRequest, ScorecardRequest,
 };
 use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::read_models::ReadModels;
@@ -121,7 +122,7 @@ pub enum CohortArg {
     Year,
 }
 
-/// Rep report period.
+/// The length of a report's periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PeriodArg {
     Day,
@@ -129,6 +130,18 @@ pub enum PeriodArg {
     Month,
     Quarter,
     Year,
+}
+
+impl From<PeriodArg> for Period {
+    fn from(p: PeriodArg) -> Period {
+        match p {
+            PeriodArg::Day => Period::Day,
+            PeriodArg::Week => Period::Week,
+            PeriodArg::Month => Period::Month,
+            PeriodArg::Quarter => Period::Quarter,
+            PeriodArg::Year => Period::Year,
+        }
+    }
 }
 
 /// The projection subcommands.
@@ -201,6 +214,16 @@ pub enum ProjectionCommand {
         /// Only this rep's row (the ranks stay those among every rep).
         #[arg(long)]
         rep: Option<String>,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Retention: repeat orders, revenue from new and existing customers per period and
+    /// currency, dormancy and re-engagement, days from a win to the first repeat order.
+    #[command(after_long_help = super::examples::RETENTION)]
+    Retention {
+        /// The length of each period of the per-period rows.
+        #[arg(long, value_enum, default_value = "quarter")]
+        period: PeriodArg,
         #[command(flatten)]
         report: ReportArgs,
     },
@@ -499,13 +522,7 @@ pub async fn run(
             report,
         } => {
             let params = RepsParams {
-                period: match period {
-                    PeriodArg::Day => Period::Day,
-                    PeriodArg::Week => Period::Week,
-                    PeriodArg::Month => Period::Month,
-                    PeriodArg::Quarter => Period::Quarter,
-                    PeriodArg::Year => Period::Year,
-                },
+                period: period.into(),
                 rep,
             };
             let request = RepsRequest {
@@ -527,6 +544,16 @@ pub async fn run(
             };
             let r = queries(&report.policy)?.scorecard(request).await?;
             write_scorecard(out, report.format(), &r)?;
+        }
+        ProjectionCommand::Retention { period, report } => {
+            let request = RetentionRequest {
+                params: RetentionParams {
+                    period: period.into(),
+                },
+                at: report.at(),
+            };
+            let r = queries(&report.policy)?.retention(request).await?;
+            write_retention(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
             let at = report.at();

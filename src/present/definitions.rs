@@ -665,6 +665,54 @@ pub const DEFINITIONS: &[Definition] = &[
         "actual / target, capped at the policy's attainment_cap_percent so that no single \
          component (sales volume alone) can carry the score; rounded down to 0.01%.",
     ),
+    // Retention.
+    d(
+        "retention.won_customers",
+        "Won customers",
+        "Customers with at least one contract in the report.",
+    ),
+    d(
+        "retention.repeat_customers",
+        "With a repeat order",
+        "Won customers with a repeat order (a follow-up with an order value) after their first \
+         contract, of all won customers.",
+    ),
+    d(
+        "retention.dormant",
+        "Dormant now",
+        "Won customers with no interaction for longer than the policy's dormant_after_days at \
+         the report clock, of all won customers (the pipeline's dormant count).",
+    ),
+    d(
+        "retention.reengaged",
+        "Came back",
+        "Won customers who interacted again after a dormant spell, of those ever dormant \
+         (dormant now, or come back since).",
+    ),
+    d(
+        "retention.days_to_first_repeat_order",
+        "Days to the first repeat order",
+        "Median and p90 of the days from a customer's first contract to its first repeat order \
+         after it, over the customers who placed one.",
+    ),
+    d(
+        "retention.first_contracts",
+        "First contracts",
+        "Contracts that were their customer's first: new customers won in the period. The other \
+         contracts are existing customers buying again.",
+    ),
+    d(
+        "retention.repeat_orders",
+        "Repeat orders",
+        "Follow-ups with an order value in the period, and the distinct customers who placed \
+         them.",
+    ),
+    d(
+        "retention.existing_share",
+        "Existing-customer share",
+        "Revenue of existing customers (their later contracts and repeat orders) / all revenue \
+         in the period, per currency; a customer is new until its first contract.",
+    ),
 ];
 
 /// The definition of a figure, by key.
@@ -705,6 +753,7 @@ mod tests {
                     "funnel",
                     "reps",
                     "scorecard",
+                    "retention",
                     "pipeline",
                     "customer",
                     "history"

@@ -8,6 +8,7 @@ use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
 use pipeline_ledger::projections::lifecycle::CustomerReport;
 use pipeline_ledger::projections::meta::ReportMeta;
+use pipeline_ledger::projections::retention::RetentionReport;
 use pipeline_ledger::projections::scorecard::{BASIS_POINTS, ScoreComponent, ScorecardReport};
 use pipeline_ledger::projections::stalled::{PipelineReport, StallKind, StalledDeal};
 use pipeline_ledger::projections::time::Spread;
@@ -547,6 +548,123 @@ pub fn write_scorecard(out: &mut dyn Write, format: Format, r: &ScorecardReport)
         ]);
     }
     write_out(out, format, &r.meta, r, vec![t])
+}
+
+/// Writes the retention report: the overall figures, the counts per period, and the revenue
+/// per period and currency. The CSV is one row per period and currency with every column.
+pub fn write_retention(out: &mut dyn Write, format: Format, r: &RetentionReport) -> io::Result<()> {
+    let csv = format == Format::Csv;
+    let show = |x: &pipeline_ledger::projections::conversion::Ratio| {
+        if csv { rate(x) } else { ratio(x) }
+    };
+    let mut overall = Table::new(
+        format!("Retention (revenue only: {})", r.costs),
+        &["figure", "value"],
+    )
+    .keyed_by(1)
+    .explained_by(&[
+        "retention.won_customers",
+        "retention.repeat_customers",
+        "retention.dormant",
+        "retention.reengaged",
+        "retention.days_to_first_repeat_order",
+    ]);
+    overall.row(vec!["won customers".into(), r.won_customers.to_string()]);
+    overall.row(vec![
+        "with a repeat order".into(),
+        show(&r.repeat_customers),
+    ]);
+    overall.row(vec!["dormant now".into(), show(&r.dormant)]);
+    overall.row(vec!["came back after dormancy".into(), show(&r.reengaged)]);
+    overall.row(vec![
+        "days to the first repeat order".into(),
+        format!(
+            "median {}, p90 {} ({})",
+            num(r.days_to_first_repeat_order.median),
+            num(r.days_to_first_repeat_order.p90),
+            r.days_to_first_repeat_order.count
+        ),
+    ]);
+    let label = r.params.period.as_str();
+    let mut counts = Table::new(
+        format!("Contracts and repeat orders per {label}"),
+        &[
+            "period",
+            "contracts",
+            "first_contracts",
+            "repeat_orders",
+            "repeat_customers",
+        ],
+    )
+    .keyed_by(1)
+    .explained_by(&["retention.first_contracts", "retention.repeat_orders"]);
+    let mut revenue = Table::new(
+        format!("Revenue per {label} and currency"),
+        &if csv {
+            vec![
+                "period",
+                "currency",
+                "contracts",
+                "first_contracts",
+                "repeat_orders",
+                "repeat_customers",
+                "new_customer_revenue_minor",
+                "existing_customer_revenue_minor",
+                "existing_share",
+            ]
+        } else {
+            vec![
+                "period",
+                "currency",
+                "new_customers",
+                "existing_customers",
+                "existing_share",
+            ]
+        },
+    )
+    .keyed_by(2)
+    .explained_by(&["retention.existing_share"]);
+    for p in &r.periods {
+        counts.row(vec![
+            p.period.clone(),
+            p.contracts.to_string(),
+            p.first_contracts.to_string(),
+            p.repeat_orders.to_string(),
+            p.repeat_customers.to_string(),
+        ]);
+        for (currency, split) in &p.revenue {
+            let share = match split.existing_share {
+                Some(share) if csv => format!("{share:.6}"),
+                Some(share) => format!("{:.1}%", share * 100.0),
+                None if csv => String::new(),
+                None => "–".into(),
+            };
+            let mut cells = vec![p.period.clone(), currency.clone()];
+            if csv {
+                cells.extend([
+                    p.contracts.to_string(),
+                    p.first_contracts.to_string(),
+                    p.repeat_orders.to_string(),
+                    p.repeat_customers.to_string(),
+                    split.new_customers_minor.to_string(),
+                    split.existing_customers_minor.to_string(),
+                ]);
+            } else {
+                cells.extend([
+                    money_minor(split.new_customers_minor, currency),
+                    money_minor(split.existing_customers_minor, currency),
+                ]);
+            }
+            cells.push(share);
+            revenue.row(cells);
+        }
+    }
+    let tables = if csv {
+        vec![revenue]
+    } else {
+        vec![overall, counts, revenue]
+    };
+    write_out(out, format, &r.meta, r, tables)
 }
 
 /// The interactions the rep table counts in a column of their own, by type. `lost_logged` and

@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod model;
 pub mod policy;
+pub mod retention;
 pub mod scorecard;
 pub mod stalled;
 pub mod time;

@@ -1,7 +1,6 @@
 //! The pipeline policy sales ops may change without recompiling: stage order, stalled thresholds
 //! per stage and the dormant threshold. Shipped defaults are embedded; a file overrides them.
 
-use super::scorecard::{ScorecardPolicy, ScorecardPolicyError};
 use crate::domain::Stage;
 use crate::limits::THRESHOLD_DAYS_MAX;
 use serde::{Deserialize, Serialize};
@@ -232,6 +231,145 @@ impl Policy {
     pub fn dormant_after(&self) -> chrono::Duration {
         chrono::Duration::days(i64::from(self.dormant_after_days))
     }
+}
+
+// ---- The rep scorecard's part of the policy (`projections/README.md`, "Rep scorecard"). ----
+
+/// The key of the targets that apply to every quarter without targets of its own.
+pub const DEFAULT_TARGETS_KEY: &str = "default";
+
+/// How the scorecard weighs and what it expects: sales ops set it in the policy file. Read when
+/// the scorecard is computed, so changing it never rebuilds read models.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardPolicy {
+    pub weights: ScorecardWeights,
+    /// An attainment above this percentage of the target counts as this much: one component
+    /// cannot carry the score alone.
+    pub attainment_cap_percent: u32,
+    /// Targets per quarter (`2026-Q3`), and under `default` for the other quarters.
+    pub targets: BTreeMap<String, ScorecardTargets>,
+}
+
+/// The weight of each component (whole numbers; only their proportions matter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardWeights {
+    pub activity: u32,
+    pub results: u32,
+    pub quality: u32,
+}
+
+/// What a rep is expected to achieve in one quarter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardTargets {
+    /// Interactions performed (every event kind but reassignments).
+    pub interactions: u64,
+    /// Deals won while the rep owned the customer.
+    pub deals_won: u64,
+    /// Win rate of the deals closed (won or lost) while the rep owned the customer, in percent.
+    pub win_rate_percent: u64,
+}
+
+impl Default for ScorecardPolicy {
+    fn default() -> Self {
+        ScorecardPolicy {
+            weights: ScorecardWeights {
+                activity: 30,
+                results: 50,
+                quality: 20,
+            },
+            attainment_cap_percent: 150,
+            targets: BTreeMap::from([(
+                DEFAULT_TARGETS_KEY.to_string(),
+                ScorecardTargets {
+                    interactions: 60,
+                    deals_won: 3,
+                    win_rate_percent: 40,
+                },
+            )]),
+        }
+    }
+}
+
+/// Why a scorecard policy cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScorecardPolicyError {
+    #[error("scorecard.weights are all 0; give at least one component a weight")]
+    NoWeight,
+    #[error("scorecard.attainment_cap_percent is {0}; use 100 or more")]
+    Cap(u32),
+    #[error(
+        "scorecard.targets has no {DEFAULT_TARGETS_KEY:?} entry; give the targets for quarters without their own"
+    )]
+    NoDefault,
+    #[error("scorecard.targets key {0:?} is not a quarter like 2026-Q3 (or \"default\")")]
+    BadQuarter(String),
+    #[error("scorecard.targets.{key}.{what} is 0; a target must be above 0")]
+    ZeroTarget { key: String, what: &'static str },
+    #[error("scorecard.targets.{key}.win_rate_percent is {value}; use 1 to 100")]
+    WinRate { key: String, value: u64 },
+}
+
+impl ScorecardPolicy {
+    /// Checks the policy; each error names the field.
+    pub fn check(&self) -> Result<(), ScorecardPolicyError> {
+        let w = self.weights;
+        if w.activity == 0 && w.results == 0 && w.quality == 0 {
+            return Err(ScorecardPolicyError::NoWeight);
+        }
+        if self.attainment_cap_percent < 100 {
+            return Err(ScorecardPolicyError::Cap(self.attainment_cap_percent));
+        }
+        if !self.targets.contains_key(DEFAULT_TARGETS_KEY) {
+            return Err(ScorecardPolicyError::NoDefault);
+        }
+        for (key, t) in &self.targets {
+            if key != DEFAULT_TARGETS_KEY && !is_quarter_label(key) {
+                return Err(ScorecardPolicyError::BadQuarter(key.clone()));
+            }
+            for (what, value) in [
+                ("interactions", t.interactions),
+                ("deals_won", t.deals_won),
+                ("win_rate_percent", t.win_rate_percent),
+            ] {
+                if value == 0 {
+                    return Err(ScorecardPolicyError::ZeroTarget {
+                        key: key.clone(),
+                        what,
+                    });
+                }
+            }
+            if t.win_rate_percent > 100 {
+                return Err(ScorecardPolicyError::WinRate {
+                    key: key.clone(),
+                    value: t.win_rate_percent,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The targets in force for `quarter`.
+    pub fn targets_for(&self, quarter: &str) -> ScorecardTargets {
+        self.targets
+            .get(quarter)
+            .or_else(|| self.targets.get(DEFAULT_TARGETS_KEY))
+            .copied()
+            // `check` makes sure a default exists; an unchecked policy scores against the
+            // shipped defaults rather than fail.
+            .unwrap_or_else(|| ScorecardPolicy::default().targets[DEFAULT_TARGETS_KEY])
+    }
+}
+
+/// Whether `s` is a quarter label as the reports write it (`2026-Q3`).
+pub fn is_quarter_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 7
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && &b[4..6] == b"-Q"
+        && (b'1'..=b'4').contains(&b[6])
 }
 
 #[cfg(test)]

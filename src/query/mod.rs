@@ -22,6 +22,7 @@ use crate::projections::fold::replay;
 use crate::projections::lifecycle::{CustomerReport, customer_report};
 use crate::projections::meta::{ReportAt, ReportMeta, lag};
 use crate::projections::model::ReadModel;
+use crate::projections::retention::{RetentionParams, RetentionReport, retention};
 use crate::projections::scorecard::{ScorecardReport, is_quarter_label, scorecard};
 use crate::projections::stalled::{PipelineReport, pipeline};
 use crate::projections::time::Period;
@@ -101,6 +102,13 @@ pub struct ScorecardRequest {
     pub quarter: Option<String>,
     /// Only this rep's row (ranks stay those among every rep).
     pub rep: Option<String>,
+    pub at: ReportAt,
+}
+
+/// Retention: repeat orders, revenue from new and existing customers, dormancy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetentionRequest {
+    pub params: RetentionParams,
     pub at: ReportAt,
 }
 
@@ -309,6 +317,12 @@ impl Queries {
             report.keep_worklist_of(owner);
         }
         Ok(report)
+    }
+
+    /// Retention, over the whole read model (live, or a replay for a past state).
+    pub async fn retention(&self, req: RetentionRequest) -> Result<RetentionReport, QueryError> {
+        let (model, meta) = self.model(&req.at).await?;
+        Ok(retention(&model, meta, req.params))
     }
 
     /// A customer's events in stream order, decoded to current schema versions.

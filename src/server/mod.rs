@@ -108,6 +108,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/reports/funnel", get(reports::funnel))
         .route("/v1/reports/reps", get(reports::reps))
         .route("/v1/reports/scorecard", get(reports::scorecard))
+        .route("/v1/reports/retention", get(reports::retention))
         .route("/v1/reports/pipeline", get(reports::pipeline))
         .route(
             "/v1/session",

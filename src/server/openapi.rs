@@ -236,6 +236,22 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/reports/retention",
+            summary: "Retention: repeat orders, revenue from new and existing customers per period and currency, dormancy and re-engagement.",
+            roles: Some("reader, auditor, admin"),
+            params: [
+                vec![
+                    Param { name: "period", place: "query", schema: json!({"type": "string", "enum": ["day", "week", "month", "quarter", "year"]}), description: "The period of the per-period rows (default quarter)." },
+                ],
+                time_params(),
+            ]
+            .concat(),
+            request: None,
+            ok: report("The retention report."),
+            errors: &[400, 422],
+        },
+        Operation {
+            method: "get",
             path: "/v1/reports/pipeline",
             summary: "Counts per state and stage, stalled deals and overdue follow-ups.",
             roles: Some("reader, auditor, admin"),

@@ -8,7 +8,8 @@ use super::problem::Problem;
 use super::read::time_param;
 use super::{Shared, format_of};
 use crate::present::reports::{
-    Format, write_customer, write_funnel, write_pipeline, write_reps, write_scorecard,
+    Format, write_customer, write_funnel, write_pipeline, write_reps, write_retention,
+    write_scorecard,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -18,9 +19,11 @@ use pipeline_ledger::access::Action;
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
+use pipeline_ledger::projections::retention::RetentionParams;
 use pipeline_ledger::projections::time::{Period, parse_time_start, quarter_of};
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, ScorecardRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, RetentionRequest,
+    ScorecardRequest,
 };
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -53,7 +56,13 @@ macro_rules! report_at {
     )*};
 }
 
-report_at!(AtParams, FunnelQuery, RepsQuery, ScorecardQuery);
+report_at!(
+    AtParams,
+    FunnelQuery,
+    RepsQuery,
+    ScorecardQuery,
+    RetentionQuery
+);
 
 /// Query parameters of the funnel.
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +94,18 @@ pub struct RepsQuery {
     pub now: Option<String>,
 }
 
+/// Query parameters of the retention report.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionQuery {
+    /// `day`, `week`, `month`, `quarter` (default) or `year`.
+    pub period: Option<String>,
+    pub at_position: Option<u64>,
+    pub as_of: Option<String>,
+    pub known_at: Option<String>,
+    pub now: Option<String>,
+}
+
 /// Query parameters of the rep scorecard.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +117,23 @@ pub struct ScorecardQuery {
     pub as_of: Option<String>,
     pub known_at: Option<String>,
     pub now: Option<String>,
+}
+
+/// The `period` parameter: `day`, `week`, `month`, `quarter` (default) or `year`.
+fn period_param(period: Option<&str>) -> Result<Period, Problem> {
+    Ok(match period {
+        Some("day") => Period::Day,
+        Some("week") => Period::Week,
+        Some("month") => Period::Month,
+        None | Some("quarter") => Period::Quarter,
+        Some("year") => Period::Year,
+        Some(other) => {
+            return Err(Problem::bad_request(
+                "period",
+                format!("period {other:?}: give day, week, month, quarter or year"),
+            ));
+        }
+    })
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
@@ -206,19 +244,7 @@ pub async fn reps(
     caller.may(Action::Reports)?;
     let q = query(q)?;
     let at = q.at()?;
-    let period = match q.period.as_deref() {
-        Some("day") => Period::Day,
-        Some("week") => Period::Week,
-        Some("month") => Period::Month,
-        None | Some("quarter") => Period::Quarter,
-        Some("year") => Period::Year,
-        Some(other) => {
-            return Err(Problem::bad_request(
-                "period",
-                format!("period {other:?}: give day, week, month, quarter or year"),
-            ));
-        }
-    };
+    let period = period_param(q.period.as_deref())?;
     let request = RepsRequest {
         params: RepsParams { period, rep: q.rep },
         at,
@@ -226,6 +252,30 @@ pub async fn reps(
     let (queries, _permit) = bounded(&state, at.is_replay()).await?;
     let report = queries.reps(request).await?;
     respond(format_of(&headers), |out, f| write_reps(out, f, &report))
+}
+
+/// `GET /v1/reports/retention`.
+pub async fn retention(
+    State(state): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Result<Query<RetentionQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    caller.may(Action::Reports)?;
+    let q = query(q)?;
+    let at = q.at()?;
+    let request = RetentionRequest {
+        params: RetentionParams {
+            period: period_param(q.period.as_deref())?,
+        },
+        at,
+    };
+    // The whole read model is read: bounded like a replay.
+    let (queries, _permit) = bounded(&state, true).await?;
+    let report = queries.retention(request).await?;
+    respond(format_of(&headers), |out, f| {
+        write_retention(out, f, &report)
+    })
 }
 
 /// `GET /v1/reports/scorecard`.
