@@ -41,6 +41,7 @@ fn the_benchmark_runs_at_a_tiny_size_and_prints_every_figure() {
         "customer query p99",
         "rep report p99",
         "rep scorecard p99",
+        "retention p99",
         "rebuild peak memory",
         "bytes/event",
     ] {

@@ -228,6 +228,8 @@ enum Query<'a> {
     Reps,
     /// The quarterly rep scorecard of the latest quarter.
     Scorecard,
+    /// Retention per quarter.
+    Retention,
     /// `funnel --as-of T` or (`known`) `funnel --known-at T`.
     FunnelPast {
         at: DateTime<Utc>,
@@ -253,11 +255,13 @@ async fn query(
     query: Query<'_>,
 ) -> Result<usize, BenchError> {
     use crate::present::reports::{
-        Format, write_customer, write_funnel, write_pipeline, write_reps, write_scorecard,
+        Format, write_customer, write_funnel, write_pipeline, write_reps, write_retention,
+        write_scorecard,
     };
     use pipeline_ledger::projections::ReportAt;
     use pipeline_ledger::query::{
-        CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, ScorecardRequest,
+        CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, RetentionRequest,
+        ScorecardRequest,
     };
     let policy = Policy::load(None).map_err(step("policy"))?;
     let store: Arc<dyn EventStore> = store.clone();
@@ -292,6 +296,13 @@ async fn query(
                 .await
                 .map_err(step("scorecard"))?;
             write_scorecard(&mut out, Format::default(), &r)?;
+        }
+        Query::Retention => {
+            let r = queries
+                .retention(RetentionRequest::default())
+                .await
+                .map_err(step("retention"))?;
+            write_retention(&mut out, Format::default(), &r)?;
         }
         Query::FunnelPast { at, known } => {
             let at = match known {
@@ -349,6 +360,7 @@ struct Sample {
     customer_p99_ms: f64,
     reps_p99_ms: f64,
     scorecard_p99_ms: f64,
+    retention_p99_ms: f64,
     customer_as_of_p99_ms: f64,
     funnel_as_of_max_ms: f64,
     funnel_known_at_max_ms: f64,
@@ -526,6 +538,7 @@ async fn measure(
     let mut customer = Vec::new();
     let mut reps = Vec::new();
     let mut scorecard = Vec::new();
+    let mut retention = Vec::new();
     for i in 0..config.query_samples {
         let t = Instant::now();
         query(&store, &read_models, Query::Funnel).await?;
@@ -540,11 +553,15 @@ async fn measure(
         let t = Instant::now();
         query(&store, &read_models, Query::Scorecard).await?;
         scorecard.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        query(&store, &read_models, Query::Retention).await?;
+        retention.push(t.elapsed().as_secs_f64() * 1e3);
     }
     s.funnel_p99_ms = percentile(&sorted(funnel), 0.99);
     s.customer_p99_ms = percentile(&sorted(customer), 0.99);
     s.reps_p99_ms = percentile(&sorted(reps), 0.99);
     s.scorecard_p99_ms = percentile(&sorted(scorecard), 0.99);
+    s.retention_p99_ms = percentile(&sorted(retention), 0.99);
     writeln!(log, "[{size}] queried the read models")?;
 
     // Past-date queries: one customer's stream, or (the funnel, the pipeline) a replay of the
@@ -856,6 +873,9 @@ pub async fn run(config: &BenchConfig, log: &mut dyn Write) -> Result<Vec<Figure
             false,
             &|s| Some(s.scorecard_p99_ms),
         ),
+        figure("retention p99", "ms", Target::AtMost(10.0), false, &|s| {
+            Some(s.retention_p99_ms)
+        }),
         figure(
             "customer --as-of query p99",
             "ms",

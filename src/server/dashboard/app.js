@@ -6,7 +6,8 @@
 // Sizes that come from data are set through the CSSOM (el.style.width), which the policy allows.
 //
 // Hooks for the browser test:
-// - each page's root element has id="page-<name>" (funnel, reps, pipeline, customer, login);
+// - each page's root element has id="page-<name>" (funnel, reps, retention, pipeline, customer,
+//   login);
 // - body[data-ready] is "0" while a page loads, "1" once its data is rendered, "error" when the
 //   API answered with an error (shown in the page);
 // - each figure compared with the API carries data-field="<JSON path>" (dot-separated, array
@@ -370,7 +371,7 @@ function showSession() {
 
 /* ---------- Routing ---------- */
 
-const PAGES = { funnel: funnelPage, reps: repsPage, pipeline: pipelinePage, customer: customerPage };
+const PAGES = { funnel: funnelPage, reps: repsPage, retention: retentionPage, pipeline: pipelinePage, customer: customerPage };
 
 /** `#/name/arg?query` → { name, arg, params }. */
 function parseHash() {
@@ -717,6 +718,41 @@ async function repsPage(root, ctx) {
     sec.dataset.period = label;
     root.append(sec);
   }
+}
+
+/* ---------- Retention ---------- */
+
+async function retentionPage(root, ctx) {
+  root.append(h('h1', {}, 'Retention'), controls('retention', ctx.params, [
+    { name: 'period', label: 'Period', options: [['quarter', 'quarter'], ['year', 'year'], ['month', 'month']] },
+    ...DATE_FILTERS,
+  ]));
+  const r = await api(`/v1/reports/retention${query(ctx.params, ['period', 'as_of', 'known_at'])}`);
+  if (!ctx.live()) return;
+  const rows = r.periods.flatMap((p, i) => Object.entries(p.revenue).map(([cur, split]) => ({ p, i, cur, split })));
+  root.append(metaLine(r.meta), h('div', { className: 'cards' },
+    section({ title: 'Won customers', def: 'retention.won_customers' }, figureList([
+      { label: 'Won customers', value: fig('won_customers', r.won_customers), def: 'retention.won_customers' },
+      { label: 'With a repeat order', value: ratio('repeat_customers', r.repeat_customers), def: 'retention.repeat_customers' },
+      { label: 'Dormant now', value: ratio('dormant', r.dormant), def: 'retention.dormant' },
+      { label: 'Came back after dormancy', value: ratio('reengaged', r.reengaged), def: 'retention.reengaged' },
+      { label: 'Days to the first repeat order (median / p90)', value: spread('days_to_first_repeat_order', r.days_to_first_repeat_order), def: 'retention.days_to_first_repeat_order' },
+    ])),
+  ), h('p', { className: 'note' }, `Revenue only: ${r.costs}.`),
+  section({ title: `Contracts and repeat orders per ${r.params.period}`, def: 'retention.first_contracts' }, table([
+    { head: 'Period', th: true, cell: (p) => p.period },
+    { head: 'Contracts', num: true, cell: (p, i) => fig(`periods.${i}.contracts`, p.contracts) },
+    { head: 'First contracts', def: 'retention.first_contracts', num: true, cell: (p, i) => fig(`periods.${i}.first_contracts`, p.first_contracts) },
+    { head: 'Repeat orders', def: 'retention.repeat_orders', num: true, cell: (p, i) => fig(`periods.${i}.repeat_orders`, p.repeat_orders) },
+    { head: 'Repeat customers', num: true, cell: (p, i) => fig(`periods.${i}.repeat_customers`, p.repeat_customers) },
+  ], r.periods)),
+  section({ title: `Revenue per ${r.params.period} and currency`, def: 'retention.existing_share' }, table([
+    { head: 'Period', th: true, cell: ({ p }) => p.period },
+    { head: 'Currency', cell: ({ cur }) => cur },
+    { head: 'New customers', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.new_customers_minor`, split.new_customers_minor, money(split.new_customers_minor, cur)) },
+    { head: 'Existing customers', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.existing_customers_minor`, split.existing_customers_minor, money(split.existing_customers_minor, cur)) },
+    { head: 'Existing share', def: 'retention.existing_share', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.existing_share`, split.existing_share, split.existing_share == null ? '–' : pct(split.existing_share)) },
+  ], rows)));
 }
 
 /* ---------- Pipeline ---------- */
