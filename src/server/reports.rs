@@ -85,7 +85,7 @@ pub struct FunnelQuery {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepsQuery {
-    /// `day`, `week`, `month` or `quarter` (default).
+    /// `day`, `week`, `month`, `quarter` (default) or `year`.
     pub period: Option<String>,
     pub rep: Option<String>,
     pub at_position: Option<u64>,
