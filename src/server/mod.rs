@@ -81,6 +81,8 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     pub secure_cookies: bool,
     pub limits: ServerLimits,
+    /// Where appends are validated, decided and recorded: see [`appends_runtime`].
+    pub appends: tokio::runtime::Handle,
 }
 
 type Shared = Arc<AppState>;
@@ -264,6 +266,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let limits = ServerLimits::from_env()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let registry = Registry::load(access.clone()).await?;
+    let appends_runtime = appends_runtime()?;
     let state = Arc::new(AppState {
         ledger: match vault {
             Some(vault) => Ledger::new(store.clone()).with_personal_data(vault),
@@ -280,6 +283,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         stopping: stop_rx.clone(),
         secure_cookies,
         limits,
+        appends: appends_runtime.handle().clone(),
     });
 
     // The grants, re-read on a timer so that a revoke anywhere takes effect here too.
@@ -297,11 +301,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         })
     };
 
-    // The projection runner, following the log until the server stops.
+    // The projection runner, following the log until the server stops, on a thread of its own:
+    // it writes each batch of read-model rows synchronously, and on one of the runtime's two
+    // workers that held up every request queued behind it (the queries' p99 under an append
+    // load was several times their median).
     let runner = {
         let state = state.clone();
         let mut stopping = stop_rx.clone();
-        tokio::spawn(async move {
+        on_own_thread("projections", BACKGROUND_NICE, move || async move {
             let mut told = std::collections::HashSet::new();
             let mut progress = |p: &Progress| {
                 if let Some(notice) = &p.retrying {
@@ -327,7 +334,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 let _ = stopping.wait_for(|s| *s).await;
             };
             runner::project(&*store, &read_models, &policy, true, &mut progress, stop).await
-        })
+        })?
     };
 
     let app = router(state.clone());
@@ -338,6 +345,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         eprintln!("stopping: finishing requests in flight");
     };
     bound.run(app, shutdown, stop_tx).await;
+    // Every append in flight was answered before `run` returned.
+    appends_runtime.shutdown_background();
     refresher.abort();
     match runner.await {
         Ok(Ok(done)) => eprintln!(
@@ -345,9 +354,76 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             done.position.map_or("-".into(), |p| p.to_string())
         ),
         Ok(Err(e)) => eprintln!("the projection runner stopped with an error: {e}"),
-        Err(e) => eprintln!("the projection runner failed: {e}"),
+        Err(_) => {
+            eprintln!("the projection runner's thread stopped without a result (it panicked)")
+        }
     }
     Ok(())
+}
+
+/// How much lower than the server's own the CPU priority of the append workers and of the
+/// projection runner is (a Linux nice value: 10 gives a thread about a tenth of a core's share
+/// against one at 0 when both want it).
+///
+/// Reads are short and latency-bound; appends and projection are throughput-bound and queue
+/// anyway. When appends saturate the cores, the readers' requests are served first, so a report
+/// keeps answering in milliseconds instead of waiting behind the queue of appends (measured in
+/// BENCHMARKS.md: kept funnel p99 under 64 appending clients). When the cores are idle, nice
+/// changes nothing.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// The runtime that runs appends (parsing them against the schema, reading the customer's
+/// history, the rules, the durable append): two worker threads at [`BACKGROUND_NICE`], so that
+/// the main runtime's workers, which read requests and answer reports, are never queued behind
+/// a backlog of appends.
+fn appends_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("appends")
+        .on_thread_start(|| lower_thread_priority(BACKGROUND_NICE))
+        .enable_all()
+        .build()
+}
+
+/// Lowers the calling thread's CPU priority by `nice` (Linux, where a nice value is a thread's
+/// own; elsewhere it would be the whole process's, so nothing is done).
+fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority and gettid take and return plain integers; a failure (a sandbox
+        // refusing it) leaves the priority as it was, which is only slower.
+        let tid = unsafe { libc::gettid() };
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// Runs the future `make` returns on a new thread named `name`, at `nice` (see
+/// [`lower_thread_priority`]), in a single-threaded runtime of its own; the returned receiver
+/// gets its output (or an error if the thread panicked).
+fn on_own_thread<F, Fut>(
+    name: &str,
+    nice: i32,
+    make: F,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<Fut::Output>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future,
+    Fut::Output: Send + 'static,
+{
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            lower_thread_priority(nice);
+            let out = runtime.block_on(make());
+            let _ = done_tx.send(out);
+        })?;
+    Ok(done_rx)
 }
 
 /// SIGTERM (service managers) or SIGINT (Ctrl-C).

@@ -213,25 +213,31 @@ pub async fn append_one(
     let expected = expected_revision(&mut object, &headers)?;
     let filled_in = complete(&mut object, &principal, Some(&customer))
         .map_err(|(field, why)| Problem::unprocessable(&field, format!("{field}: {why}")))?;
-    let valid = state
-        .ledger
-        .validator()
-        .parse_value(Value::Object(object))
-        .map_err(|e| line_problem(&e))?;
+    // The schema, the history, the rules and the append run on the appends runtime (see
+    // `appends_runtime`); this handler waits for them. If the request is dropped (its timeout,
+    // the client gone), the append is aborted at its next step, as it was when it ran here.
+    let ledger = state.ledger.clone();
     let started = Instant::now();
-    let recorded = state
-        .ledger
-        .record_valid_with(
-            valid,
-            RecordOptions {
-                expected,
-                filled_in,
-            },
-        )
-        .await;
-    state
-        .metrics
-        .observe_append(started.elapsed(), recorded.is_ok());
+    let mut append = AbortOnDrop(state.appends.spawn(async move {
+        let valid = ledger
+            .validator()
+            .parse_value(Value::Object(object))
+            .map_err(|e| line_problem(&e))?;
+        let recorded = ledger
+            .record_valid_with(
+                valid,
+                RecordOptions {
+                    expected,
+                    filled_in,
+                },
+            )
+            .await;
+        Ok::<_, Problem>((recorded, started.elapsed()))
+    }));
+    let (recorded, took) = (&mut *append)
+        .await
+        .map_err(|e| Problem::internal(format!("the append stopped unexpectedly: {e}")))??;
+    state.metrics.observe_append(took, recorded.is_ok());
     let recorded = recorded?;
     let status = if recorded.written {
         StatusCode::CREATED
@@ -251,6 +257,28 @@ pub async fn append_one(
         response.headers_mut().insert(header::ETAG, etag);
     }
     Ok(response)
+}
+
+/// A task aborted when its handle is dropped unfinished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::ops::Deref for AbortOnDrop<T> {
+    type Target = tokio::task::JoinHandle<T>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for AbortOnDrop<T> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// The lines of a batch as they arrive: each checked and completed, kept for the one atomic
@@ -401,12 +429,18 @@ pub async fn append_batch(
             "the batch is empty: send NDJSON, one event per line",
         ));
     }
+    // On the appends runtime, as a single append is.
+    let ledger = state.ledger.clone();
     let started = Instant::now();
-    let mut input = std::io::Cursor::new(lines_out);
-    let result = state.ledger.import(&mut input, &|_| {}).await;
-    state
-        .metrics
-        .observe_append(started.elapsed(), result.is_ok());
+    let mut import = AbortOnDrop(state.appends.spawn(async move {
+        let mut input = std::io::Cursor::new(lines_out);
+        let result = ledger.import(&mut input, &|_| {}).await;
+        (result, started.elapsed())
+    }));
+    let (result, took) = (&mut *import)
+        .await
+        .map_err(|e| Problem::internal(format!("the batch stopped unexpectedly: {e}")))?;
+    state.metrics.observe_append(took, result.is_ok());
     let report = result?;
     Ok(Json(BatchAppended {
         events: report.events,

@@ -4,6 +4,7 @@
 //! four can no longer drift apart by position. `projections/README.md` documents the same
 //! columns; a test checks it lists them in this order.
 
+use super::{LIVE, STAGING};
 use crate::domain::{LeadSource, LostReason, Stage};
 use crate::projections::model::{
     ActivityRow, CustomerRow, CustomerValueRow, DealRow, DealStatus, EntryKind, ExitKind,
@@ -12,6 +13,8 @@ use crate::projections::model::{
 use crate::read_models::ReadModelError;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// One column of a table.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +67,21 @@ impl TableDef {
             self.name,
             self.column_list(),
             slots.join(", ")
+        )
+    }
+
+    /// `DELETE` of one row by its primary key, the key's columns bound in order as `?1…?n`.
+    pub fn delete_by_key_sql(&self, prefix: &str) -> String {
+        let matches: Vec<String> = self
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} = ?{}", i + 1))
+            .collect();
+        format!(
+            "DELETE FROM {prefix}{} WHERE {}",
+            self.name,
+            matches.join(" AND ")
         )
     }
 
@@ -294,6 +312,46 @@ text_enum_column!(
     LifecycleState
 );
 
+/// One statement's text for a table under the live and the staging prefix, formatted once per
+/// process: the projection runner writes rows one statement at a time, and formatting the text
+/// again for every row (to look up the prepared statement) was a measurable share of a live
+/// batch.
+pub struct StatementText {
+    live: OnceLock<String>,
+    staging: OnceLock<String>,
+}
+
+impl StatementText {
+    /// Not yet formatted.
+    pub const fn new() -> Self {
+        StatementText {
+            live: OnceLock::new(),
+            staging: OnceLock::new(),
+        }
+    }
+
+    /// The text under `prefix`, made by `make` the first time (and every time for a prefix
+    /// other than [`LIVE`] and [`STAGING`]).
+    pub fn get(
+        &'static self,
+        prefix: &str,
+        make: impl FnOnce(&str) -> String,
+    ) -> Cow<'static, str> {
+        let slot = match prefix {
+            LIVE => &self.live,
+            STAGING => &self.staging,
+            _ => return Cow::Owned(make(prefix)),
+        };
+        Cow::Borrowed(slot.get_or_init(|| make(prefix)))
+    }
+}
+
+impl Default for StatementText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A row type kept in one table.
 pub trait TableRow: Sized {
     /// The table's layout.
@@ -301,12 +359,20 @@ pub trait TableRow: Sized {
     /// Runs `stmt` with the row's columns bound in order as `?1…?n` (an `INSERT` from
     /// [`TableDef::insert_sql`], possibly with an `ON CONFLICT` clause).
     fn execute_in(&self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<usize>;
+    /// [`TableDef::insert_sql`] under `prefix`, formatted once.
+    fn insert_sql(prefix: &str) -> Cow<'static, str>;
+    /// [`TableDef::delete_by_key_sql`] under `prefix`, formatted once.
+    fn delete_by_key_sql(prefix: &str) -> Cow<'static, str>;
     /// Inserts the row into the table under `prefix` (a cached statement).
     fn insert(&self, conn: &rusqlite::Connection, prefix: &str) -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare_cached(&Self::TABLE.insert_sql(prefix))?;
+        let mut stmt = conn.prepare_cached(&Self::insert_sql(prefix))?;
         self.execute_in(&mut stmt)?;
         Ok(())
     }
+    /// Deletes the row with this row's primary key from the table under `prefix`.
+    fn delete_by_key(&self, conn: &rusqlite::Connection, prefix: &str) -> rusqlite::Result<()>;
+    /// Orders two rows by their primary keys, column by column as the key lists them.
+    fn key_cmp(&self, other: &Self) -> std::cmp::Ordering;
     /// Decodes a row selected with [`TableDef::select_sql`].
     fn from_row(row: &rusqlite::Row<'_>) -> Result<Self, LoadError>;
 }
@@ -332,6 +398,26 @@ macro_rules! table {
             };
             fn execute_in(&self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<usize> {
                 stmt.execute(rusqlite::params![$(Bind::<$ty>(&self.$field)),+])
+            }
+            fn insert_sql(prefix: &str) -> Cow<'static, str> {
+                static TEXT: StatementText = StatementText::new();
+                TEXT.get(prefix, |p| Self::TABLE.insert_sql(p))
+            }
+            fn delete_by_key_sql(prefix: &str) -> Cow<'static, str> {
+                static TEXT: StatementText = StatementText::new();
+                TEXT.get(prefix, |p| Self::TABLE.delete_by_key_sql(p))
+            }
+            fn delete_by_key(
+                &self,
+                conn: &rusqlite::Connection,
+                prefix: &str,
+            ) -> rusqlite::Result<()> {
+                let mut stmt = conn.prepare_cached(&Self::delete_by_key_sql(prefix))?;
+                stmt.execute(rusqlite::params![$(Bind(&self.$key)),+])?;
+                Ok(())
+            }
+            fn key_cmp(&self, other: &Self) -> std::cmp::Ordering {
+                std::cmp::Ordering::Equal$(.then_with(|| self.$key.cmp(&other.$key)))+
             }
             fn from_row(row: &rusqlite::Row<'_>) -> Result<Self, LoadError> {
                 let mut index = 0usize;
