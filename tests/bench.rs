@@ -42,6 +42,7 @@ fn the_benchmark_runs_at_a_tiny_size_and_prints_every_figure() {
         "rep report p99",
         "rep scorecard p99",
         "retention p99",
+        "customer ranking p99",
         "rebuild peak memory",
         "bytes/event",
     ] {

@@ -787,6 +787,7 @@ fn the_examples_in_the_help_run() {
         "reps",
         "scorecard",
         "retention",
+        "ranking",
         "customer",
         "pipeline",
         "keygen",

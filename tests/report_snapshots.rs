@@ -80,6 +80,12 @@ fn ok_in(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+fn fails_in(dir: &Path, args: &[&str]) -> Output {
+    let out = run_in(dir, args);
+    assert_ne!(out.code, 0, "{args:?} succeeded\nstdout:\n{}", out.stdout);
+    out
+}
+
 /// The seeded dataset, built once per test binary.
 fn dataset() -> &'static Dataset {
     static DATASET: OnceLock<Dataset> = OnceLock::new();
@@ -320,6 +326,154 @@ fn the_scorecard_is_computed_from_the_rep_report() {
 fn retention() {
     check_formats(&["retention"]);
     check_formats(&["retention", "--period", "month"]);
+}
+
+/// Issue 14: the customer ranking, in its three forms, per quarter and per year.
+#[test]
+fn ranking() {
+    check_formats(&["ranking"]);
+    check_formats(&["ranking", "--period", "year", "--limit", "5"]);
+}
+
+/// Issue 14: without exchange rates, each currency's ranking has, per quarter, the revenue that
+/// retention splits into new and existing customers; its classes add up to the quarter; and the
+/// listed customers are in revenue order with their classes falling.
+#[test]
+fn ranking_agrees_with_retention() {
+    let dir = dataset().dir.path();
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
+    };
+    let ranking = json(&["ranking", "--json", "--limit", "0"]);
+    let retention = json(&["retention", "--json"]);
+    let rankings = ranking["rankings"].as_array().unwrap();
+    assert!(!rankings.is_empty());
+    for r in rankings {
+        let currency = r["currency"].as_str().unwrap();
+        for p in r["periods"].as_array().unwrap() {
+            let quarter = p["period"].as_str().unwrap();
+            let split = retention["periods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["period"] == quarter)
+                .map(|q| &q["revenue"][currency])
+                .unwrap();
+            assert_eq!(
+                p["revenue_minor"].as_i64().unwrap(),
+                split["new_customers_minor"].as_i64().unwrap()
+                    + split["existing_customers_minor"].as_i64().unwrap(),
+                "{currency} {quarter}"
+            );
+            let classes = p["classes"].as_array().unwrap();
+            let sum =
+                |field: &str| -> i64 { classes.iter().map(|c| c[field].as_i64().unwrap()).sum() };
+            assert_eq!(sum("customers"), p["customers"].as_i64().unwrap());
+            assert_eq!(sum("revenue_minor"), p["revenue_minor"].as_i64().unwrap());
+        }
+        let listed = r["customers"].as_array().unwrap();
+        let last = r["periods"].as_array().unwrap().last().unwrap();
+        assert_eq!(listed.len() as u64, last["customers"].as_u64().unwrap());
+        let order = ["A+", "A", "B", "C"];
+        for pair in listed.windows(2) {
+            assert!(pair[0]["revenue_minor"].as_i64() >= pair[1]["revenue_minor"].as_i64());
+            let rank = |c: &serde_json::Value| order.iter().position(|o| *o == c["class"]).unwrap();
+            assert!(rank(&pair[0]) <= rank(&pair[1]));
+        }
+    }
+}
+
+/// Issue 14: with exchange rates in the policy, one ranking in the home currency: an amount in
+/// the home currency counts as it is, another converts at its date's rate, and a currency with
+/// no rate is counted as unconverted, never guessed.
+#[test]
+fn ranking_converts_at_the_policy_rates() {
+    let dir = dataset().dir.path();
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
+    };
+    let apart = json(&["ranking", "--json", "--limit", "0"]);
+    let currencies: Vec<&str> = apart["rankings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["currency"].as_str().unwrap())
+        .collect();
+    assert!(
+        currencies.len() >= 2,
+        "the dataset has one currency: {currencies:?}"
+    );
+    let (home, other) = (currencies[0], currencies[1]);
+    let policy = dir.join("policy-with-fx.json");
+    let mut p: serde_json::Value =
+        serde_json::from_str(pipeline_ledger::projections::policy::DEFAULT_POLICY_JSON).unwrap();
+    // One major unit of `other` is two of `home`, from long before the data; the rest have none.
+    p["fx"] = serde_json::json!({
+        "home_currency": home,
+        "version": "test rates",
+        "rates": { other: [{ "from": "2000-01-01", "home_per_unit": "2" }] }
+    });
+    std::fs::write(&policy, p.to_string()).unwrap();
+    let policy = policy.to_str().unwrap();
+    let converted = json(&["ranking", "--json", "--limit", "0", "--policy", policy]);
+    assert_eq!(converted["rates_version"], "test rates");
+    let rankings = converted["rankings"].as_array().unwrap();
+    assert_eq!(rankings.len(), 1);
+    assert_eq!(rankings[0]["currency"], home);
+    let digits = |c: &str| {
+        pipeline_ledger::domain::Currency::new(c)
+            .unwrap()
+            .minor_unit_digits() as i32
+    };
+    let scale = 2.0 * 10f64.powi(digits(home) - digits(other));
+    let revenue_of = |ranking: &serde_json::Value, quarter: &str| {
+        ranking["periods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["period"] == quarter)
+            .map_or(0, |p| p["revenue_minor"].as_i64().unwrap())
+    };
+    let by_currency = |c: &str| {
+        apart["rankings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["currency"] == c)
+            .unwrap()
+            .clone()
+    };
+    for p in rankings[0]["periods"].as_array().unwrap() {
+        let quarter = p["period"].as_str().unwrap();
+        let expected = revenue_of(&by_currency(home), quarter) as f64
+            + revenue_of(&by_currency(other), quarter) as f64 * scale;
+        // Each amount is rounded on its own: at most half a minor unit each.
+        let got = p["revenue_minor"].as_i64().unwrap() as f64;
+        let orders = p["customers"].as_f64().unwrap().max(1.0) * 50.0;
+        assert!(
+            (got - expected).abs() <= orders,
+            "{quarter}: {got} vs {expected}"
+        );
+        let unconverted: Vec<&str> = p["unconverted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["currency"].as_str().unwrap())
+            .collect();
+        for c in unconverted {
+            assert!(c != home && c != other, "{c} has a rate");
+        }
+    }
+    let bad = dir.join("policy-bad-fx.json");
+    p["fx"]["rates"][other][0]["home_per_unit"] = "-1".into();
+    std::fs::write(&bad, p.to_string()).unwrap();
+    let out = fails_in(dir, &["ranking", "--policy", bad.to_str().unwrap()]);
+    assert!(
+        out.stderr
+            .contains(&format!("fx.rates.{other} from 2000-01-01")),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Issue 14: retention agrees with the other reports: its contracts per quarter are the rep

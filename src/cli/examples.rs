@@ -108,6 +108,11 @@ pub const RETENTION: &str = "Examples:
   pipeline-ledger retention
   pipeline-ledger retention --period month --csv";
 
+pub const RANKING: &str = "Examples:
+  pipeline-ledger ranking
+  pipeline-ledger ranking --period year --limit 5
+  pipeline-ledger ranking --in 2025-Q3 --csv";
+
 pub const CUSTOMER: &str = "Examples:
   pipeline-ledger customer acme-foods
   pipeline-ledger customer acme-foods --as-of 2026-Q1 --json";

@@ -1150,12 +1150,16 @@ async fn demo_report(
     let scorecard = queries
         .scorecard(pipeline_ledger::query::ScorecardRequest::default())
         .await?;
+    let ranking = queries
+        .ranking(pipeline_ledger::query::RankingRequest::default())
+        .await?;
     let pipeline = queries.pipeline(PipelineRequest::default()).await?;
     crate::present::summary::write_summary(
         out,
         &funnel,
         &reps,
         &scorecard,
+        &ranking,
         &pipeline,
         &report.store_hint,
     )?;
@@ -1167,6 +1171,8 @@ async fn demo_report(
         write_reps(out, format, &reps)?;
         writeln!(out, "== Rep scorecard ==")?;
         crate::present::reports::write_scorecard(out, format, &scorecard)?;
+        writeln!(out, "== Customer ranking ==")?;
+        crate::present::reports::write_ranking(out, format, &ranking)?;
         writeln!(out, "== Pipeline and stalled deals ==")?;
         write_pipeline(out, format, &pipeline, &Worklist::default())?;
     }

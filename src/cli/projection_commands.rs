@@ -5,19 +5,20 @@
 use super::{parse_end, parse_start};
 use crate::present::progress::{Progress, Unit};
 use crate::present::reports::{
-    Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_reps,
-    write_retention, write_scorecard,
+    Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_ranking,
+    write_reps, write_retention, write_scorecard,
 };
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
 use pipeline_ledger::projections::policy::Policy;
+use pipeline_ledger::projections::ranking::RankingParams;
 use pipeline_ledger::projections::retention::RetentionParams;
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RepsRequest,
-    RetentionRequest, ScorecardRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RankingRequest,
+    RepsRequest, RetentionRequest, ScorecardRequest,
 };
 use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::read_models::ReadModels;
@@ -224,6 +225,25 @@ pub enum ProjectionCommand {
         /// The length of each period of the per-period rows.
         #[arg(long, value_enum, default_value = "quarter")]
         period: PeriodArg,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Customer ranking (80/20): customers classed A+ / A / B / C by revenue per period, the
+    /// share of the top 20%, and how customers moved between classes since the period before.
+    /// With exchange rates in the policy (fx) money is converted into the home currency;
+    /// without them each currency is ranked on its own.
+    #[command(after_long_help = super::examples::RANKING)]
+    Ranking {
+        /// The length of each period.
+        #[arg(long, value_enum, default_value = "quarter")]
+        period: PeriodArg,
+        /// List the customers of the period holding this time or period (2026-Q2, 2026-05,
+        /// 2026-05-14); default the latest period with revenue.
+        #[arg(long = "in", value_name = "TIME", value_parser = super::parse_start)]
+        within: Option<DateTime<Utc>>,
+        /// How many customers of that period to list (0: all).
+        #[arg(long, default_value_t = pipeline_ledger::projections::ranking::RANKING_LIMIT_DEFAULT)]
+        limit: usize,
         #[command(flatten)]
         report: ReportArgs,
     },
@@ -554,6 +574,23 @@ pub async fn run(
             };
             let r = queries(&report.policy)?.retention(request).await?;
             write_retention(out, report.format(), &r)?;
+        }
+        ProjectionCommand::Ranking {
+            period,
+            within,
+            limit,
+            report,
+        } => {
+            let request = RankingRequest {
+                params: RankingParams {
+                    period: period.into(),
+                    within,
+                    limit,
+                },
+                at: report.at(),
+            };
+            let r = queries(&report.policy)?.ranking(request).await?;
+            write_ranking(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
             let at = report.at();

@@ -713,6 +713,64 @@ pub const DEFINITIONS: &[Definition] = &[
         "Revenue of existing customers (their later contracts and repeat orders) / all revenue \
          in the period, per currency; a customer is new until its first contract.",
     ),
+    // Customer ranking.
+    d(
+        "ranking.classes_by",
+        "Classes by",
+        "How the policy's ranking classes customers: by the share of the period's revenue that \
+         the customers ranked above bring (A+ below 50%, A below 80%, B below 95% by default), \
+         or by revenue bands in the home currency.",
+    ),
+    d(
+        "ranking.rates_version",
+        "Exchange rates",
+        "With fx in the policy, every amount is converted into the home currency at the rate in \
+         force on its occurred_at date, and the rates' version is stated; without fx, money is \
+         never summed across currencies and each currency has its own ranking.",
+    ),
+    d(
+        "ranking.top_share",
+        "Top 20%",
+        "The share of the period's revenue that its best 20% of customers bring (their number \
+         rounded up): the 80/20 rule holds when it is near 80%.",
+    ),
+    d(
+        "ranking.class_share",
+        "Class share",
+        "A class's share of the period's revenue, with its customers; the four classes add up \
+         to the period's customers and revenue.",
+    ),
+    d(
+        "ranking.unconverted",
+        "Unconverted",
+        "Amounts in a currency the policy's rates do not cover on their date: left out of the \
+         ranking and counted here, so that no revenue is converted at a guessed rate.",
+    ),
+    d(
+        "ranking.class",
+        "Class",
+        "The customer's class in the listed period. Revenue is its contracts and repeat orders \
+         (follow-ups with an order value) that occurred in the period; customers with none are \
+         not ranked.",
+    ),
+    d(
+        "ranking.class_before",
+        "Class before",
+        "The customer's class in the period before the listed one; none when it had no revenue \
+         there.",
+    ),
+    d(
+        "ranking.open_deals",
+        "Open deals",
+        "The customer's open deals now: the potential beside the revenue (an expected deal value \
+         is not recorded yet).",
+    ),
+    d(
+        "ranking.movement",
+        "Class movement",
+        "How many customers went from each class in the period before to each class in the \
+         listed one; none is a customer without revenue in that period.",
+    ),
 ];
 
 /// The definition of a figure, by key.
@@ -754,6 +812,7 @@ mod tests {
                     "reps",
                     "scorecard",
                     "retention",
+                    "ranking",
                     "pipeline",
                     "customer",
                     "history"

@@ -8,6 +8,7 @@ use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
 use pipeline_ledger::projections::lifecycle::CustomerReport;
 use pipeline_ledger::projections::meta::ReportMeta;
+use pipeline_ledger::projections::ranking::RankingReport;
 use pipeline_ledger::projections::retention::RetentionReport;
 use pipeline_ledger::projections::scorecard::{BASIS_POINTS, ScoreComponent, ScorecardReport};
 use pipeline_ledger::projections::stalled::{PipelineReport, StallKind, StalledDeal};
@@ -664,6 +665,149 @@ pub fn write_retention(out: &mut dyn Write, format: Format, r: &RetentionReport)
     } else {
         vec![overall, counts, revenue]
     };
+    write_out(out, format, &r.meta, r, tables)
+}
+
+/// Writes the customer ranking: per currency ranked, the classes and the Pareto share of every
+/// period, the listed period's customers, and the movement between classes since the period
+/// before. The CSV is one row per listed customer (of every ranking) with every column.
+pub fn write_ranking(out: &mut dyn Write, format: Format, r: &RankingReport) -> io::Result<()> {
+    let csv = format == Format::Csv;
+    let share_cell = |share: Option<f64>| match share {
+        Some(v) if csv => format!("{v:.6}"),
+        Some(v) => format!("{:.1}%", v * 100.0),
+        None if csv => String::new(),
+        None => "–".into(),
+    };
+    let label = r.params.period.as_str();
+    let mut listed = Table::new(
+        "Customers of the listed period, best first".to_string(),
+        &[
+            "currency",
+            "period",
+            "rank",
+            "customer",
+            "company",
+            "revenue",
+            "share",
+            "cumulative_share",
+            "class",
+            "class_before",
+            "open_deals",
+        ],
+    )
+    .keyed_by(4)
+    .explained_by(&[
+        "ranking.class",
+        "ranking.class_before",
+        "ranking.open_deals",
+    ]);
+    let mut tables = Vec::new();
+    let mut header = Table::new("Customer ranking (80/20)".to_string(), &["figure", "value"])
+        .keyed_by(1)
+        .explained_by(&["ranking.classes_by", "ranking.rates_version"]);
+    header.row(vec!["classes by".into(), r.classes_by.clone()]);
+    header.row(vec![
+        "money".into(),
+        match (&r.rates_version, r.per_currency) {
+            (Some(version), _) => format!("converted at the policy's rates, version {version}"),
+            (None, Some(why)) => why.to_string(),
+            (None, None) => "–".into(),
+        },
+    ]);
+    tables.push(header);
+    for ranking in &r.rankings {
+        let currency = ranking.currency.as_str();
+        let amount = |minor: i64| {
+            if csv {
+                minor.to_string()
+            } else {
+                money_minor(minor, currency)
+            }
+        };
+        let mut periods = Table::new(
+            format!("Revenue in {currency} per {label}: classes and the top 20%"),
+            &[
+                "period",
+                "customers",
+                "revenue",
+                "top_20_percent",
+                "A+",
+                "A",
+                "B",
+                "C",
+                "unconverted",
+            ],
+        )
+        .keyed_by(1)
+        .explained_by(&[
+            "ranking.top_share",
+            "ranking.class_share",
+            "ranking.unconverted",
+        ]);
+        for p in &ranking.periods {
+            let mut cells = vec![
+                p.period.clone(),
+                p.customers.to_string(),
+                amount(p.revenue_minor),
+                format!("{} ({})", share_cell(p.top_share), p.top_customers),
+            ];
+            for c in &p.classes {
+                cells.push(format!("{} ({})", share_cell(c.share), c.customers));
+            }
+            let left: Vec<String> = p
+                .unconverted
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{} ({} events)",
+                        money_minor(u.amount_minor, &u.currency),
+                        u.events
+                    )
+                })
+                .collect();
+            cells.push(if left.is_empty() {
+                "–".into()
+            } else {
+                left.join(", ")
+            });
+            periods.row(cells);
+        }
+        for c in &ranking.customers {
+            listed.row(vec![
+                currency.to_string(),
+                ranking.listed_period.clone().unwrap_or_default(),
+                c.rank.to_string(),
+                c.customer_id.clone(),
+                c.company.clone().unwrap_or_default(),
+                amount(c.revenue_minor),
+                share_cell(c.share),
+                share_cell(c.cumulative_share),
+                c.class.to_string(),
+                c.class_before.to_string(),
+                c.open_deals.to_string(),
+            ]);
+        }
+        let mut movement = Table::new(
+            format!(
+                "Class movement in {currency}, {} → {}",
+                ranking.period_before.as_deref().unwrap_or("–"),
+                ranking.listed_period.as_deref().unwrap_or("–")
+            ),
+            &["from", "to", "customers"],
+        )
+        .keyed_by(2)
+        .explained_by(&["ranking.movement"]);
+        for m in &ranking.movement {
+            movement.row(vec![m.from.into(), m.to.into(), m.customers.to_string()]);
+        }
+        tables.push(periods);
+        tables.push(movement);
+    }
+    if csv {
+        return write_out(out, format, &r.meta, r, vec![listed]);
+    }
+    tables.push(listed);
     write_out(out, format, &r.meta, r, tables)
 }
 

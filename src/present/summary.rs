@@ -1,11 +1,13 @@
 //! The one-screen summary the demo ends with: the headline funnel as bars, the win rate with
-//! its counts, the top reps, how many deals are stalled and the biggest lost reason, then the
+//! its counts, the top reps, the scorecard's leader, the 80/20 share of the customer ranking,
+//! how many deals are stalled and the biggest lost reason, then the
 //! commands that show the rest. Every figure is one the full reports show too (the same
 //! queries), so the summary never says what `funnel`, `reps` or `pipeline` would contradict.
 
 use super::reports::ratio;
 use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::FunnelReport;
+use pipeline_ledger::projections::ranking::RankingReport;
 use pipeline_ledger::projections::scorecard::ScorecardReport;
 use pipeline_ledger::projections::stalled::PipelineReport;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +25,7 @@ pub fn write_summary(
     funnel: &FunnelReport,
     reps: &RepsReport,
     scorecard: &ScorecardReport,
+    ranking: &RankingReport,
     pipeline: &PipelineReport,
     store_hint: &str,
 ) -> io::Result<()> {
@@ -71,6 +74,9 @@ pub fn write_summary(
             best.score_bp % 100
         )?;
     }
+    if let Some(line) = pareto_line(ranking) {
+        writeln!(out, "Ranking      {line}")?;
+    }
     let (stalled, busiest) = stalled(pipeline);
     writeln!(
         out,
@@ -118,6 +124,10 @@ pub fn write_summary(
             "the quarter's reps ranked on activity, results, quality",
         ),
         (
+            "pipeline-ledger ranking",
+            "customers A+ / A / B / C by revenue, the 80/20 share",
+        ),
+        (
             "pipeline-ledger pipeline",
             "the stalled deals as a worklist, by owner",
         ),
@@ -138,6 +148,34 @@ pub fn write_summary(
         writeln!(out, "  {command:<36}  {what}")?;
     }
     Ok(())
+}
+
+/// The 80/20 line: in the ranking with the most customers in its listed period (the only one
+/// with exchange rates), the share of revenue its top 20% of customers bring.
+fn pareto_line(ranking: &RankingReport) -> Option<String> {
+    let (r, p) = ranking
+        .rankings
+        .iter()
+        .filter_map(|r| {
+            let listed = r.listed_period.as_ref()?;
+            Some((r, r.periods.iter().find(|p| &p.period == listed)?))
+        })
+        .max_by(|a, b| {
+            a.1.customers
+                .cmp(&b.1.customers)
+                .then(b.0.currency.cmp(&a.0.currency))
+        })?;
+    let share = p.top_share?;
+    let a_plus = p.classes.first().map_or(0, |c| c.customers);
+    Some(format!(
+        "{}: the top 20% of customers ({} of {}) bring {:.1}% of the revenue in {}; {} A+",
+        p.period,
+        p.top_customers,
+        p.customers,
+        share * 100.0,
+        r.currency,
+        a_plus
+    ))
 }
 
 /// A bar of `share` (0–1) of [`BAR_CELLS_MAX`] cells, in eighths of a cell.

@@ -9,6 +9,8 @@
 //! - [`activity`]: per event, who performed it and who owned the customer; the rep report.
 //! - [`aggregates`]: the rep report's counters, kept incrementally, and the report over them.
 //! - [`stalled`]: stalled deals, overdue follow-ups and the pipeline report.
+//! - [`scorecard`]: the quarterly rep scorecard; [`retention`]: repeat orders and dormancy;
+//!   [`ranking`]: customers classed A+ / A / B / C by revenue; [`fx`]: money in a home currency.
 //! - [`fold`]: the fold over the log ([`Projector`]) and [`replay`].
 //! - [`model`]: the rows; [`meta`]: what every report says about itself; [`policy`], [`time`].
 //!
@@ -18,10 +20,12 @@ pub mod activity;
 pub mod aggregates;
 pub mod conversion;
 pub mod fold;
+pub mod fx;
 pub mod lifecycle;
 pub mod meta;
 pub mod model;
 pub mod policy;
+pub mod ranking;
 pub mod retention;
 pub mod scorecard;
 pub mod stalled;

@@ -1,7 +1,8 @@
 //! The pipeline policy sales ops may change without recompiling: stage order, stalled thresholds
 //! per stage and the dormant threshold. Shipped defaults are embedded; a file overrides them.
 
-use crate::domain::Stage;
+use super::fx::{FxPolicy, FxPolicyError};
+use crate::domain::{Currency, Money, Stage};
 use crate::limits::THRESHOLD_DAYS_MAX;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,6 +47,16 @@ pub enum PolicyError {
         origin: String,
         source: ScorecardPolicyError,
     },
+    #[error("policy {origin}: {source}")]
+    Fx {
+        origin: String,
+        source: FxPolicyError,
+    },
+    #[error("policy {origin}: {source}")]
+    Ranking {
+        origin: String,
+        source: RankingPolicyError,
+    },
     #[error("policy {origin}: {what} is {days} days; use 1 to {THRESHOLD_DAYS_MAX}")]
     BadThreshold {
         origin: String,
@@ -83,6 +94,14 @@ pub struct Policy {
     /// scorecard"). Optional in a policy file (the shipped defaults).
     #[serde(default)]
     pub scorecard: ScorecardPolicy,
+    /// Dated exchange rates into a home currency (`projections/README.md`, "Money in a home
+    /// currency"). Optional: without them, money stays in its own currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fx: Option<FxPolicy>,
+    /// How customers are classed A+ / A / B / C by revenue (`projections/README.md`, "Customer
+    /// ranking"). Optional in a policy file (the shipped default: cumulative shares 50/80/95).
+    #[serde(default)]
+    pub ranking: RankingPolicy,
 }
 
 /// The share of open deals above which a cohort is immature, unless the policy says otherwise.
@@ -112,6 +131,8 @@ impl Policy {
         if let Some(fields) = value.as_object_mut() {
             fields.remove("cohort_immature_open_percent");
             fields.remove("scorecard");
+            fields.remove("fx");
+            fields.remove("ranking");
         }
         let json = value.to_string();
         hasher.write(json.as_bytes());
@@ -200,6 +221,18 @@ impl Policy {
         self.scorecard
             .check()
             .map_err(|source| PolicyError::Scorecard {
+                origin: origin.to_string(),
+                source,
+            })?;
+        if let Some(fx) = &self.fx {
+            fx.check().map_err(|source| PolicyError::Fx {
+                origin: origin.to_string(),
+                source,
+            })?;
+        }
+        self.ranking
+            .check(self.fx.as_ref())
+            .map_err(|source| PolicyError::Ranking {
                 origin: origin.to_string(),
                 source,
             })?;
@@ -360,6 +393,156 @@ impl ScorecardPolicy {
             // `check` makes sure a default exists; an unchecked policy scores against the
             // shipped defaults rather than fail.
             .unwrap_or_else(|| ScorecardPolicy::default().targets[DEFAULT_TARGETS_KEY])
+    }
+}
+
+// ---- The customer ranking's part of the policy (`projections/README.md`, "Customer ranking"). --
+
+/// How customers are put in classes A+ / A / B / C by their revenue in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RankingPolicy {
+    /// By the share of the period's revenue that the customers ranked above a customer bring:
+    /// below `a_plus_percent` it is A+, below `a_percent` A, below `b_percent` B, else C (the
+    /// 80/20 rule: the few customers that bring most of the revenue).
+    CumulativeShare {
+        a_plus_percent: u8,
+        a_percent: u8,
+        b_percent: u8,
+    },
+    /// By revenue bands in the home currency's major units (`"100000.00"`): at least
+    /// `a_plus_from` is A+, at least `a_from` A, at least `b_from` B, else C. Needs `fx`, whose
+    /// home currency the bands are in.
+    Bands {
+        a_plus_from: String,
+        a_from: String,
+        b_from: String,
+    },
+}
+
+impl Default for RankingPolicy {
+    fn default() -> Self {
+        RankingPolicy::CumulativeShare {
+            a_plus_percent: 50,
+            a_percent: 80,
+            b_percent: 95,
+        }
+    }
+}
+
+/// Why a ranking policy cannot be used; each names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RankingPolicyError {
+    #[error(
+        "ranking: the cumulative shares must rise within 1 to 100 (a_plus_percent ≤ a_percent ≤ b_percent); got {0}, {1}, {2}"
+    )]
+    Shares(u8, u8, u8),
+    #[error(
+        "ranking: method bands needs fx in the policy, since the bands are amounts in fx.home_currency"
+    )]
+    BandsWithoutFx,
+    #[error(
+        "ranking.{field} {value:?} is not an amount of {currency} above 0 (such as \"10000.00\")"
+    )]
+    Band {
+        field: &'static str,
+        value: String,
+        currency: String,
+    },
+    #[error("ranking: the bands must fall, a_plus_from ≥ a_from ≥ b_from")]
+    BandOrder,
+}
+
+/// The four classes, best first.
+pub const RANKING_CLASSES: [&str; 4] = ["A+", "A", "B", "C"];
+
+impl RankingPolicy {
+    /// Checks the policy against the policy's rates; each error names the field.
+    pub fn check(&self, fx: Option<&FxPolicy>) -> Result<(), RankingPolicyError> {
+        match self {
+            RankingPolicy::CumulativeShare {
+                a_plus_percent,
+                a_percent,
+                b_percent,
+            } => {
+                let (p, a, b) = (*a_plus_percent, *a_percent, *b_percent);
+                if p == 0 || p > a || a > b || b > 100 {
+                    return Err(RankingPolicyError::Shares(p, a, b));
+                }
+                Ok(())
+            }
+            RankingPolicy::Bands { .. } => {
+                let fx = fx.ok_or(RankingPolicyError::BandsWithoutFx)?;
+                let [p, a, b] = self.band_minor(&fx.home_currency)?;
+                if p < a || a < b {
+                    return Err(RankingPolicyError::BandOrder);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The bands in minor units of `currency`: A+, A, B.
+    fn band_minor(&self, currency: &str) -> Result<[i64; 3], RankingPolicyError> {
+        let RankingPolicy::Bands {
+            a_plus_from,
+            a_from,
+            b_from,
+        } = self
+        else {
+            return Ok([0; 3]);
+        };
+        let parse = |field: &'static str, value: &String| {
+            let bad = || RankingPolicyError::Band {
+                field,
+                value: value.clone(),
+                currency: currency.to_string(),
+            };
+            let c = Currency::active(currency).map_err(|_| bad())?;
+            match Money::from_decimal(value, c) {
+                Ok(m) if m.amount_minor > 0 => Ok(m.amount_minor),
+                _ => Err(bad()),
+            }
+        };
+        Ok([
+            parse("a_plus_from", a_plus_from)?,
+            parse("a_from", a_from)?,
+            parse("b_from", b_from)?,
+        ])
+    }
+
+    /// The class of a customer with `revenue_minor` (in `currency`), when the customers ranked
+    /// above it bring `before_minor` of the period's `total_minor` (compared in integers, so
+    /// that a share exactly at a limit is never moved by a float's rounding).
+    pub fn class_of(
+        &self,
+        revenue_minor: i64,
+        before_minor: i64,
+        total_minor: i64,
+        currency: &str,
+    ) -> &'static str {
+        let index = match self {
+            RankingPolicy::CumulativeShare {
+                a_plus_percent,
+                a_percent,
+                b_percent,
+            } => {
+                let before = i128::from(before_minor) * 100;
+                [*a_plus_percent, *a_percent, *b_percent]
+                    .iter()
+                    .position(|limit| before < i128::from(*limit) * i128::from(total_minor))
+                    .unwrap_or(3)
+            }
+            RankingPolicy::Bands { .. } => {
+                // Checked with the policy; a band that does not parse classes nobody above C.
+                let bands = self.band_minor(currency).unwrap_or([i64::MAX; 3]);
+                bands
+                    .iter()
+                    .position(|from| revenue_minor >= *from)
+                    .unwrap_or(3)
+            }
+        };
+        RANKING_CLASSES[index]
     }
 }
 

@@ -22,6 +22,7 @@ use crate::projections::fold::replay;
 use crate::projections::lifecycle::{CustomerReport, customer_report};
 use crate::projections::meta::{ReportAt, ReportMeta, lag};
 use crate::projections::model::ReadModel;
+use crate::projections::ranking::{RankingParams, RankingReport, ranking};
 use crate::projections::retention::{RetentionParams, RetentionReport, retention};
 use crate::projections::scorecard::{ScorecardReport, is_quarter_label, scorecard};
 use crate::projections::stalled::{PipelineReport, pipeline};
@@ -109,6 +110,13 @@ pub struct ScorecardRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetentionRequest {
     pub params: RetentionParams,
+    pub at: ReportAt,
+}
+
+/// Customers classed A+ / A / B / C by revenue per period (the 80/20 rule).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RankingRequest {
+    pub params: RankingParams,
     pub at: ReportAt,
 }
 
@@ -323,6 +331,13 @@ impl Queries {
     pub async fn retention(&self, req: RetentionRequest) -> Result<RetentionReport, QueryError> {
         let (model, meta) = self.model(&req.at).await?;
         Ok(retention(&model, meta, req.params))
+    }
+
+    /// The customer ranking, over the whole read model (live, or a replay for a past state),
+    /// under the policy's rates and classes.
+    pub async fn ranking(&self, req: RankingRequest) -> Result<RankingReport, QueryError> {
+        let (model, meta) = self.model(&req.at).await?;
+        Ok(ranking(&model, &self.policy, meta, req.params))
     }
 
     /// A customer's events in stream order, decoded to current schema versions.

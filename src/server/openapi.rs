@@ -252,6 +252,24 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/reports/ranking",
+            summary: "Customer ranking (80/20): customers classed A+ / A / B / C by revenue per period, the share of the top 20%, and the movement between classes; in the home currency with the policy's exchange rates, else per currency.",
+            roles: Some("reader, auditor, admin"),
+            params: [
+                vec![
+                    Param { name: "period", place: "query", schema: json!({"type": "string", "enum": ["day", "week", "month", "quarter", "year"]}), description: "The period (default quarter)." },
+                    string_param("in", "List the customers of the period holding this time or period (2026-Q2, 2026-05, 2026-05-14, RFC 3339); default the latest period with revenue."),
+                    Param { name: "limit", place: "query", schema: json!({"type": "integer", "minimum": 0}), description: "How many customers of the listed period (default 20; 0: all)." },
+                ],
+                time_params(),
+            ]
+            .concat(),
+            request: None,
+            ok: report("The customer ranking."),
+            errors: &[400, 422],
+        },
+        Operation {
+            method: "get",
             path: "/v1/reports/pipeline",
             summary: "Counts per state and stage, stalled deals and overdue follow-ups.",
             roles: Some("reader, auditor, admin"),

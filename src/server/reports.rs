@@ -8,8 +8,8 @@ use super::problem::Problem;
 use super::read::time_param;
 use super::{Shared, format_of};
 use crate::present::reports::{
-    Format, write_customer, write_funnel, write_pipeline, write_reps, write_retention,
-    write_scorecard,
+    Format, write_customer, write_funnel, write_pipeline, write_ranking, write_reps,
+    write_retention, write_scorecard,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -19,11 +19,12 @@ use pipeline_ledger::access::Action;
 use pipeline_ledger::projections::activity::RepsParams;
 use pipeline_ledger::projections::conversion::{FunnelParams, GroupBy};
 use pipeline_ledger::projections::meta::ReportAt;
+use pipeline_ledger::projections::ranking::{RANKING_LIMIT_DEFAULT, RankingParams};
 use pipeline_ledger::projections::retention::RetentionParams;
 use pipeline_ledger::projections::time::{Period, parse_time_start, quarter_of};
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RepsRequest, RetentionRequest,
-    ScorecardRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RankingRequest, RepsRequest,
+    RetentionRequest, ScorecardRequest,
 };
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -61,7 +62,8 @@ report_at!(
     FunnelQuery,
     RepsQuery,
     ScorecardQuery,
-    RetentionQuery
+    RetentionQuery,
+    RankingQuery
 );
 
 /// Query parameters of the funnel.
@@ -100,6 +102,23 @@ pub struct RepsQuery {
 pub struct RetentionQuery {
     /// `day`, `week`, `month`, `quarter` (default) or `year`.
     pub period: Option<String>,
+    pub at_position: Option<u64>,
+    pub as_of: Option<String>,
+    pub known_at: Option<String>,
+    pub now: Option<String>,
+}
+
+/// Query parameters of the customer ranking.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingQuery {
+    /// `day`, `week`, `month`, `quarter` (default) or `year`.
+    pub period: Option<String>,
+    /// A time or period inside the period whose customers are listed.
+    #[serde(rename = "in")]
+    pub within: Option<String>,
+    /// How many customers to list (0: all).
+    pub limit: Option<usize>,
     pub at_position: Option<u64>,
     pub as_of: Option<String>,
     pub known_at: Option<String>,
@@ -276,6 +295,36 @@ pub async fn retention(
     respond(format_of(&headers), |out, f| {
         write_retention(out, f, &report)
     })
+}
+
+/// `GET /v1/reports/ranking`.
+pub async fn ranking(
+    State(state): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Result<Query<RankingQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    caller.may(Action::Reports)?;
+    let q = query(q)?;
+    let at = q.at()?;
+    let within = match q.within.as_deref() {
+        None => None,
+        Some(text) => Some(
+            parse_time_start(text).map_err(|e| Problem::bad_request("in", format!("in: {e}")))?,
+        ),
+    };
+    let request = RankingRequest {
+        params: RankingParams {
+            period: period_param(q.period.as_deref())?,
+            within,
+            limit: q.limit.unwrap_or(RANKING_LIMIT_DEFAULT),
+        },
+        at,
+    };
+    // The whole read model is read: bounded like a replay.
+    let (queries, _permit) = bounded(&state, true).await?;
+    let report = queries.ranking(request).await?;
+    respond(format_of(&headers), |out, f| write_ranking(out, f, &report))
 }
 
 /// `GET /v1/reports/scorecard`.

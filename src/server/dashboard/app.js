@@ -6,8 +6,8 @@
 // Sizes that come from data are set through the CSSOM (el.style.width), which the policy allows.
 //
 // Hooks for the browser test:
-// - each page's root element has id="page-<name>" (funnel, reps, retention, pipeline, customer,
-//   login);
+// - each page's root element has id="page-<name>" (funnel, reps, retention, ranking, pipeline,
+//   customer, login);
 // - body[data-ready] is "0" while a page loads, "1" once its data is rendered, "error" when the
 //   API answered with an error (shown in the page);
 // - each figure compared with the API carries data-field="<JSON path>" (dot-separated, array
@@ -371,7 +371,7 @@ function showSession() {
 
 /* ---------- Routing ---------- */
 
-const PAGES = { funnel: funnelPage, reps: repsPage, retention: retentionPage, pipeline: pipelinePage, customer: customerPage };
+const PAGES = { funnel: funnelPage, reps: repsPage, retention: retentionPage, ranking: rankingPage, pipeline: pipelinePage, customer: customerPage };
 
 /** `#/name/arg?query` → { name, arg, params }. */
 function parseHash() {
@@ -753,6 +753,56 @@ async function retentionPage(root, ctx) {
     { head: 'Existing customers', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.existing_customers_minor`, split.existing_customers_minor, money(split.existing_customers_minor, cur)) },
     { head: 'Existing share', def: 'retention.existing_share', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.existing_share`, split.existing_share, split.existing_share == null ? '–' : pct(split.existing_share)) },
   ], rows)));
+}
+
+/* ---------- Customer ranking ---------- */
+
+async function rankingPage(root, ctx) {
+  root.append(h('h1', {}, 'Customer ranking'), controls('ranking', ctx.params, [
+    { name: 'period', label: 'Period', options: [['quarter', 'quarter'], ['year', 'year'], ['month', 'month']] },
+    ...DATE_FILTERS,
+  ]));
+  const r = await api(`/v1/reports/ranking${query(ctx.params, ['period', 'as_of', 'known_at'])}`);
+  if (!ctx.live()) return;
+  const money_note = r.rates_version != null
+    ? `Converted into one currency at the policy's rates, version ${r.rates_version}.`
+    : (r.per_currency || '');
+  root.append(metaLine(r.meta),
+    h('p', { className: 'note' }, `Classes by ${r.classes_by}. ${money_note}`, ' ', def('ranking.rates_version')));
+  const shareText = (v, n) => (v == null ? '–' : `${pct(v)} (${n})`);
+  r.rankings.forEach((rk, i) => {
+    const cur = rk.currency;
+    const at = `rankings.${i}`;
+    root.append(
+      section({ title: `Revenue in ${cur} per ${r.params.period}: classes and the top 20%`, def: 'ranking.top_share' }, table([
+        { head: 'Period', th: true, cell: (p) => p.period },
+        { head: 'Customers', num: true, cell: (p, j) => fig(`${at}.periods.${j}.customers`, p.customers) },
+        { head: 'Revenue', num: true, cell: (p, j) => fig(`${at}.periods.${j}.revenue_minor`, p.revenue_minor, money(p.revenue_minor, cur)) },
+        { head: 'Top 20%', def: 'ranking.top_share', num: true, cell: (p, j) => fig(`${at}.periods.${j}.top_share`, p.top_share, shareText(p.top_share, p.top_customers)) },
+        ...['A+', 'A', 'B', 'C'].map((cls, k) => ({
+          head: cls, def: k === 0 ? 'ranking.class_share' : undefined, num: true,
+          cell: (p, j) => fig(`${at}.periods.${j}.classes.${k}.share`, p.classes[k].share, shareText(p.classes[k].share, p.classes[k].customers)),
+        })),
+        { head: 'Unconverted', def: 'ranking.unconverted', wrap: true, cell: (p) => (p.unconverted.length ? p.unconverted.map((u) => `${money(u.amount_minor, u.currency)} (${u.events})`).join(', ') : '–') },
+      ], rk.periods)),
+      section({ title: `Customers of ${rk.listed_period || '–'} in ${cur}, best first`, def: 'ranking.class' }, table([
+        { head: '#', num: true, cell: (c, k) => fig(`${at}.customers.${k}.rank`, c.rank) },
+        { head: 'Customer', th: true, cell: (c) => customerLink(c.customer_id) },
+        { head: 'Company', wrap: true, cell: (c) => c.company || '' },
+        { head: 'Revenue', num: true, cell: (c, k) => fig(`${at}.customers.${k}.revenue_minor`, c.revenue_minor, money(c.revenue_minor, cur)) },
+        { head: 'Share', num: true, cell: (c, k) => fig(`${at}.customers.${k}.share`, c.share, c.share == null ? '–' : pct(c.share)) },
+        { head: 'Cumulative', num: true, cell: (c, k) => fig(`${at}.customers.${k}.cumulative_share`, c.cumulative_share, c.cumulative_share == null ? '–' : pct(c.cumulative_share)) },
+        { head: 'Class', def: 'ranking.class', cell: (c, k) => fig(`${at}.customers.${k}.class`, c.class) },
+        { head: `In ${rk.period_before || '–'}`, def: 'ranking.class_before', cell: (c, k) => fig(`${at}.customers.${k}.class_before`, c.class_before) },
+        { head: 'Open deals', def: 'ranking.open_deals', num: true, cell: (c, k) => fig(`${at}.customers.${k}.open_deals`, c.open_deals) },
+      ], rk.customers)),
+      section({ title: `Class movement, ${rk.period_before || '–'} → ${rk.listed_period || '–'}`, def: 'ranking.movement' }, table([
+        { head: 'From', th: true, cell: (m) => m.from },
+        { head: 'To', cell: (m) => m.to },
+        { head: 'Customers', num: true, cell: (m, k) => fig(`${at}.movement.${k}.customers`, m.customers) },
+      ], rk.movement)),
+    );
+  });
 }
 
 /* ---------- Pipeline ---------- */
