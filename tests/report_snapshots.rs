@@ -476,6 +476,61 @@ fn ranking_converts_at_the_policy_rates() {
     );
 }
 
+/// Issue 14: with costs in the policy, retention shows for that quarter the cost per customer
+/// won (to win / first contracts) and kept (to keep / kept customers); other quarters none; and
+/// a cost that is no amount is refused naming its field.
+#[test]
+fn retention_shows_the_policy_costs_per_customer_won_and_kept() {
+    let dir = dataset().dir.path();
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
+    };
+    let plain = json(&["retention", "--json"]);
+    let quarter = plain["periods"][1]["period"].as_str().unwrap().to_string();
+    let mut p: serde_json::Value =
+        serde_json::from_str(pipeline_ledger::projections::policy::DEFAULT_POLICY_JSON).unwrap();
+    p["costs"] = serde_json::json!({
+        "currency": "EUR",
+        "periods": { quarter.as_str(): { "to_win": "90000.00", "to_keep": "12000.50" } }
+    });
+    let policy = dir.join("policy-with-costs.json");
+    std::fs::write(&policy, p.to_string()).unwrap();
+    let costed = json(&["retention", "--json", "--policy", policy.to_str().unwrap()]);
+    for (i, period) in costed["periods"].as_array().unwrap().iter().enumerate() {
+        // The same figures as without costs, plus the costs.
+        assert_eq!(period["contracts"], plain["periods"][i]["contracts"]);
+        if period["period"] != quarter.as_str() {
+            assert!(period["costs"].is_null());
+            continue;
+        }
+        let c = &period["costs"];
+        let (won, kept) = (
+            period["first_contracts"].as_i64().unwrap(),
+            period["kept_customers"].as_i64().unwrap(),
+        );
+        assert!(won > 0 && kept > 0, "{period}");
+        let half_up = |amount: i64, n: i64| (2 * amount + n) / (2 * n);
+        assert_eq!(c["to_win_minor"], 9_000_000);
+        assert_eq!(c["to_keep_minor"], 1_200_050);
+        assert_eq!(c["per_new_customer_minor"], half_up(9_000_000, won));
+        assert_eq!(c["per_kept_customer_minor"], half_up(1_200_050, kept));
+    }
+    let text = ok_in(dir, &["retention", "--policy", policy.to_str().unwrap()]).stdout;
+    assert!(
+        text.contains("Cost to win and to keep a customer per quarter"),
+        "{text}"
+    );
+    p["costs"]["periods"][quarter.as_str()]["to_win"] = "lots".into();
+    std::fs::write(&policy, p.to_string()).unwrap();
+    let out = fails_in(dir, &["retention", "--policy", policy.to_str().unwrap()]);
+    assert!(
+        out.stderr
+            .contains(&format!("costs.periods.{quarter}.to_win")),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Issue 14: retention agrees with the other reports: its contracts per quarter are the rep
 /// report's deals won (every contract is credited to one owner), its dormant customers are the
 /// pipeline's, and its revenue splits add up to the contracts' and orders' values.

@@ -713,6 +713,19 @@ pub const DEFINITIONS: &[Definition] = &[
         "Revenue of existing customers (their later contracts and repeat orders) / all revenue \
          in the period, per currency; a customer is new until its first contract.",
     ),
+    d(
+        "retention.kept_customers",
+        "Kept customers",
+        "Distinct customers with existing-customer revenue in the period: a repeat order, or a \
+         contract after their first.",
+    ),
+    d(
+        "retention.cost_per_customer",
+        "Cost to win and to keep",
+        "From the policy's costs (sales ops' figures, not events): the period's spend to win \
+         new customers / its first contracts, beside its spend to keep customers / its kept \
+         customers, and their ratio (keeping is said to cost about a fifth of winning).",
+    ),
     // Customer ranking.
     d(
         "ranking.classes_by",

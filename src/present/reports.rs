@@ -558,8 +558,13 @@ pub fn write_retention(out: &mut dyn Write, format: Format, r: &RetentionReport)
     let show = |x: &pipeline_ledger::projections::conversion::Ratio| {
         if csv { rate(x) } else { ratio(x) }
     };
+    let costed = r.periods.iter().any(|p| p.costs.is_some());
     let mut overall = Table::new(
-        format!("Retention (revenue only: {})", r.costs),
+        if costed {
+            format!("Retention ({})", r.costs)
+        } else {
+            format!("Retention (revenue only: {})", r.costs)
+        },
         &["figure", "value"],
     )
     .keyed_by(1)
@@ -595,10 +600,28 @@ pub fn write_retention(out: &mut dyn Write, format: Format, r: &RetentionReport)
             "first_contracts",
             "repeat_orders",
             "repeat_customers",
+            "kept_customers",
         ],
     )
     .keyed_by(1)
-    .explained_by(&["retention.first_contracts", "retention.repeat_orders"]);
+    .explained_by(&[
+        "retention.first_contracts",
+        "retention.repeat_orders",
+        "retention.kept_customers",
+    ]);
+    let mut cost_table = Table::new(
+        format!("Cost to win and to keep a customer per {label}"),
+        &[
+            "period",
+            "to_win",
+            "to_keep",
+            "per_new_customer",
+            "per_kept_customer",
+            "keep_to_win",
+        ],
+    )
+    .keyed_by(1)
+    .explained_by(&["retention.cost_per_customer"]);
     let mut revenue = Table::new(
         format!("Revenue per {label} and currency"),
         &if csv {
@@ -632,7 +655,19 @@ pub fn write_retention(out: &mut dyn Write, format: Format, r: &RetentionReport)
             p.first_contracts.to_string(),
             p.repeat_orders.to_string(),
             p.repeat_customers.to_string(),
+            p.kept_customers.to_string(),
         ]);
+        if let Some(c) = &p.costs {
+            let per = |v: Option<i64>| v.map_or("–".to_string(), |m| money_minor(m, &c.currency));
+            cost_table.row(vec![
+                p.period.clone(),
+                money_minor(c.to_win_minor, &c.currency),
+                money_minor(c.to_keep_minor, &c.currency),
+                per(c.per_new_customer_minor),
+                per(c.per_kept_customer_minor),
+                c.keep_to_win.map_or("–".into(), |v| format!("{v:.2}")),
+            ]);
+        }
         for (currency, split) in &p.revenue {
             let share = match split.existing_share {
                 Some(share) if csv => format!("{share:.6}"),
@@ -662,6 +697,8 @@ pub fn write_retention(out: &mut dyn Write, format: Format, r: &RetentionReport)
     }
     let tables = if csv {
         vec![revenue]
+    } else if costed {
+        vec![overall, counts, revenue, cost_table]
     } else {
         vec![overall, counts, revenue]
     };

@@ -57,6 +57,11 @@ pub enum PolicyError {
         origin: String,
         source: RankingPolicyError,
     },
+    #[error("policy {origin}: {source}")]
+    Costs {
+        origin: String,
+        source: CostsPolicyError,
+    },
     #[error("policy {origin}: {what} is {days} days; use 1 to {THRESHOLD_DAYS_MAX}")]
     BadThreshold {
         origin: String,
@@ -102,6 +107,10 @@ pub struct Policy {
     /// ranking"). Optional in a policy file (the shipped default: cumulative shares 50/80/95).
     #[serde(default)]
     pub ranking: RankingPolicy,
+    /// What winning and keeping customers cost per period (`projections/README.md`,
+    /// "Retention"). Optional: without it, retention shows revenue only and says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<CostsPolicy>,
 }
 
 /// The share of open deals above which a cohort is immature, unless the policy says otherwise.
@@ -133,6 +142,7 @@ impl Policy {
             fields.remove("scorecard");
             fields.remove("fx");
             fields.remove("ranking");
+            fields.remove("costs");
         }
         let json = value.to_string();
         hasher.write(json.as_bytes());
@@ -226,6 +236,12 @@ impl Policy {
             })?;
         if let Some(fx) = &self.fx {
             fx.check().map_err(|source| PolicyError::Fx {
+                origin: origin.to_string(),
+                source,
+            })?;
+        }
+        if let Some(costs) = &self.costs {
+            costs.check().map_err(|source| PolicyError::Costs {
                 origin: origin.to_string(),
                 source,
             })?;
@@ -394,6 +410,103 @@ impl ScorecardPolicy {
             // shipped defaults rather than fail.
             .unwrap_or_else(|| ScorecardPolicy::default().targets[DEFAULT_TARGETS_KEY])
     }
+}
+
+// ---- What winning and keeping customers cost (`projections/README.md`, "Retention"). ----
+
+/// The spend to win new customers and to keep existing ones, per period, as sales ops record
+/// it: costs are their input, not events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostsPolicy {
+    /// The currency of every amount (an active ISO 4217 code).
+    pub currency: String,
+    /// Per period, by its label as the reports write it (`2026-Q1`, `2026-03`, `2026`).
+    pub periods: BTreeMap<String, PeriodCosts>,
+}
+
+/// One period's spend, in major units of the costs' currency (`"120000.00"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodCosts {
+    /// Spent to win new customers (prospecting, first visits, demos of new accounts).
+    pub to_win: String,
+    /// Spent to keep existing customers (account care, follow-ups).
+    pub to_keep: String,
+}
+
+/// Why a costs policy cannot be used; each names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CostsPolicyError {
+    #[error("costs.currency {0:?} is not an active ISO 4217 currency with a minor unit")]
+    Currency(String),
+    #[error(
+        "costs.periods key {0:?} is not a period label as the reports write it (2026-Q1, 2026-03, 2026-W05, 2026-03-31 or 2026)"
+    )]
+    Period(String),
+    #[error(
+        "costs.periods.{period}.{field} {value:?} is not an amount of {currency} at or above 0 (such as \"120000.00\")"
+    )]
+    Amount {
+        period: String,
+        field: &'static str,
+        value: String,
+        currency: String,
+    },
+}
+
+impl CostsPolicy {
+    /// Checks the costs; each error names the field.
+    pub fn check(&self) -> Result<(), CostsPolicyError> {
+        for label in self.periods.keys() {
+            if period_of_label(label).is_none() {
+                return Err(CostsPolicyError::Period(label.clone()));
+            }
+            self.in_minor(label)?;
+        }
+        Ok(())
+    }
+
+    /// A period's costs in minor units, to win and to keep; `None` without an entry for it.
+    pub fn in_minor(&self, label: &str) -> Result<Option<(i64, i64)>, CostsPolicyError> {
+        let Some(costs) = self.periods.get(label) else {
+            return Ok(None);
+        };
+        let currency = Currency::active(&self.currency)
+            .map_err(|_| CostsPolicyError::Currency(self.currency.clone()))?;
+        let amount = |field: &'static str, value: &String| {
+            Money::from_decimal(value, currency)
+                .ok()
+                .filter(|m| m.amount_minor >= 0)
+                .map(|m| m.amount_minor)
+                .ok_or_else(|| CostsPolicyError::Amount {
+                    period: label.to_string(),
+                    field,
+                    value: value.clone(),
+                    currency: self.currency.clone(),
+                })
+        };
+        Ok(Some((
+            amount("to_win", &costs.to_win)?,
+            amount("to_keep", &costs.to_keep)?,
+        )))
+    }
+}
+
+/// The granularity of a period label (`2026-Q1` → quarter), if it is one as the reports write
+/// it: the label of its own first instant.
+pub fn period_of_label(label: &str) -> Option<super::time::Period> {
+    use super::time::Period;
+    let start = super::time::parse_time_start(label).ok()?;
+    [
+        Period::Day,
+        Period::Week,
+        Period::Month,
+        Period::Quarter,
+        Period::Year,
+    ]
+    .into_iter()
+    .find(|p| p.label(start) == label)
 }
 
 // ---- The customer ranking's part of the policy (`projections/README.md`, "Customer ranking"). --

@@ -10,12 +10,14 @@
 //! - a **repeat order** is a follow-up with an order value;
 //! - money stays in its currency: the shares are per currency, never summed across currencies.
 //!
-//! Costs to keep and to win are not in the ledger: the report says so rather than guess.
+//! Costs to keep and to win are sales ops' input in the policy (`costs`), per period; without
+//! them the report says so rather than guess.
 
 use super::conversion::Ratio;
 use super::lifecycle::state_at;
 use super::meta::ReportMeta;
 use super::model::{LifecycleState, ReadModel};
+use super::policy::CostsPolicy;
 use super::time::{Period, Spread, days_between};
 use crate::domain::EventType;
 use chrono::{DateTime, Utc};
@@ -60,8 +62,27 @@ pub struct RetentionPeriod {
     pub repeat_orders: u64,
     /// Distinct customers with a repeat order in the period.
     pub repeat_customers: u64,
+    /// Distinct customers with existing-customer revenue in the period (a repeat order, or a
+    /// contract after their first): the customers kept.
+    pub kept_customers: u64,
     /// Revenue per currency, new against existing customers.
     pub revenue: BTreeMap<String, RevenueSplit>,
+    /// What winning and keeping customers cost in the period, when the policy records it.
+    pub costs: Option<PeriodCostFigures>,
+}
+
+/// One period's costs from the policy, beside what they bought.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct PeriodCostFigures {
+    pub currency: String,
+    pub to_win_minor: i64,
+    pub to_keep_minor: i64,
+    /// to_win / first contracts (new customers won), rounded half up; `None` without one.
+    pub per_new_customer_minor: Option<i64>,
+    /// to_keep / kept customers, rounded half up; `None` without one.
+    pub per_kept_customer_minor: Option<i64>,
+    /// per kept customer / per new customer: what keeping one costs against winning one.
+    pub keep_to_win: Option<f64>,
 }
 
 /// The `retention` report.
@@ -79,8 +100,8 @@ pub struct RetentionReport {
     pub reengaged: Ratio,
     /// Days from a customer's first contract to its first repeat order after it.
     pub days_to_first_repeat_order: Spread,
-    /// Why no cost to keep or to win is shown.
-    pub costs: &'static str,
+    /// Where the costs come from, or why none are shown.
+    pub costs: String,
     pub periods: Vec<RetentionPeriod>,
 }
 
@@ -88,8 +109,20 @@ pub struct RetentionReport {
 pub const COSTS_NOT_RECORDED: &str = "costs to keep and to win a customer are not recorded in \
     the ledger or its policy yet, so only revenue is shown";
 
-/// Computes the retention report at the report's clock (`meta.evaluated_at`).
-pub fn retention(model: &ReadModel, meta: ReportMeta, params: RetentionParams) -> RetentionReport {
+/// What the report says of its costs when the policy records them.
+pub const COSTS_FROM_POLICY: &str = "costs are sales ops' figures from the policy (costs): per \
+    period, the cost to win a new customer (to_win / first contracts) beside the cost to keep \
+    one (to_keep / customers who bought again)";
+
+/// Computes the retention report at the report's clock (`meta.evaluated_at`), with the costs
+/// the policy records (`costs`: checked with the policy; a period whose amounts do not parse
+/// shows none).
+pub fn retention(
+    model: &ReadModel,
+    meta: ReportMeta,
+    params: RetentionParams,
+    costs: Option<&CostsPolicy>,
+) -> RetentionReport {
     // Every revenue row in the order it happened: contracts and follow-ups with a value.
     let mut money: Vec<_> = model
         .activities
@@ -105,6 +138,7 @@ pub fn retention(model: &ReadModel, meta: ReportMeta, params: RetentionParams) -
     let mut first_repeat: HashMap<&str, DateTime<Utc>> = HashMap::new();
     let mut periods: BTreeMap<String, RetentionPeriod> = BTreeMap::new();
     let mut repeat_in_period: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut kept_in_period: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for a in money {
         let label = params.period.label(a.occurred_at);
         let row = periods
@@ -140,6 +174,28 @@ pub fn retention(model: &ReadModel, meta: ReportMeta, params: RetentionParams) -
             split.new_customers_minor = split.new_customers_minor.saturating_add(value);
         } else {
             split.existing_customers_minor = split.existing_customers_minor.saturating_add(value);
+            kept_in_period
+                .entry(row.period.clone())
+                .or_default()
+                .insert(customer);
+        }
+    }
+    for (label, customers) in kept_in_period {
+        if let Some(row) = periods.get_mut(&label) {
+            row.kept_customers = customers.len() as u64;
+        }
+    }
+    if let Some(policy) = costs {
+        for row in periods.values_mut() {
+            if let Ok(Some((to_win, to_keep))) = policy.in_minor(&row.period) {
+                row.costs = Some(cost_figures(
+                    &policy.currency,
+                    to_win,
+                    to_keep,
+                    row.first_contracts,
+                    row.kept_customers,
+                ));
+            }
         }
     }
     for (label, customers) in repeat_in_period {
@@ -185,8 +241,39 @@ pub fn retention(model: &ReadModel, meta: ReportMeta, params: RetentionParams) -
         dormant: Ratio::new(dormant, won_customers),
         reengaged: Ratio::new(came_back, ever_dormant),
         days_to_first_repeat_order: Spread::of(days),
-        costs: COSTS_NOT_RECORDED,
+        costs: if costs.is_some() {
+            COSTS_FROM_POLICY
+        } else {
+            COSTS_NOT_RECORDED
+        }
+        .to_string(),
         periods: periods.into_values().collect(),
+    }
+}
+
+/// A period's costs per customer won and kept.
+fn cost_figures(
+    currency: &str,
+    to_win: i64,
+    to_keep: i64,
+    won: u64,
+    kept: u64,
+) -> PeriodCostFigures {
+    // Half up: amounts and counts are never negative.
+    let per = |amount: i64, n: u64| {
+        (n > 0).then(|| ((i128::from(amount) * 2 + i128::from(n)) / (2 * i128::from(n))) as i64)
+    };
+    let (per_new, per_kept) = (per(to_win, won), per(to_keep, kept));
+    PeriodCostFigures {
+        currency: currency.to_string(),
+        to_win_minor: to_win,
+        to_keep_minor: to_keep,
+        per_new_customer_minor: per_new,
+        per_kept_customer_minor: per_kept,
+        keep_to_win: match (per_kept, per_new) {
+            (Some(k), Some(n)) if n > 0 => Some(super::time::round6(k as f64 / n as f64)),
+            _ => None,
+        },
     }
 }
 
@@ -240,7 +327,7 @@ mod tests {
             ..ReadModel::default()
         };
         let meta = ReportMeta::live(Some(4), Some(4), None, &ReportAt::default());
-        let r = retention(&model, meta, RetentionParams::default());
+        let r = retention(&model, meta, RetentionParams::default(), None);
         assert_eq!(r.won_customers, 2);
         assert_eq!((r.repeat_customers.count, r.repeat_customers.of), (1, 2));
         let q1 = &r.periods[0];
@@ -260,5 +347,61 @@ mod tests {
         assert_eq!(q2.revenue["EUR"].existing_share, Some(1.0));
         assert_eq!(r.days_to_first_repeat_order.median, Some(31.0));
         assert_eq!(r.costs, COSTS_NOT_RECORDED);
+        assert_eq!((q1.kept_customers, q2.kept_customers), (1, 1));
+        assert!(q1.costs.is_none());
+    }
+
+    /// Given the same history and costs of 900.00 to win and 50.00 to keep in 2026-Q1, when
+    /// retention is computed, then winning a customer cost 450.00 (two first contracts),
+    /// keeping one 50.00 (one customer bought again), a ratio of 1/9; 2026-Q2 has no costs.
+    #[test]
+    fn costs_per_customer_won_and_kept_computed_by_hand() {
+        let model = ReadModel {
+            activities: vec![
+                money("a", EventType::ContractSigned, (2026, 1, 10), 10_000, 1),
+                money("a", EventType::FollowUpLogged, (2026, 2, 10), 3_000, 3),
+                money("b", EventType::ContractSigned, (2026, 2, 1), 20_000, 2),
+                money("a", EventType::ContractSigned, (2026, 4, 5), 5_000, 4),
+            ],
+            ..ReadModel::default()
+        };
+        let costs = CostsPolicy {
+            currency: "EUR".into(),
+            periods: BTreeMap::from([(
+                "2026-Q1".into(),
+                crate::projections::policy::PeriodCosts {
+                    to_win: "900.00".into(),
+                    to_keep: "50".into(),
+                },
+            )]),
+        };
+        assert!(costs.check().is_ok());
+        let meta = ReportMeta::live(Some(4), Some(4), None, &ReportAt::default());
+        let r = retention(&model, meta, RetentionParams::default(), Some(&costs));
+        assert_eq!(r.costs, COSTS_FROM_POLICY);
+        let q1 = r.periods[0].costs.as_ref().unwrap();
+        assert_eq!(
+            (q1.per_new_customer_minor, q1.per_kept_customer_minor),
+            (Some(45_000), Some(5_000))
+        );
+        assert_eq!(q1.keep_to_win, Some(0.111111));
+        assert!(r.periods[1].costs.is_none());
+        let mut bad = costs.clone();
+        bad.periods.insert(
+            "2026-q2".into(),
+            crate::projections::policy::PeriodCosts {
+                to_win: "1".into(),
+                to_keep: "1".into(),
+            },
+        );
+        assert!(bad.check().unwrap_err().to_string().contains("\"2026-q2\""));
+        let mut bad = costs;
+        bad.periods.get_mut("2026-Q1").unwrap().to_keep = "-5".into();
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("costs.periods.2026-Q1.to_keep")
+        );
     }
 }

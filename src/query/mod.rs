@@ -330,7 +330,12 @@ impl Queries {
     /// Retention, over the whole read model (live, or a replay for a past state).
     pub async fn retention(&self, req: RetentionRequest) -> Result<RetentionReport, QueryError> {
         let (model, meta) = self.model(&req.at).await?;
-        Ok(retention(&model, meta, req.params))
+        Ok(retention(
+            &model,
+            meta,
+            req.params,
+            self.policy.costs.as_ref(),
+        ))
     }
 
     /// The customer ranking, over the whole read model (live, or a replay for a past state),

@@ -745,7 +745,9 @@ async function retentionPage(root, ctx) {
     { head: 'First contracts', def: 'retention.first_contracts', num: true, cell: (p, i) => fig(`periods.${i}.first_contracts`, p.first_contracts) },
     { head: 'Repeat orders', def: 'retention.repeat_orders', num: true, cell: (p, i) => fig(`periods.${i}.repeat_orders`, p.repeat_orders) },
     { head: 'Repeat customers', num: true, cell: (p, i) => fig(`periods.${i}.repeat_customers`, p.repeat_customers) },
+    { head: 'Kept customers', def: 'retention.kept_customers', num: true, cell: (p, i) => fig(`periods.${i}.kept_customers`, p.kept_customers) },
   ], r.periods)),
+  ...costSection(r),
   section({ title: `Revenue per ${r.params.period} and currency`, def: 'retention.existing_share' }, table([
     { head: 'Period', th: true, cell: ({ p }) => p.period },
     { head: 'Currency', cell: ({ cur }) => cur },
@@ -753,6 +755,21 @@ async function retentionPage(root, ctx) {
     { head: 'Existing customers', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.existing_customers_minor`, split.existing_customers_minor, money(split.existing_customers_minor, cur)) },
     { head: 'Existing share', def: 'retention.existing_share', num: true, cell: ({ i, cur, split }) => fig(`periods.${i}.revenue.${cur}.existing_share`, split.existing_share, split.existing_share == null ? '–' : pct(split.existing_share)) },
   ], rows)));
+}
+
+/** The cost to win and to keep a customer per period, when the policy records costs. */
+function costSection(r) {
+  const rows = r.periods.map((p, i) => ({ p, i })).filter(({ p }) => p.costs);
+  if (!rows.length) return [];
+  const per = (i, key, c) => fig(`periods.${i}.costs.${key}`, c[key], c[key] == null ? '–' : money(c[key], c.currency));
+  return [section({ title: `Cost to win and to keep a customer per ${r.params.period}`, def: 'retention.cost_per_customer' }, table([
+    { head: 'Period', th: true, cell: ({ p }) => p.period },
+    { head: 'To win', num: true, cell: ({ p, i }) => per(i, 'to_win_minor', p.costs) },
+    { head: 'To keep', num: true, cell: ({ p, i }) => per(i, 'to_keep_minor', p.costs) },
+    { head: 'Per new customer', num: true, cell: ({ p, i }) => per(i, 'per_new_customer_minor', p.costs) },
+    { head: 'Per kept customer', num: true, cell: ({ p, i }) => per(i, 'per_kept_customer_minor', p.costs) },
+    { head: 'Keep / win', num: true, cell: ({ p, i }) => fig(`periods.${i}.costs.keep_to_win`, p.costs.keep_to_win, p.costs.keep_to_win == null ? '–' : p.costs.keep_to_win.toFixed(2)) },
+  ], rows))];
 }
 
 /* ---------- Customer ranking ---------- */
