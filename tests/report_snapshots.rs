@@ -80,6 +80,11 @@ fn ok_in(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// The JSON document a report command prints.
+fn json_in(dir: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
+}
+
 fn fails_in(dir: &Path, args: &[&str]) -> Output {
     let out = run_in(dir, args);
     assert_ne!(out.code, 0, "{args:?} succeeded\nstdout:\n{}", out.stdout);
@@ -269,9 +274,7 @@ fn scorecard() {
 #[test]
 fn the_scorecard_is_computed_from_the_rep_report() {
     let dir = dataset().dir.path();
-    let json = |args: &[&str]| -> serde_json::Value {
-        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
-    };
+    let json = |args: &[&str]| json_in(dir, args);
     let reps = json(&["reps", "--period", "quarter", "--json"]);
     for quarter in ["2025-Q3", "2025-Q4"] {
         let card = json(&["scorecard", "--quarter", quarter, "--json"]);
@@ -341,9 +344,7 @@ fn ranking() {
 #[test]
 fn ranking_agrees_with_retention() {
     let dir = dataset().dir.path();
-    let json = |args: &[&str]| -> serde_json::Value {
-        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
-    };
+    let json = |args: &[&str]| json_in(dir, args);
     let ranking = json(&["ranking", "--json", "--limit", "0"]);
     let retention = json(&["retention", "--json"]);
     let rankings = ranking["rankings"].as_array().unwrap();
@@ -389,9 +390,7 @@ fn ranking_agrees_with_retention() {
 #[test]
 fn ranking_converts_at_the_policy_rates() {
     let dir = dataset().dir.path();
-    let json = |args: &[&str]| -> serde_json::Value {
-        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
-    };
+    let json = |args: &[&str]| json_in(dir, args);
     let apart = json(&["ranking", "--json", "--limit", "0"]);
     let currencies: Vec<&str> = apart["rankings"]
         .as_array()
@@ -482,9 +481,7 @@ fn ranking_converts_at_the_policy_rates() {
 #[test]
 fn retention_shows_the_policy_costs_per_customer_won_and_kept() {
     let dir = dataset().dir.path();
-    let json = |args: &[&str]| -> serde_json::Value {
-        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
-    };
+    let json = |args: &[&str]| json_in(dir, args);
     let plain = json(&["retention", "--json"]);
     let quarter = plain["periods"][1]["period"].as_str().unwrap().to_string();
     let mut p: serde_json::Value =
@@ -537,9 +534,7 @@ fn retention_shows_the_policy_costs_per_customer_won_and_kept() {
 #[test]
 fn retention_agrees_with_the_other_reports() {
     let dir = dataset().dir.path();
-    let json = |args: &[&str]| -> serde_json::Value {
-        serde_json::from_str(&ok_in(dir, args).stdout).unwrap()
-    };
+    let json = |args: &[&str]| json_in(dir, args);
     let retention = json(&["retention", "--json"]);
     let reps = json(&["reps", "--json"]);
     let pipeline = json(&["pipeline", "--json"]);

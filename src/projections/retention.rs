@@ -309,6 +309,21 @@ mod tests {
         }
     }
 
+    /// Customer a: a contract of 100.00 on 10 January, a repeat order of 30.00 on 10 February
+    /// and a second contract of 50.00 on 5 April; customer b: a contract of 200.00 on
+    /// 1 February.
+    fn two_customers() -> ReadModel {
+        ReadModel {
+            activities: vec![
+                money("a", EventType::ContractSigned, (2026, 1, 10), 10_000, 1),
+                money("a", EventType::FollowUpLogged, (2026, 2, 10), 3_000, 3),
+                money("b", EventType::ContractSigned, (2026, 2, 1), 20_000, 2),
+                money("a", EventType::ContractSigned, (2026, 4, 5), 5_000, 4),
+            ],
+            ..ReadModel::default()
+        }
+    }
+
     /// Given customer a: a contract of 100.00 on 10 January, a repeat order of 30.00 on
     /// 10 February and a second contract of 50.00 on 5 April; and customer b: a contract of
     /// 200.00 on 1 February. When retention is computed by quarter, then 2026-Q1 has two first
@@ -317,15 +332,7 @@ mod tests {
     /// days after its first contract.
     #[test]
     fn revenue_by_new_and_existing_customers_computed_by_hand() {
-        let model = ReadModel {
-            activities: vec![
-                money("a", EventType::ContractSigned, (2026, 1, 10), 10_000, 1),
-                money("a", EventType::FollowUpLogged, (2026, 2, 10), 3_000, 3),
-                money("b", EventType::ContractSigned, (2026, 2, 1), 20_000, 2),
-                money("a", EventType::ContractSigned, (2026, 4, 5), 5_000, 4),
-            ],
-            ..ReadModel::default()
-        };
+        let model = two_customers();
         let meta = ReportMeta::live(Some(4), Some(4), None, &ReportAt::default());
         let r = retention(&model, meta, RetentionParams::default(), None);
         assert_eq!(r.won_customers, 2);
@@ -356,15 +363,7 @@ mod tests {
     /// keeping one 50.00 (one customer bought again), a ratio of 1/9; 2026-Q2 has no costs.
     #[test]
     fn costs_per_customer_won_and_kept_computed_by_hand() {
-        let model = ReadModel {
-            activities: vec![
-                money("a", EventType::ContractSigned, (2026, 1, 10), 10_000, 1),
-                money("a", EventType::FollowUpLogged, (2026, 2, 10), 3_000, 3),
-                money("b", EventType::ContractSigned, (2026, 2, 1), 20_000, 2),
-                money("a", EventType::ContractSigned, (2026, 4, 5), 5_000, 4),
-            ],
-            ..ReadModel::default()
-        };
+        let model = two_customers();
         let costs = CostsPolicy {
             currency: "EUR".into(),
             periods: BTreeMap::from([(
