@@ -788,6 +788,7 @@ fn the_examples_in_the_help_run() {
         "scorecard",
         "retention",
         "ranking",
+        "qualification",
         "customer",
         "pipeline",
         "keygen",

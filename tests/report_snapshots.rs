@@ -331,6 +331,50 @@ fn retention() {
     check_formats(&["retention", "--period", "month"]);
 }
 
+/// Issue 14: qualification, in its three forms, now and as of a past date.
+#[test]
+fn qualification() {
+    check_formats(&["qualification"]);
+    check_formats(&["qualification", "--as-of", "2026-Q1"]);
+}
+
+/// Issue 14: qualification agrees with the funnel: its deals are the funnel's, its scores and
+/// intent levels each partition them, and its won and lost deals are the funnel's won and lost
+/// for good.
+#[test]
+fn qualification_agrees_with_the_funnel() {
+    let dir = dataset().dir.path();
+    let q = json_in(dir, &["qualification", "--json"]);
+    let funnel = json_in(dir, &["funnel", "--json"]);
+    let cohort = &funnel["total"]["cohort"];
+    let deals = cohort["deals"].as_u64().unwrap();
+    assert_eq!(q["deals"].as_u64().unwrap(), deals);
+    let sum = |rows: &str, field: &str| -> u64 {
+        q[rows]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("by_score", "deals"), deals);
+    assert_eq!(sum("by_intent", "deals"), deals);
+    assert_eq!(sum("by_score", "open"), cohort["open"].as_u64().unwrap());
+    let won = sum("by_score", "won");
+    assert_eq!(won, cohort["win_rate"]["count"].as_u64().unwrap());
+    assert_eq!(
+        won + sum("by_score", "lost"),
+        cohort["win_rate"]["of"].as_u64().unwrap()
+    );
+    for c in q["by_criterion"].as_array().unwrap() {
+        let with_sheet = deals - q["without_worksheet"].as_u64().unwrap();
+        assert_eq!(
+            c["met"]["deals"].as_u64().unwrap() + c["not_met"]["deals"].as_u64().unwrap(),
+            with_sheet
+        );
+    }
+}
+
 /// Issue 14: the customer ranking, in its three forms, per quarter and per year.
 #[test]
 fn ranking() {

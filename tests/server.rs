@@ -321,7 +321,7 @@ async fn reports_are_the_command_lines_json_and_csv() {
     let reader = ledger.token("reader", "bi");
     let server = Server::start(&ledger);
     wait_ready(&server).await;
-    let cases: [(&str, &[&str]); 12] = [
+    let cases: [(&str, &[&str]); 13] = [
         ("/v1/reports/funnel", &["funnel", "--json"]),
         (
             "/v1/reports/funnel?by=source",
@@ -339,6 +339,7 @@ async fn reports_are_the_command_lines_json_and_csv() {
         ("/v1/reports/scorecard", &["scorecard", "--json"]),
         ("/v1/reports/retention", &["retention", "--json"]),
         ("/v1/reports/ranking", &["ranking", "--json"]),
+        ("/v1/reports/qualification", &["qualification", "--json"]),
         (
             "/v1/reports/ranking?period=year&in=2026-02-01&limit=0&as_of=2026-06-30",
             &[

@@ -113,6 +113,10 @@ pub const RANKING: &str = "Examples:
   pipeline-ledger ranking --period year --limit 5
   pipeline-ledger ranking --in 2025-Q3 --csv";
 
+pub const QUALIFICATION: &str = "Examples:
+  pipeline-ledger qualification
+  pipeline-ledger qualification --as-of 2026-Q1 --json";
+
 pub const CUSTOMER: &str = "Examples:
   pipeline-ledger customer acme-foods
   pipeline-ledger customer acme-foods --as-of 2026-Q1 --json";

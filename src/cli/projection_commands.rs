@@ -5,8 +5,8 @@
 use super::{parse_end, parse_start};
 use crate::present::progress::{Progress, Unit};
 use crate::present::reports::{
-    Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_ranking,
-    write_reps, write_retention, write_scorecard,
+    Format, Layout, Worklist, write_customer, write_funnel, write_pipeline, write_qualification,
+    write_ranking, write_reps, write_retention, write_scorecard,
 };
 use chrono::{DateTime, Utc};
 use pipeline_ledger::projections::activity::RepsParams;
@@ -17,8 +17,8 @@ use pipeline_ledger::projections::ranking::RankingParams;
 use pipeline_ledger::projections::retention::RetentionParams;
 use pipeline_ledger::projections::time::Period;
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, QueryError, RankingRequest,
-    RepsRequest, RetentionRequest, ScorecardRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, QualificationRequest, Queries, QueryError,
+    RankingRequest, RepsRequest, RetentionRequest, ScorecardRequest,
 };
 use pipeline_ledger::read_models::ReadModelError;
 use pipeline_ledger::read_models::ReadModels;
@@ -244,6 +244,14 @@ pub enum ProjectionCommand {
         /// How many customers of that period to list (0: all).
         #[arg(long, default_value_t = pipeline_ledger::projections::ranking::RANKING_LIMIT_DEFAULT)]
         limit: usize,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Qualification: win rate and conversion by the lead worksheet's score (0–7) and by each
+    /// criterion (met against not met, and the lift), the calibration of the score per band,
+    /// and the same by the intent judged at the first visit.
+    #[command(after_long_help = super::examples::QUALIFICATION)]
+    Qualification {
         #[command(flatten)]
         report: ReportArgs,
     },
@@ -591,6 +599,11 @@ pub async fn run(
             };
             let r = queries(&report.policy)?.ranking(request).await?;
             write_ranking(out, report.format(), &r)?;
+        }
+        ProjectionCommand::Qualification { report } => {
+            let request = QualificationRequest { at: report.at() };
+            let r = queries(&report.policy)?.qualification(request).await?;
+            write_qualification(out, report.format(), &r)?;
         }
         ProjectionCommand::Customer { id, report } => {
             let at = report.at();

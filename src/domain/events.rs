@@ -154,8 +154,19 @@ pub struct Qualification {
 }
 
 impl Qualification {
-    /// The worksheet score: one point per criterion met (0 to 7).
-    pub fn score(&self) -> u8 {
+    /// The criteria's names, in the worksheet's order (the order of [`Qualification::met`]).
+    pub const CRITERIA: [&'static str; 7] = [
+        "customer_growing",
+        "has_business_plan",
+        "revenue_potential",
+        "has_opportunities",
+        "solution_fits",
+        "we_are_competitive",
+        "has_relationship",
+    ];
+
+    /// Whether each criterion is met, in the worksheet's order.
+    pub fn met(&self) -> [bool; 7] {
         [
             self.customer_growing,
             self.has_business_plan,
@@ -165,9 +176,20 @@ impl Qualification {
             self.we_are_competitive,
             self.has_relationship,
         ]
-        .into_iter()
-        .map(u8::from)
-        .sum()
+    }
+
+    /// The criteria met as bits: bit i is criterion i of [`Qualification::CRITERIA`].
+    pub fn bits(&self) -> u32 {
+        self.met()
+            .into_iter()
+            .enumerate()
+            .map(|(i, met)| u32::from(met) << i)
+            .sum()
+    }
+
+    /// The worksheet score: one point per criterion met (0 to 7).
+    pub fn score(&self) -> u8 {
+        self.met().into_iter().map(u8::from).sum()
     }
 }
 

@@ -726,6 +726,39 @@ pub const DEFINITIONS: &[Definition] = &[
          new customers / its first contracts, beside its spend to keep customers / its kept \
          customers, and their ratio (keeping is said to cost about a fifth of winning).",
     ),
+    // Qualification.
+    d(
+        "qualification.win_rate",
+        "Win rate",
+        "Won / (won + lost) of the group's deals, by their status now (a lost deal reopened and \
+         won counts as won); not shown below the minimum sample of decided deals, whose counts \
+         are shown instead.",
+    ),
+    d(
+        "qualification.conversion",
+        "Conversion",
+        "Won / all the group's deals, open ones included: how many leads of this kind became \
+         contracts so far.",
+    ),
+    d(
+        "qualification.lift",
+        "Lift",
+        "The win rate of the deals whose worksheet met the criterion / the win rate of those \
+         whose worksheet did not: above 1, meeting it goes with winning more.",
+    ),
+    d(
+        "qualification.calibration",
+        "Calibration",
+        "Per band of worksheet scores, the win rate observed against the band's mean score / 7 \
+         (the score read as a chance): the score predicts when the observed rates rise from band \
+         to band.",
+    ),
+    d(
+        "qualification.intent",
+        "Intent at the first visit",
+        "The buying intent (1 none to 5 ready to buy) judged at the deal's first visit; none \
+         for a deal without one yet.",
+    ),
     // Customer ranking.
     d(
         "ranking.classes_by",
@@ -826,6 +859,7 @@ mod tests {
                     "scorecard",
                     "retention",
                     "ranking",
+                    "qualification",
                     "pipeline",
                     "customer",
                     "history"

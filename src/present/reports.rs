@@ -8,6 +8,7 @@ use pipeline_ledger::projections::activity::RepsReport;
 use pipeline_ledger::projections::conversion::{FunnelGroup, FunnelReport, Ratio};
 use pipeline_ledger::projections::lifecycle::CustomerReport;
 use pipeline_ledger::projections::meta::ReportMeta;
+use pipeline_ledger::projections::qualification::QualificationReport;
 use pipeline_ledger::projections::ranking::RankingReport;
 use pipeline_ledger::projections::retention::RetentionReport;
 use pipeline_ledger::projections::scorecard::{BASIS_POINTS, ScoreComponent, ScorecardReport};
@@ -845,6 +846,118 @@ pub fn write_ranking(out: &mut dyn Write, format: Format, r: &RankingReport) -> 
         return write_out(out, format, &r.meta, r, vec![listed]);
     }
     tables.push(listed);
+    write_out(out, format, &r.meta, r, tables)
+}
+
+/// Writes the qualification report: win rate and conversion per worksheet score, per criterion
+/// (met against not met, and the lift), the calibration per score band, and per first-visit
+/// intent. The CSV is the per-score table.
+pub fn write_qualification(
+    out: &mut dyn Write,
+    format: Format,
+    r: &QualificationReport,
+) -> io::Result<()> {
+    use pipeline_ledger::projections::qualification::Outcomes;
+    let csv = format == Format::Csv;
+    let show = |x: &Ratio| {
+        if csv {
+            rate(x)
+        } else {
+            match x.rate {
+                Some(_) => ratio(x),
+                None if x.of > 0 => format!("– ({}/{})", x.count, x.of),
+                None => "–".into(),
+            }
+        }
+    };
+    let outcome_cells = |o: &Outcomes| {
+        vec![
+            o.deals.to_string(),
+            o.open.to_string(),
+            o.won.to_string(),
+            o.lost.to_string(),
+            show(&o.win_rate),
+            show(&o.conversion),
+        ]
+    };
+    let columns = ["deals", "open", "won", "lost", "win_rate", "conversion"];
+    let mut by_score = Table::new(
+        format!(
+            "By worksheet score ({} of {} deals had no worksheet; rates need {} decided deals)",
+            r.without_worksheet, r.deals, r.sample_min
+        ),
+        &[&["score"][..], &columns[..]].concat(),
+    )
+    .keyed_by(1)
+    .explained_by(&["qualification.win_rate", "qualification.conversion"]);
+    for row in &r.by_score {
+        let mut cells = vec![row.score.map_or("none".into(), |s| s.to_string())];
+        cells.extend(outcome_cells(&row.outcomes));
+        by_score.row(cells);
+    }
+    let mut by_criterion = Table::new(
+        "By criterion: met against not met".to_string(),
+        &[
+            "criterion",
+            "met_deals",
+            "met_win_rate",
+            "not_met_deals",
+            "not_met_win_rate",
+            "lift",
+        ],
+    )
+    .keyed_by(1)
+    .explained_by(&["qualification.lift"]);
+    for c in &r.by_criterion {
+        by_criterion.row(vec![
+            c.criterion.to_string(),
+            c.met.deals.to_string(),
+            show(&c.met.win_rate),
+            c.not_met.deals.to_string(),
+            show(&c.not_met.win_rate),
+            c.lift.map_or("–".into(), |l| format!("{l:.2}")),
+        ]);
+    }
+    let mut calibration = Table::new(
+        format!(
+            "Calibration per score band (the bands' win rates rise: {})",
+            match r.bands_rise {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "– (a band has too few decided deals)",
+            }
+        ),
+        &["band", "decided", "observed", "score_as_chance", "gap"],
+    )
+    .keyed_by(1)
+    .explained_by(&["qualification.calibration"]);
+    let pct_or_dash = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", v * 100.0));
+    for c in &r.calibration {
+        calibration.row(vec![
+            c.band.clone(),
+            c.decided.to_string(),
+            show(&c.observed),
+            pct_or_dash(c.score_as_chance),
+            c.gap
+                .map_or("–".into(), |g| format!("{:+.1} points", g * 100.0)),
+        ]);
+    }
+    let mut by_intent = Table::new(
+        "By the intent judged at the first visit (1 none … 5 ready to buy)".to_string(),
+        &[&["intent"][..], &columns[..]].concat(),
+    )
+    .keyed_by(1)
+    .explained_by(&["qualification.intent"]);
+    for row in &r.by_intent {
+        let mut cells = vec![row.intent.map_or("none".into(), |s| s.to_string())];
+        cells.extend(outcome_cells(&row.outcomes));
+        by_intent.row(cells);
+    }
+    let tables = if csv {
+        vec![by_score]
+    } else {
+        vec![by_score, by_criterion, calibration, by_intent]
+    };
     write_out(out, format, &r.meta, r, tables)
 }
 

@@ -42,6 +42,9 @@ pub fn rows(w: &Walk) -> (Vec<DealRow>, Vec<StageStayRow>) {
             lost_at: d.lost_at,
             lost_reason: d.lost_reason,
             reopen_count: d.reopen_count,
+            qualification_score: d.qualification.map(|q| u32::from(q.score())),
+            qualification_criteria: d.qualification.map(|q| q.bits()),
+            first_visit_intent: d.first_visit_intent.map(u32::from),
         });
         for (seq, s) in d.stays.iter().enumerate() {
             stays.push(StageStayRow {

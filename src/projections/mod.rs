@@ -10,7 +10,8 @@
 //! - [`aggregates`]: the rep report's counters, kept incrementally, and the report over them.
 //! - [`stalled`]: stalled deals, overdue follow-ups and the pipeline report.
 //! - [`scorecard`]: the quarterly rep scorecard; [`retention`]: repeat orders and dormancy;
-//!   [`ranking`]: customers classed A+ / A / B / C by revenue; [`fx`]: money in a home currency.
+//!   [`ranking`]: customers classed A+ / A / B / C by revenue; [`fx`]: money in a home currency;
+//!   [`qualification`]: win rates by the lead worksheet's score and criteria, and by intent.
 //! - [`fold`]: the fold over the log ([`Projector`]) and [`replay`].
 //! - [`model`]: the rows; [`meta`]: what every report says about itself; [`policy`], [`time`].
 //!
@@ -25,6 +26,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod model;
 pub mod policy;
+pub mod qualification;
 pub mod ranking;
 pub mod retention;
 pub mod scorecard;
@@ -40,8 +42,9 @@ pub use policy::Policy;
 /// The version of the projections' code: what rows a history derives to. Bump it with any
 /// change that alters a row (a definition, a new column's content), so that read models derived
 /// by an older binary are rebuilt instead of read under new definitions. Version 3 added the
-/// year to the periods the aggregates keep (`reps --period year`).
-pub const DERIVATION_VERSION: u32 = 3;
+/// year to the periods the aggregates keep (`reps --period year`); version 4 the lead's
+/// qualification and the first visit's intent to each deal's row (`qualification`).
+pub const DERIVATION_VERSION: u32 = 4;
 
 /// What read models derived under `policy` by this code record: the projections' version and
 /// the policy's fingerprint. Read models derived otherwise are never reported from.

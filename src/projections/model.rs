@@ -173,6 +173,12 @@ pub struct DealRow {
     pub lost_at: Option<DateTime<Utc>>,
     pub lost_reason: Option<LostReason>,
     pub reopen_count: u32,
+    /// The lead's worksheet score (0–7), when it had a worksheet.
+    pub qualification_score: Option<u32>,
+    /// The worksheet's criteria met, as bits (bit i: `Qualification::CRITERIA[i]`).
+    pub qualification_criteria: Option<u32>,
+    /// The buying intent (1–5) judged at the deal's first visit.
+    pub first_visit_intent: Option<u32>,
 }
 
 /// `rm_stage_stays`: one row per stay of a deal in a stage (conversion projection).

@@ -20,7 +20,7 @@ use crate::domain::deal::{self, DealEvent, DealState, DealTransition};
 use crate::domain::rules::{CustomerHistory, effective_history};
 use crate::domain::{
     CustomerId, DealId, EventPayload, FollowUpLogged, LeadSource, LeadSourced, LedgerEvent,
-    LostReason, Money, RepId, Stage,
+    LostReason, Money, Qualification, RepId, Stage,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +54,10 @@ pub struct DealWalk {
     pub lost_at: Option<DateTime<Utc>>,
     pub lost_reason: Option<LostReason>,
     pub reopen_count: u32,
+    /// The lead's qualification worksheet, when it had one.
+    pub qualification: Option<Qualification>,
+    /// The buying intent judged at the deal's first visit (the earliest first visit walked).
+    pub first_visit_intent: Option<u8>,
 }
 
 impl DealWalk {
@@ -96,6 +100,8 @@ impl DealWalk {
             lost_at: None,
             lost_reason: None,
             reopen_count: 0,
+            qualification: e.qualification,
+            first_visit_intent: None,
         }
     }
 
@@ -478,6 +484,9 @@ fn step_deal(
             match (transition, payload) {
                 (DealTransition::Entered { from, to }, _) => {
                     deal.enter(policy, from, to, t);
+                    if let EventPayload::FirstVisitMade(v) = payload {
+                        deal.first_visit_intent.get_or_insert(v.intent_level);
+                    }
                     if let EventPayload::ContractSigned(c) = payload {
                         credit = w.win(i, c.value, t, owner_before);
                     }

@@ -22,6 +22,7 @@ use crate::projections::fold::replay;
 use crate::projections::lifecycle::{CustomerReport, customer_report};
 use crate::projections::meta::{ReportAt, ReportMeta, lag};
 use crate::projections::model::ReadModel;
+use crate::projections::qualification::{QualificationReport, qualification};
 use crate::projections::ranking::{RankingParams, RankingReport, ranking};
 use crate::projections::retention::{RetentionParams, RetentionReport, retention};
 use crate::projections::scorecard::{ScorecardReport, is_quarter_label, scorecard};
@@ -117,6 +118,12 @@ pub struct RetentionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RankingRequest {
     pub params: RankingParams,
+    pub at: ReportAt,
+}
+
+/// Win rates by the qualification worksheet's score and criteria, and by first-visit intent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualificationRequest {
     pub at: ReportAt,
 }
 
@@ -343,6 +350,15 @@ impl Queries {
     pub async fn ranking(&self, req: RankingRequest) -> Result<RankingReport, QueryError> {
         let (model, meta) = self.model(&req.at).await?;
         Ok(ranking(&model, &self.policy, meta, req.params))
+    }
+
+    /// The qualification report, over the deal rows (live, or a replay for a past state).
+    pub async fn qualification(
+        &self,
+        req: QualificationRequest,
+    ) -> Result<QualificationReport, QueryError> {
+        let (model, meta) = self.model(&req.at).await?;
+        Ok(qualification(&model, meta))
     }
 
     /// A customer's events in stream order, decoded to current schema versions.

@@ -112,6 +112,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/reports/scorecard", get(reports::scorecard))
         .route("/v1/reports/retention", get(reports::retention))
         .route("/v1/reports/ranking", get(reports::ranking))
+        .route("/v1/reports/qualification", get(reports::qualification))
         .route("/v1/reports/pipeline", get(reports::pipeline))
         .route(
             "/v1/session",

@@ -270,6 +270,16 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/reports/qualification",
+            summary: "Qualification: win rate and conversion by the lead worksheet's score and criteria (with the lift), the score's calibration per band, and by first-visit intent.",
+            roles: Some("reader, auditor, admin"),
+            params: time_params(),
+            request: None,
+            ok: report("The qualification report."),
+            errors: &[400, 422],
+        },
+        Operation {
+            method: "get",
             path: "/v1/reports/pipeline",
             summary: "Counts per state and stage, stalled deals and overdue follow-ups.",
             roles: Some("reader, auditor, admin"),

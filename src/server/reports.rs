@@ -8,8 +8,8 @@ use super::problem::Problem;
 use super::read::time_param;
 use super::{Shared, format_of};
 use crate::present::reports::{
-    Format, write_customer, write_funnel, write_pipeline, write_ranking, write_reps,
-    write_retention, write_scorecard,
+    Format, write_customer, write_funnel, write_pipeline, write_qualification, write_ranking,
+    write_reps, write_retention, write_scorecard,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -23,8 +23,8 @@ use pipeline_ledger::projections::ranking::{RANKING_LIMIT_DEFAULT, RankingParams
 use pipeline_ledger::projections::retention::RetentionParams;
 use pipeline_ledger::projections::time::{Period, parse_time_start, quarter_of};
 use pipeline_ledger::query::{
-    CustomerRequest, FunnelRequest, PipelineRequest, Queries, RankingRequest, RepsRequest,
-    RetentionRequest, ScorecardRequest,
+    CustomerRequest, FunnelRequest, PipelineRequest, QualificationRequest, Queries, RankingRequest,
+    RepsRequest, RetentionRequest, ScorecardRequest,
 };
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -325,6 +325,24 @@ pub async fn ranking(
     let (queries, _permit) = bounded(&state, true).await?;
     let report = queries.ranking(request).await?;
     respond(format_of(&headers), |out, f| write_ranking(out, f, &report))
+}
+
+/// `GET /v1/reports/qualification`.
+pub async fn qualification(
+    State(state): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Result<Query<AtParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    caller.may(Action::Reports)?;
+    let q = query(q)?;
+    let request = QualificationRequest { at: q.at()? };
+    // The whole read model is read: bounded like a replay.
+    let (queries, _permit) = bounded(&state, true).await?;
+    let report = queries.qualification(request).await?;
+    respond(format_of(&headers), |out, f| {
+        write_qualification(out, f, &report)
+    })
 }
 
 /// `GET /v1/reports/scorecard`.

@@ -482,6 +482,9 @@ table!(DealRow as "deals", key (customer_id, deal_id) {
     lost_at: Option<DateTime<Utc>>,
     lost_reason: Option<LostReason>,
     reopen_count: u32,
+    qualification_score: Option<u32>,
+    qualification_criteria: Option<u32>,
+    first_visit_intent: Option<u32>,
 });
 
 table!(StageStayRow as "stage_stays", key (customer_id, deal_id, seq) {
