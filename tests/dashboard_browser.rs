@@ -710,7 +710,7 @@ async fn reports_pages(run: &mut Run<'_>) -> (Value, Value, String) {
     run.check_page("funnel by source, first group", &[(None, &by_source)])
         .await;
 
-    for page in ["reps", "retention", "ranking", "pipeline"] {
+    for page in ["reps", "retention", "ranking", "qualification", "pipeline"] {
         before_action(c).await;
         click(c, &format!("#nav a[data-page={page}]")).await;
         wait_ready(c, page).await;

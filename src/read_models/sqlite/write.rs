@@ -39,13 +39,19 @@ pub fn write_rows(
                 .into_values()
                 .next()
                 .unwrap_or_default();
-            deltas.contribute(&old, -1);
             if keep_spreads {
                 aggregates::close_groups(&old, &mut close_groups);
             }
             old
         };
-        deltas.contribute(rows, 1);
+        if customers_are_new {
+            deltas.contribute(rows, 1);
+        } else {
+            // From the rows that differ: see `Deltas::contribute_change`. The in-memory read
+            // models keep the whole subtraction and addition, and the contract's property test
+            // compares the two.
+            deltas.contribute_change(&old, rows);
+        }
         if keep_spreads {
             aggregates::close_groups(rows, &mut close_groups);
         }

@@ -6,8 +6,8 @@
 // Sizes that come from data are set through the CSSOM (el.style.width), which the policy allows.
 //
 // Hooks for the browser test:
-// - each page's root element has id="page-<name>" (funnel, reps, retention, ranking, pipeline,
-//   customer, login);
+// - each page's root element has id="page-<name>" (funnel, reps, retention, ranking,
+//   qualification, pipeline, customer, login);
 // - body[data-ready] is "0" while a page loads, "1" once its data is rendered, "error" when the
 //   API answered with an error (shown in the page);
 // - each figure compared with the API carries data-field="<JSON path>" (dot-separated, array
@@ -371,7 +371,7 @@ function showSession() {
 
 /* ---------- Routing ---------- */
 
-const PAGES = { funnel: funnelPage, reps: repsPage, retention: retentionPage, ranking: rankingPage, pipeline: pipelinePage, customer: customerPage };
+const PAGES = { funnel: funnelPage, reps: repsPage, retention: retentionPage, ranking: rankingPage, qualification: qualificationPage, pipeline: pipelinePage, customer: customerPage };
 
 /** `#/name/arg?query` → { name, arg, params }. */
 function parseHash() {
@@ -820,6 +820,48 @@ async function rankingPage(root, ctx) {
       ], rk.movement)),
     );
   });
+}
+
+/* ---------- Qualification ---------- */
+
+async function qualificationPage(root, ctx) {
+  root.append(h('h1', {}, 'Qualification'), controls('qualification', ctx.params, DATE_FILTERS));
+  const r = await api(`/v1/reports/qualification${query(ctx.params, ['as_of', 'known_at'])}`);
+  if (!ctx.live()) return;
+  const outcomes = (path) => [
+    { head: 'Deals', num: true, cell: (row, i) => fig(`${path(i)}.deals`, row.deals) },
+    { head: 'Open', num: true, cell: (row, i) => fig(`${path(i)}.open`, row.open) },
+    { head: 'Won', num: true, cell: (row, i) => fig(`${path(i)}.won`, row.won) },
+    { head: 'Lost', num: true, cell: (row, i) => fig(`${path(i)}.lost`, row.lost) },
+    { head: 'Win rate', def: 'qualification.win_rate', num: true, cell: (row, i) => ratio(`${path(i)}.win_rate`, row.win_rate) },
+    { head: 'Conversion', def: 'qualification.conversion', num: true, cell: (row, i) => ratio(`${path(i)}.conversion`, row.conversion) },
+  ];
+  const rise = r.bands_rise == null ? 'not said: a band has too few decided deals' : r.bands_rise ? 'yes' : 'no';
+  root.append(metaLine(r.meta),
+    h('p', { className: 'note' }, `${r.without_worksheet} of ${r.deals} deals had no worksheet. A win rate needs ${r.sample_min} decided deals; below that only its counts are shown.`),
+    section({ title: 'By worksheet score', def: 'qualification.win_rate' }, table([
+      { head: 'Score', th: true, cell: (row) => (row.score == null ? 'none' : String(row.score)) },
+      ...outcomes((i) => `by_score.${i}`),
+    ], r.by_score)),
+    section({ title: 'By criterion: met against not met', def: 'qualification.lift' }, table([
+      { head: 'Criterion', th: true, cell: (c) => c.criterion.replace(/_/g, ' ') },
+      { head: 'Met', num: true, cell: (c, i) => fig(`by_criterion.${i}.met.deals`, c.met.deals) },
+      { head: 'Win rate met', num: true, cell: (c, i) => ratio(`by_criterion.${i}.met.win_rate`, c.met.win_rate) },
+      { head: 'Not met', num: true, cell: (c, i) => fig(`by_criterion.${i}.not_met.deals`, c.not_met.deals) },
+      { head: 'Win rate not met', num: true, cell: (c, i) => ratio(`by_criterion.${i}.not_met.win_rate`, c.not_met.win_rate) },
+      { head: 'Lift', def: 'qualification.lift', num: true, cell: (c, i) => fig(`by_criterion.${i}.lift`, c.lift, c.lift == null ? '–' : c.lift.toFixed(2)) },
+    ], r.by_criterion)),
+    section({ title: `Calibration per score band (the win rates rise: ${rise})`, def: 'qualification.calibration' }, table([
+      { head: 'Band', th: true, cell: (c) => c.band },
+      { head: 'Decided', num: true, cell: (c, i) => fig(`calibration.${i}.decided`, c.decided) },
+      { head: 'Observed', num: true, cell: (c, i) => ratio(`calibration.${i}.observed`, c.observed) },
+      { head: 'Score as a chance', num: true, cell: (c, i) => fig(`calibration.${i}.score_as_chance`, c.score_as_chance, c.score_as_chance == null ? '–' : pct(c.score_as_chance)) },
+    ], r.calibration)),
+    section({ title: 'By the intent judged at the first visit', def: 'qualification.intent' }, table([
+      { head: 'Intent', th: true, cell: (row) => (row.intent == null ? 'none' : String(row.intent)) },
+      ...outcomes((i) => `by_intent.${i}`),
+    ], r.by_intent)),
+  );
 }
 
 /* ---------- Pipeline ---------- */
